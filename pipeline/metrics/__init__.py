@@ -1,0 +1,1 @@
+"""Metric computations shared by stages (pure functions over tensors and arrays)."""

@@ -1,0 +1,61 @@
+"""Pre-flight checks: everything checkable before a model is loaded, reported all at once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pipeline.errors import QuenchError, RecipeError
+from pipeline.methods import get_method
+from pipeline.recipe.schema import Recipe
+from pipeline.sources import load_texts, resolve_model, resolve_text_source
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """Raises RecipeError listing every problem found (paths, data, output folder)."""
+    problems: list[str] = []
+    for check in (_check_model, _check_calibration, _check_perplexity, _check_output):
+        try:
+            check(recipe)
+        except QuenchError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise RecipeError(f"recipe {recipe.name!r} cannot run:\n  " + "\n  ".join(problems))
+
+
+def _check_model(recipe: Recipe) -> None:
+    resolve_model(recipe.model.id, recipe.model.revision, download=False)
+
+
+def _check_calibration(recipe: Recipe) -> None:
+    method = get_method(recipe.quantization.method)
+    if method is None or not method.needs_calibration:
+        return
+    c = recipe.calibration
+    source = resolve_text_source(c.source, c.config_name, c.split, c.text_field,
+                                 "calibration.source")
+    if source.kind != "file":
+        return
+    records = len(load_texts(source))
+    if records == 0:
+        raise QuenchError(f"calibration.source: {source.path} holds no non-empty text")
+    if records < c.num_samples:
+        raise QuenchError(
+            f"calibration.num_samples: asked for {c.num_samples}, but {source.path} holds "
+            f"only {records} non-empty records"
+        )
+
+
+def _check_perplexity(recipe: Recipe) -> None:
+    p = recipe.evaluation.perplexity
+    if p is not None:
+        resolve_text_source(p.dataset, p.config_name, p.split, p.text_field,
+                            "evaluation.perplexity.dataset")
+
+
+def _check_output(recipe: Recipe) -> None:
+    path = Path(recipe.output.dir).expanduser().resolve()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise QuenchError(f"output.dir: {path} is not writable ({existing} is not a writable "
+                          "folder)")

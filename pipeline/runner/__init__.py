@@ -1,0 +1,1 @@
+"""The stage runner: cache keys, atomic stage directories, the pipeline graph and progress."""

@@ -1,0 +1,40 @@
+"""The pipeline as data: which stage runs as which node, fed by which earlier nodes.
+
+Data flows forward only: a node's inputs are nodes listed before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Node:
+    """One step of the pipeline: a registered stage and its inputs by role -> node name."""
+
+    name: str
+    stage: str
+    inputs: dict[str, str] = field(default_factory=dict)
+
+
+PIPELINE: tuple[Node, ...] = (
+    Node("resolve", "resolve"),
+    Node("calibrate", "calibrate", {"model": "resolve"}),
+    Node("quantize", "quantize", {"model": "resolve", "calibration": "calibrate"}),
+    # The unquantized model is evaluated with the same protocol; its cache entry is shared by
+    # every recipe on the same model, and the candidate's KL divergence is measured against it.
+    Node("baseline_eval", "evaluate", {"model": "resolve"}),
+    Node("evaluate", "evaluate", {"model": "quantize", "reference": "baseline_eval"}),
+    Node(
+        "report",
+        "report",
+        {n: n for n in ("resolve", "calibrate", "quantize", "baseline_eval", "evaluate")},
+    ),
+)
+
+# Not a cached stage: logging to MLflow happens on every invocation, after `report`.
+TRACK_NODE = "track"
+
+
+def node_names() -> list[str]:
+    return [n.name for n in PIPELINE] + [TRACK_NODE]

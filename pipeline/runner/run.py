@@ -1,0 +1,187 @@
+"""Runs the pipeline graph for one recipe: cache look-ups, atomic stage runs, tracking."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import QuenchError
+from pipeline.recipe.schema import Recipe
+from pipeline.runner.graph import PIPELINE, TRACK_NODE, Node, node_names
+from pipeline.runner.manifest import Manifest
+from pipeline.runner.progress import Progress
+from pipeline.runner.store import Store, cache_key, code_digest, library_versions
+from pipeline.stages import Stage, StageContext, get_stage
+from pipeline.tracking import Tracker, make_tracker
+
+
+@dataclass
+class Outcome:
+    """What happened to one node in this invocation."""
+
+    node: str
+    stage: str
+    status: str  # "ran", "cached" or "skipped: <reason>"
+    manifest: Manifest
+    elapsed: float
+
+
+@dataclass
+class RunSummary:
+    recipe: Recipe
+    run_dir: Path
+    outcomes: list[Outcome] = field(default_factory=list)
+    tracking: dict[str, Any] = field(default_factory=dict)
+
+    def manifest(self, node: str) -> Manifest:
+        return next(o.manifest for o in self.outcomes if o.node == node)
+
+
+def output_root(recipe: Recipe) -> Path:
+    """The recipe's output folder, created and checked writable (error names output.dir)."""
+    root = Path(recipe.output.dir).expanduser().resolve()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-probe-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise QuenchError(f"output.dir: {root} is not writable ({exc.strerror})") from None
+    return root
+
+
+def run_pipeline(
+    recipe: Recipe,
+    force: set[str] | frozenset[str] = frozenset(),
+    progress: Progress | None = None,
+) -> RunSummary:
+    """Runs every node (reusing cached outputs), publishes the report and logs to tracking."""
+    unknown = set(force) - set(node_names()) - {"all"}
+    if unknown:
+        raise QuenchError(f"--force: unknown stage(s) {sorted(unknown)}; known: {node_names()}")
+    root = output_root(recipe)
+    store = Store(root / "cache")
+    store.remove_stale_temporaries()
+    progress = progress or Progress()
+    summary = RunSummary(recipe, root / recipe.name)
+    tracker = make_tracker(recipe, root)
+    tracker.start(recipe)
+    try:
+        manifests: dict[str, Manifest] = {}
+        for node in PIPELINE:
+            rerun = "all" in force or node.name in force
+            outcome = _run_node(node, recipe, manifests, store, rerun, progress)
+            manifests[node.name] = outcome.manifest
+            summary.outcomes.append(outcome)
+            tracker.log_stage(outcome.node, outcome.status, outcome.elapsed, outcome.manifest)
+        _publish(summary)
+        with progress.stage(TRACK_NODE):
+            start = time.perf_counter()
+            summary.tracking = tracker.finish(summary.manifest("report"), summary.run_dir)
+            progress.done(TRACK_NODE, "ran", time.perf_counter() - start)
+    except BaseException as exc:
+        tracker.fail(exc)
+        raise
+    return summary
+
+
+def _run_node(
+    node: Node,
+    recipe: Recipe,
+    manifests: dict[str, Manifest],
+    store: Store,
+    rerun: bool,
+    progress: Progress,
+) -> Outcome:
+    stage = get_stage(node.stage)
+    inputs = {role: manifests[src] for role, src in node.inputs.items()}
+    with progress.stage(node.name):
+        start = time.perf_counter()
+        parts = _key_parts(stage, recipe, inputs)
+        key = cache_key(parts)
+        found = None if rerun else store.load(stage.name, key)
+        if found is not None:
+            status = "cached"
+        else:
+            found = _execute(stage, recipe, inputs, parts, key, store)
+            status = found.status
+        elapsed = time.perf_counter() - start
+    progress.done(node.name, "skipped" if status.startswith("skipped") else status, elapsed)
+    return Outcome(node.name, stage.name, status, found, elapsed)
+
+
+def _key_parts(stage: Stage, recipe: Recipe, inputs: dict[str, Manifest]) -> dict[str, Any]:
+    return {
+        "stage": stage.name,
+        "config": stage.config(recipe),
+        "fingerprint": stage.fingerprint(recipe),
+        "inputs": {role: m.data for role, m in inputs.items()},
+        "versions": library_versions(stage.libraries),
+        "code": code_digest(stage.code_files()),
+    }
+
+
+def _execute(
+    stage: Stage,
+    recipe: Recipe,
+    inputs: dict[str, Manifest],
+    parts: dict[str, Any],
+    key: str,
+    store: Store,
+) -> Manifest:
+    """Runs (or skips) a stage into a temporary folder that becomes its cache entry."""
+    with store.writing(stage.name, key) as tmp:
+        start = time.perf_counter()
+        reason = stage.skip_reason(recipe, inputs)
+        if reason is None:
+            ctx = StageContext(recipe, inputs, tmp, parts["config"])
+            result = stage.run(ctx)
+            status, outputs, metrics = "ran", result.outputs, result.metrics
+        else:
+            status, outputs, metrics = f"skipped: {reason}", {}, {}
+        store.write_manifest(
+            tmp,
+            {
+                "stage": stage.name,
+                "key": key,
+                "status": status,
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "elapsed_s": round(time.perf_counter() - start, 3),
+                "config": parts["config"],
+                "inputs": {role: m.key for role, m in inputs.items()},
+                "versions": parts["versions"],
+                "code": parts["code"],
+                "outputs": outputs,
+                "metrics": metrics,
+            },
+        )
+    final = store.load(stage.name, key)
+    assert final is not None
+    return final
+
+
+def _publish(summary: RunSummary) -> None:
+    """Copies the report to <output>/<run>/ and records which cache folder each node used."""
+    summary.run_dir.mkdir(parents=True, exist_ok=True)
+    report = summary.manifest("report")
+    for name in ("report.md", "report.json"):
+        _write_atomic(summary.run_dir / name, report.path(name.replace(".", "_")).read_text())
+    nodes = {
+        o.node: {"stage": o.stage, "status": o.status, "key": o.manifest.key,
+                 "dir": str(o.manifest.dir), "seconds": round(o.elapsed, 3)}
+        for o in summary.outcomes
+    }
+    _write_atomic(summary.run_dir / "run.json", json.dumps({"nodes": nodes}, indent=2))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+__all__ = ["Outcome", "RunSummary", "Tracker", "run_pipeline"]

@@ -1,0 +1,129 @@
+"""The content-addressed stage store: cache keys and atomic stage directories.
+
+Layout: `<root>/<stage>/<key>/manifest.json`. A stage writes into a temporary sibling folder
+and renames it into place only when complete, so a killed run never leaves a folder that a
+later run would take for a finished stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__
+from pipeline.runner.manifest import MANIFEST, Manifest
+
+TMP_PREFIX = ".tmp-"
+KEY_LENGTH = 24
+
+
+def library_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """Installed versions of the named distributions ("absent" when not installed)."""
+    versions = {"quench": __version__}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def code_digest(files: list[Path]) -> str:
+    """A digest of source files, so editing a stage's code invalidates its cached outputs."""
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_key(parts: dict[str, Any]) -> str:
+    """A stable hash of JSON-serialisable parts (config, input manifests, versions)."""
+    blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:KEY_LENGTH]
+
+
+def pid_alive(pid: int) -> bool:
+    """True while a process with this id exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Store:
+    """Finds finished stage directories by key and writes new ones atomically."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def final_dir(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def load(self, stage: str, key: str) -> Manifest | None:
+        """The finished output for (stage, key), or None."""
+        found = Manifest.read(self.final_dir(stage, key))
+        return found if found is not None and found.data.get("key") == key else None
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Deletes temporary folders left by runs that died (their process is gone)."""
+        removed = []
+        for tmp in self.root.glob(f"*/{TMP_PREFIX}*"):
+            pid = tmp.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                shutil.rmtree(tmp, ignore_errors=True)
+                removed.append(tmp)
+        return removed
+
+    @contextmanager
+    def writing(self, stage: str, key: str) -> Iterator[Path]:
+        """Yields a temporary folder; on success it becomes the stage's final folder."""
+        final = self.final_dir(stage, key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f"{TMP_PREFIX}{key}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            yield tmp
+            if not (tmp / MANIFEST).is_file():
+                raise RuntimeError(f"stage {stage} wrote no {MANIFEST}")
+            _replace_dir(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def write_manifest(self, directory: Path, data: dict[str, Any]) -> None:
+        """Writes manifest.json last (fsynced), the marker that a stage folder is complete."""
+        path = directory / MANIFEST
+        with path.open("w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True, default=str)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Moves tmp to final; an existing final folder (a --force re-run) is swapped out first."""
+    if final.exists():
+        old = final.parent / f"{TMP_PREFIX}old-{final.name}-{os.getpid()}"
+        os.rename(final, old)
+        os.rename(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, final)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    """Runs fn and returns (result, wall seconds)."""
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start

@@ -1,0 +1,208 @@
+"""Offline-first resolution: a model or dataset reference becomes a local path or a hub load.
+
+Order: an existing local path; else the mirror folder named by $QUENCH_MIRROR (laid out as
+`models/<name>` and `data/<folder>`); else the Hugging Face hub, unless HF_HUB_OFFLINE is set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import QuenchError
+
+MIRROR_ENV = "QUENCH_MIRROR"
+HASH_LIMIT_BYTES = 256 * 1024 * 1024  # files above this are fingerprinted by size+mtime only
+
+
+@dataclass(frozen=True)
+class BuiltinDataset:
+    """A short dataset name: a file in the mirror, and the hub dataset it stands for."""
+
+    mirror_file: str
+    hub_path: str
+    hub_config: str
+    hub_split: str
+    hub_field: str = "text"
+
+
+BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
+    "wikitext2": BuiltinDataset(
+        "data/wikitext2_raw_test/wiki.test.raw", "Salesforce/wikitext", "wikitext-2-raw-v1", "test"
+    ),
+    "wikitext2-valid": BuiltinDataset(
+        "data/wikitext2_valid_calibration/valid.txt",
+        "Salesforce/wikitext",
+        "wikitext-2-v1",
+        "validation",
+    ),
+}
+
+
+def is_offline() -> bool:
+    """True when the user asked the Hugging Face libraries to stay offline."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def mirror_dir() -> Path | None:
+    """The local mirror folder, if $QUENCH_MIRROR names an existing one."""
+    value = os.environ.get(MIRROR_ENV)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise QuenchError(f"${MIRROR_ENV}={value} is not a directory")
+    return path.resolve()
+
+
+def _looks_like_path(ref: str) -> bool:
+    """A reference written as a path (./x, /x, ~/x) is never taken for a hub id."""
+    return ref.startswith((".", "/", "~"))
+
+
+def find_model_in_mirror(ref: str) -> Path | None:
+    """Looks a hub id up in the mirror: models/<org>/<name>, models/<org>--<name>, models/<name>."""
+    mirror = mirror_dir()
+    if mirror is None or not (mirror / "models").is_dir():
+        return None
+    org, _, name = ref.rpartition("/")
+    wanted = {name.lower(), f"{org}--{name}".lower(), ref.lower()}
+    exact = mirror / "models" / ref
+    if (exact / "config.json").is_file():
+        return exact
+    for child in sorted((mirror / "models").iterdir()):
+        if child.name.lower() in wanted and (child / "config.json").is_file():
+            return child
+    return None
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    path: Path
+    origin: str  # "local", "mirror" or "hub"
+
+
+def resolve_model(ref: str, revision: str | None = None, download: bool = True) -> ResolvedModel:
+    """Finds a model's local folder; downloads a hub snapshot when online and `download`."""
+    local = Path(ref).expanduser()
+    if local.exists() or _looks_like_path(ref):
+        if not (local / "config.json").is_file():
+            raise QuenchError(f"model.id: {ref} is not a model folder (no config.json in it)")
+        return ResolvedModel(local.resolve(), "local")
+    mirrored = find_model_in_mirror(ref)
+    if mirrored is not None:
+        return ResolvedModel(mirrored, "mirror")
+    if is_offline():
+        where = f"${MIRROR_ENV}={os.environ.get(MIRROR_ENV)}" if mirror_dir() else f"${MIRROR_ENV}"
+        raise QuenchError(
+            f"model.id: {ref!r} is neither a local folder nor in the mirror ({where}), "
+            "and HF_HUB_OFFLINE is set"
+        )
+    if not download:
+        return ResolvedModel(Path(ref), "hub")
+    from huggingface_hub import snapshot_download
+
+    return ResolvedModel(Path(snapshot_download(ref, revision=revision)), "hub")
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """Where text comes from: a local file, or a `datasets` hub dataset."""
+
+    kind: str  # "file" or "hub"
+    path: Path | None = None
+    hub_path: str | None = None
+    hub_config: str | None = None
+    hub_split: str | None = None
+    field: str = "text"
+
+    def describe(self) -> dict[str, Any]:
+        if self.kind == "file":
+            return {"kind": "file", "path": str(self.path), "field": self.field}
+        return {"kind": "hub", "path": self.hub_path, "config": self.hub_config,
+                "split": self.hub_split, "field": self.field}
+
+
+def resolve_text_source(
+    ref: str, config_name: str | None, split: str, field: str, key: str
+) -> TextSource:
+    """Resolves a dataset reference; `key` names the recipe field in errors."""
+    local = Path(ref).expanduser()
+    if local.exists() or _looks_like_path(ref):
+        if not local.is_file():
+            raise QuenchError(f"{key}: {ref} is not a file")
+        return TextSource("file", path=local.resolve(), field=field)
+    builtin = BUILTIN_DATASETS.get(ref)
+    mirror = mirror_dir()
+    if builtin is not None:
+        if mirror is not None and (mirror / builtin.mirror_file).is_file():
+            return TextSource("file", path=mirror / builtin.mirror_file, field=builtin.hub_field)
+        ref, config_name, split, field = (
+            builtin.hub_path, builtin.hub_config, builtin.hub_split, builtin.hub_field
+        )
+    if is_offline():
+        raise QuenchError(
+            f"{key}: {ref!r} is not a local file, not found in the mirror (${MIRROR_ENV}), "
+            f"and HF_HUB_OFFLINE is set; built-in names: {', '.join(BUILTIN_DATASETS)}"
+        )
+    return TextSource("hub", hub_path=ref, hub_config=config_name, hub_split=split, field=field)
+
+
+def load_texts(source: TextSource) -> list[str]:
+    """The non-empty text records of a source (lines of a text file, rows of a dataset)."""
+    if source.kind == "hub":
+        import datasets
+
+        rows = datasets.load_dataset(source.hub_path, source.hub_config, split=source.hub_split)
+        texts = [str(r) for r in rows[source.field]]
+    else:
+        texts = _read_file_texts(source.path, source.field)
+    return [t.strip("\r\n") for t in texts if t.strip()]
+
+
+def _read_file_texts(path: Path, field: str) -> list[str]:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        texts = []
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if field not in record:
+                raise QuenchError(f"{path}:{lineno}: no field {field!r} (has {sorted(record)})")
+            texts.append(str(record[field]))
+        return texts
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path, columns=[field])
+        return [str(v) for v in table.column(field).to_pylist()]
+    return path.read_text(encoding="utf-8").replace("\r\n", "\n").split("\n")
+
+
+def fingerprint_path(path: Path) -> dict[str, Any]:
+    """A content fingerprint of a file or folder, cheap enough to compute on every run."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    out = {}
+    for f in files:
+        rel = f.name if f == path else str(f.relative_to(path))
+        if rel.startswith(".cache") or "/.cache/" in rel:
+            continue
+        stat = f.stat()
+        if stat.st_size <= HASH_LIMIT_BYTES:
+            out[rel] = file_sha256(f)
+        else:
+            out[rel] = f"size={stat.st_size},mtime={stat.st_mtime_ns}"
+    return out
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,79 @@
+"""calibrate: draws a seeded, truncated, tokenized calibration set and records its lineage."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from pipeline.errors import StageError
+from pipeline.methods import get_method
+from pipeline.models import load_tokenizer
+from pipeline.recipe.schema import Recipe
+from pipeline.runner.manifest import Manifest
+from pipeline.sources import TextSource, fingerprint_path, load_texts, resolve_text_source
+from pipeline.stages import Stage, StageContext, StageResult, register_stage
+
+
+def calibration_source(recipe: Recipe) -> TextSource:
+    c = recipe.calibration
+    return resolve_text_source(c.source, c.config_name, c.split, c.text_field, "calibration.source")
+
+
+@register_stage
+class CalibrateStage(Stage):
+    name = "calibrate"
+    libraries = ("transformers", "tokenizers", "datasets")
+
+    def config(self, recipe: Recipe) -> dict[str, Any]:
+        return recipe.calibration.model_dump()
+
+    def fingerprint(self, recipe: Recipe) -> dict[str, Any]:
+        if self.skip_reason(recipe, {}):
+            return {}
+        source = calibration_source(recipe)
+        files = fingerprint_path(source.path) if source.kind == "file" else {}
+        return {"source": source.describe(), "files": files}
+
+    def skip_reason(self, recipe: Recipe, inputs: dict[str, Manifest]) -> str | None:
+        method = get_method(recipe.quantization.method)
+        if method is not None and not method.needs_calibration:
+            return f"method {method.name} needs no calibration data"
+        return None
+
+    def run(self, ctx: StageContext) -> StageResult:
+        import datasets
+
+        c = ctx.recipe.calibration
+        source = calibration_source(ctx.recipe)
+        texts = load_texts(source)
+        where = source.path or source.hub_path
+        if not texts:
+            raise StageError(f"calibration.source: {where} holds no non-empty text")
+        if len(texts) < c.num_samples:
+            raise StageError(
+                f"calibration.num_samples: asked for {c.num_samples}, but {where} holds only "
+                f"{len(texts)} non-empty records"
+            )
+        chosen = random.Random(c.seed).sample(range(len(texts)), c.num_samples)
+        tokenizer = load_tokenizer(ctx.inputs["model"].path("model_dir"))
+        encoded = tokenizer(
+            [texts[i] for i in chosen], truncation=True, max_length=c.max_seq_length
+        )
+        lengths = [len(ids) for ids in encoded["input_ids"]]
+        dataset = datasets.Dataset.from_dict(
+            {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+        )
+        dataset.save_to_disk(str(ctx.out_dir / "tokenized"))
+        lineage = {
+            "source": source.describe(),
+            "digest": fingerprint_path(source.path) if source.kind == "file" else None,
+            "records_available": len(texts),
+            "num_samples": c.num_samples,
+            "seed": c.seed,
+            "max_seq_length": c.max_seq_length,
+            "tokens": sum(lengths),
+            "truncated_samples": sum(n >= c.max_seq_length for n in lengths),
+        }
+        outputs = {"dataset_dir": "tokenized", "lineage": lineage, "record_indices": chosen}
+        metrics = {"calibration_tokens": sum(lengths), "calibration_samples": len(lengths)}
+        return StageResult(outputs=outputs, metrics=metrics)

@@ -1,0 +1,116 @@
+"""report: report.json and report.md from the manifests of every earlier stage."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pipeline.models import dir_size_bytes
+from pipeline.recipe.schema import Recipe
+from pipeline.runner.manifest import Manifest
+from pipeline.stages import Stage, StageContext, StageResult, register_stage
+
+
+@register_stage
+class ReportStage(Stage):
+    name = "report"
+
+    def config(self, recipe: Recipe) -> dict[str, Any]:
+        return recipe.model_dump(mode="json")
+
+    def run(self, ctx: StageContext) -> StageResult:
+        report = build_report(ctx.recipe, ctx.inputs)
+        (ctx.out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+        (ctx.out_dir / "report.md").write_text(render_markdown(report))
+        return StageResult(outputs={"report_json": "report.json", "report_md": "report.md"})
+
+
+def build_report(recipe: Recipe, inputs: dict[str, Manifest]) -> dict[str, Any]:
+    """The run's facts: recipe, versions, each stage's status and timing, metrics and changes."""
+    versions: dict[str, str] = {}
+    for manifest in inputs.values():
+        versions.update(manifest.data.get("versions", {}))
+    stages = [
+        {"node": node, "stage": m.data["stage"], "status": m.status,
+         "seconds": m.data.get("elapsed_s"), "key": m.key}
+        for node, m in inputs.items()
+    ]
+    quantize = inputs["quantize"]
+    return {
+        "run": recipe.name,
+        "recipe": recipe.model_dump(mode="json"),
+        "versions": versions,
+        "stages": stages,
+        "metrics": _metrics(inputs),
+        "quantization": {k: quantize.outputs.get(k) for k in ("format", "quantization_config")},
+        "calibration": inputs["calibrate"].outputs.get("lineage"),
+        "perplexity_protocol": inputs["evaluate"].outputs.get("protocol"),
+        "notes": [n for n in [inputs["evaluate"].outputs.get("kl_note")] if n],
+    }
+
+
+def _metrics(inputs: dict[str, Manifest]) -> dict[str, dict[str, float]]:
+    base_eval, cand_eval = inputs["baseline_eval"].metrics, inputs["evaluate"].metrics
+    baseline = {"size_bytes": dir_size_bytes(inputs["resolve"].path("model_dir"))}
+    candidate = {"size_bytes": inputs["quantize"].metrics.get("size_bytes")}
+    for name in ("perplexity", "nll_per_token"):
+        if name in base_eval:
+            baseline[name] = base_eval[name]
+        if name in cand_eval:
+            candidate[name] = cand_eval[name]
+    for name in ("kl_divergence", "top1_agreement"):
+        if name in cand_eval:
+            candidate[name] = cand_eval[name]
+    for name in ("quantize_wall_seconds", "quantize_cpu_seconds", "peak_rss_mb"):
+        if name in inputs["quantize"].metrics:
+            candidate[name] = inputs["quantize"].metrics[name]
+    change: dict[str, float] = {}
+    if "perplexity" in baseline and "perplexity" in candidate:
+        change["perplexity_pct"] = 100 * (candidate["perplexity"] / baseline["perplexity"] - 1)
+    if baseline["size_bytes"] and candidate["size_bytes"]:
+        change["size_ratio"] = candidate["size_bytes"] / baseline["size_bytes"]
+    return {"baseline": baseline, "candidate": candidate, "change": change}
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """A human summary of report.json."""
+    m, r = report["metrics"], report["recipe"]
+    q = r["quantization"]
+    lines = [
+        f"# quench run `{report['run']}`",
+        "",
+        f"Model `{r['model']['id']}`, method `{q['method']}`, scheme `{q['scheme']}`.",
+        "",
+        "## Metrics",
+        "",
+        "| metric | baseline | candidate | change |",
+        "| --- | --- | --- | --- |",
+    ]
+    names = sorted(set(m["baseline"]) | set(m["candidate"]))
+    changes = {"perplexity": "perplexity_pct", "size_bytes": "size_ratio"}
+    for name in names:
+        change = m["change"].get(changes.get(name, ""), "")
+        lines.append(
+            f"| {name} | {_fmt(m['baseline'].get(name))} | {_fmt(m['candidate'].get(name))} "
+            f"| {_fmt(change)}{' %' if name == 'perplexity' and change != '' else ''} |"
+        )
+    lines += ["", "## Stages", "", "| stage | status | seconds |", "| --- | --- | --- |"]
+    for s in report["stages"]:
+        lines.append(f"| {s['node']} | {s['status']} | {_fmt(s['seconds'])} |")
+    protocol = report.get("perplexity_protocol") or {}
+    if protocol:
+        lines += ["", "## Perplexity protocol", "", "```json",
+                  json.dumps(protocol, indent=2, sort_keys=True), "```"]
+    for note in report["notes"]:
+        lines += ["", f"Note: {note}"]
+    lines += ["", "## Versions", ""]
+    lines += [f"- {k}: {v}" for k, v in sorted(report["versions"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,119 @@
+"""MLflow tracking: a parent run per invocation, a child run per stage, batched logging."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from pipeline.recipe.schema import Recipe, TrackingSpec
+from pipeline.runner.manifest import Manifest
+from pipeline.runner.store import pid_alive
+from pipeline.tracking import Tracker, flatten
+
+BATCH = 100  # MLflow accepts at most 100 params / 1000 metrics per log_batch call
+
+
+def tracking_uri(spec: TrackingSpec, root: Path) -> str:
+    """Recipe setting, else $MLFLOW_TRACKING_URI, else a SQLite file under the output dir."""
+    return spec.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or (
+        f"sqlite:///{root / 'mlflow.db'}"
+    )
+
+
+class MlflowTracker(Tracker):
+    def __init__(self, spec: TrackingSpec, root: Path) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.uri = tracking_uri(spec, root)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.experiment_id = self._experiment(spec.experiment, root / "mlartifacts")
+        self.parent_id: str | None = None
+
+    def _experiment(self, name: str, artifact_root: Path) -> str:
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        return self.client.create_experiment(name, artifact_location=artifact_root.as_uri())
+
+    def start(self, recipe: Recipe) -> None:
+        self._close_dead_runs(recipe.name)
+        q = recipe.quantization
+        tags = {
+            "quench.model": recipe.model.id,
+            "quench.method": q.method,
+            "quench.scheme": str(q.scheme),
+            "quench.recipe": recipe.name,
+            "quench.host": socket.gethostname(),
+            "quench.pid": str(os.getpid()),
+        }
+        run = self.client.create_run(self.experiment_id, run_name=recipe.name, tags=tags)
+        self.parent_id = run.info.run_id
+        self._log(self.parent_id, params=flatten(recipe.model_dump(mode="json")))
+
+    def log_stage(self, node: str, status: str, elapsed: float, manifest: Manifest) -> None:
+        tags = {
+            "mlflow.parentRunId": self.parent_id,
+            "quench.stage": manifest.data["stage"],
+            "quench.status": status,
+            "quench.key": manifest.key,
+        }
+        run = self.client.create_run(self.experiment_id, run_name=node, tags=tags)
+        metrics = {**manifest.metrics, "wall_seconds": elapsed}
+        self._log(run.info.run_id, params=flatten(manifest.data.get("config", {})), metrics=metrics)
+        self.client.log_artifact(run.info.run_id, str(manifest.dir / "manifest.json"))
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+
+    def finish(self, report: Manifest, run_dir: Path) -> dict[str, Any]:
+        data = json.loads(report.path("report_json").read_text())
+        self._log(self.parent_id, metrics=flatten(data["metrics"]))
+        for name in ("report.md", "report.json", "run.json"):
+            self.client.log_artifact(self.parent_id, str(run_dir / name))
+        self.client.set_terminated(self.parent_id, "FINISHED")
+        return {"tracking_uri": self.uri, "experiment_id": self.experiment_id,
+                "run_id": self.parent_id}
+
+    def fail(self, exc: BaseException) -> None:
+        if self.parent_id is None:
+            return
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+        self.client.set_tag(self.parent_id, "quench.error", f"{type(exc).__name__}: {exc}"[:4000])
+        self.client.set_terminated(self.parent_id, status)
+
+    def _log(
+        self, run_id: str, params: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> None:
+        """Batched, synchronous logging; None values are dropped, metrics must be numbers."""
+        from mlflow.entities import Metric, Param
+
+        now = _now_ms()
+        param_list = [Param(k, str(v)[:6000]) for k, v in (params or {}).items() if v is not None]
+        metric_list = [
+            Metric(k, float(v), now, 0)
+            for k, v in (metrics or {}).items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        ]
+        for i in range(0, max(len(param_list), len(metric_list)), BATCH):
+            self.client.log_batch(
+                run_id, metrics=metric_list[i : i + BATCH], params=param_list[i : i + BATCH]
+            )
+
+    def _close_dead_runs(self, recipe_name: str) -> None:
+        """Marks KILLED the runs of this recipe left RUNNING by a process that no longer exists."""
+        host = socket.gethostname()
+        query = (
+            f"attributes.status = 'RUNNING' and tags.`quench.recipe` = '{recipe_name}' "
+            f"and tags.`quench.host` = '{host}'"
+        )
+        for run in self.client.search_runs([self.experiment_id], filter_string=query):
+            pid = run.data.tags.get("quench.pid", "")
+            if pid.isdigit() and not pid_alive(int(pid)):
+                self.client.set_terminated(run.info.run_id, "KILLED")
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
