@@ -6,7 +6,7 @@ class QuenchError(Exception):
 
 
 class RecipeError(QuenchError):
-    """A recipe that cannot be loaded or does not validate; the message names key, value, allowed."""
+    """A recipe that cannot be loaded or does not validate; names key, value and allowed."""
 
 
 class StageError(QuenchError):

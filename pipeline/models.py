@@ -23,7 +23,9 @@ def load_model(path: Path, dtype: str, trust_remote_code: bool = False) -> Any:
             path, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code
         )
     except Exception as exc:  # transformers raises many types for a bad checkpoint
-        raise StageError(f"cannot load the checkpoint in {path}: {type(exc).__name__}: {exc}")
+        raise StageError(
+            f"cannot load the checkpoint in {path}: {type(exc).__name__}: {exc}"
+        ) from None
     return model.eval()
 
 
@@ -33,9 +35,41 @@ def load_tokenizer(path: Path, trust_remote_code: bool = False) -> Any:
     try:
         return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except Exception as exc:
-        raise StageError(f"cannot load the tokenizer in {path}: {type(exc).__name__}: {exc}")
+        raise StageError(
+            f"cannot load the tokenizer in {path}: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def dir_size_bytes(path: Path) -> int:
     """Bytes on disk of the files in a folder (what a user downloads)."""
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def check_safetensors(path: Path) -> int:
+    """Checks a .safetensors file's header against its size; returns its tensor count.
+
+    Reads only the header, so it is cheap on multi-GB shards; a truncated or corrupt file is a
+    StageError naming the file, found before any model load.
+    """
+    import json
+    import struct
+
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        raw = fh.read(8)
+        if len(raw) < 8:
+            raise StageError(f"{path}: truncated safetensors file ({size} bytes, no header)")
+        (header_len,) = struct.unpack("<Q", raw)
+        if header_len > size - 8:
+            raise StageError(f"{path}: truncated safetensors file (header of {header_len} bytes "
+                             f"announced, file has {size})")
+        try:
+            header = json.loads(fh.read(header_len))
+        except ValueError:
+            raise StageError(f"{path}: corrupt safetensors header") from None
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    end = max((v["data_offsets"][1] for v in tensors.values()), default=0)
+    if 8 + header_len + end > size:
+        raise StageError(f"{path}: truncated safetensors file ({size} bytes, the header "
+                         f"needs {8 + header_len + end})")
+    return len(tensors)

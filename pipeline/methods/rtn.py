@@ -9,7 +9,9 @@ from pipeline.strict import StrictModel
 
 
 class RTNOptions(StrictModel):
-    targets: list[str] = Field(default_factory=lambda: ["Linear"], description="Modules to quantize.")
+    targets: list[str] = Field(
+        default_factory=lambda: ["Linear"], description="Modules to quantize."
+    )
     ignore: list[str] = Field(
         default_factory=lambda: ["lm_head"], description="Modules left in full precision."
     )
@@ -25,6 +27,5 @@ class RoundToNearest(Method):
     def modifiers(self, scheme: str, options: dict[str, Any]) -> list[Any]:
         from llmcompressor.modifiers.quantization import QuantizationModifier
 
-        return [
-            QuantizationModifier(targets=options["targets"], scheme=scheme, ignore=options["ignore"])
-        ]
+        targets, ignore = options["targets"], options["ignore"]
+        return [QuantizationModifier(targets=targets, scheme=scheme, ignore=ignore)]

@@ -27,7 +27,7 @@ class CalibrationSpec(StrictModel):
     )
     config_name: str | None = Field(None, description="`datasets` config name (hub ids only).")
     split: str = Field("train", description="`datasets` split (hub ids only).")
-    text_field: str = Field("text", description="Column/key holding the text (jsonl, parquet, hub).")
+    text_field: str = Field("text", description="Column/key holding the text (jsonl, parquet).")
     num_samples: int = Field(64, ge=1, le=100_000, description="Samples drawn for calibration.")
     max_seq_length: int = Field(256, ge=8, le=131_072, description="Samples are truncated to this.")
     seed: int = Field(0, ge=0, description="Seed of the sample draw.")

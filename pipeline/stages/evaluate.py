@@ -17,6 +17,7 @@ from pipeline.runner.manifest import Manifest
 from pipeline.sources import TextSource, fingerprint_path, load_texts, resolve_text_source
 from pipeline.stages import Stage, StageContext, StageResult, register_stage
 
+
 def perplexity_source(recipe: Recipe) -> TextSource:
     p = recipe.evaluation.perplexity
     return resolve_text_source(

@@ -11,7 +11,7 @@ from typing import Any
 from pipeline import methods
 from pipeline.errors import StageError
 from pipeline.methods import get_method
-from pipeline.models import dir_size_bytes, load_model, load_tokenizer
+from pipeline.models import check_safetensors, dir_size_bytes, load_model, load_tokenizer
 from pipeline.recipe.schema import Recipe
 from pipeline.stages import Stage, StageContext, StageResult, register_stage
 
@@ -49,6 +49,8 @@ class QuantizeStage(Stage):
         out = ctx.out_dir / "model"
         model.save_pretrained(out, save_compressed=bool(modifiers))
         tokenizer.save_pretrained(out)
+        for shard in out.glob("*.safetensors"):
+            check_safetensors(shard)
         check = reload_check(out, recipe.model.dtype, trust)
         config = json.loads((out / "config.json").read_text())
         size = dir_size_bytes(out)

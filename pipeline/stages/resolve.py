@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from pipeline.errors import StageError
+from pipeline.models import check_safetensors
 from pipeline.recipe.schema import Recipe
 from pipeline.sources import fingerprint_path, resolve_model
 from pipeline.stages import Stage, StageContext, StageResult, register_stage
@@ -30,14 +31,16 @@ class ResolveStage(Stage):
             config = json.loads((resolved.path / "config.json").read_text())
         except ValueError as exc:
             raise StageError(f"{resolved.path / 'config.json'}: not valid JSON ({exc})") from None
-        weights = sorted(p.name for p in resolved.path.glob("*.safetensors"))
+        weights = sorted(resolved.path.glob("*.safetensors"))
         if not weights:
             raise StageError(f"model.id: {resolved.path} holds no *.safetensors weights")
+        tensors = sum(check_safetensors(w) for w in weights)
         outputs = {
             "model_dir": str(resolved.path),
             "origin": resolved.origin,
             "architectures": config.get("architectures", []),
             "model_type": config.get("model_type"),
-            "weights": weights,
+            "weights": [w.name for w in weights],
+            "tensors": tensors,
         }
         return StageResult(outputs=outputs)

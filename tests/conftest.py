@@ -1,0 +1,60 @@
+"""Test set-up: offline Hugging Face libraries, the ../shared mirror, and CLI helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_RECIPE = REPO / "recipes" / "tinystories-rtn-w4a16.yaml"
+
+for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ[_name] = "1"
+if not os.environ.get("QUENCH_MIRROR") and (REPO.parent / "shared" / "models").is_dir():
+    os.environ["QUENCH_MIRROR"] = str(REPO.parent / "shared")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """The offline mirror (../shared): the tiny model and the bundled data."""
+    value = os.environ.get("QUENCH_MIRROR")
+    if not value or not (Path(value) / "models" / "tinystories-656k").is_dir():
+        pytest.skip("no offline mirror: set QUENCH_MIRROR to a folder with models/ and data/")
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(mirror: Path) -> Path:
+    return mirror / "models" / "tinystories-656k"
+
+
+def run_quench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Runs the real CLI in a subprocess, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+    )
+
+
+def small_run_args(out: Path) -> list[str]:
+    """Overrides that keep a run small and inside a test's own folder."""
+    return [
+        f"output.dir={out}",
+        f"tracking.tracking_uri=sqlite:///{out}/mlflow.db",
+        "evaluation.perplexity.max_windows=24",
+    ]
+
+
+def run_id_of(result: subprocess.CompletedProcess[str]) -> str:
+    line = next(x for x in result.stdout.splitlines() if x.startswith("mlflow:"))
+    return line.rsplit(" ", 1)[-1]
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())

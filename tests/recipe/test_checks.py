@@ -1,0 +1,35 @@
+"""Pre-flight checks: missing paths, offline misses, unwritable outputs, before any load."""
+
+import pytest
+
+from pipeline.errors import RecipeError
+from pipeline.recipe import load_recipe
+from pipeline.recipe.checks import check_recipe
+
+from ..conftest import DEFAULT_RECIPE
+
+
+def test_default_recipe_passes(mirror, tmp_path):
+    check_recipe(load_recipe(DEFAULT_RECIPE, [f"output.dir={tmp_path}"]))
+
+
+def test_all_problems_reported_at_once(mirror, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    recipe = load_recipe(
+        DEFAULT_RECIPE,
+        [f"model.id={tmp_path}/missing-model", "evaluation.perplexity.dataset=no-such-set",
+         f"output.dir={blocker}/out"],
+    )
+    with pytest.raises(RecipeError) as info:
+        check_recipe(recipe)
+    text = str(info.value)
+    assert f"model.id: {tmp_path}/missing-model is not a model folder" in text
+    assert "evaluation.perplexity.dataset: 'no-such-set' is not a local file" in text
+    assert f"output.dir: {blocker}/out is not writable" in text
+
+
+def test_hub_id_missing_from_mirror_is_an_offline_error(mirror):
+    recipe = load_recipe(DEFAULT_RECIPE, ["model.id=someone/not-mirrored"])
+    with pytest.raises(RecipeError, match="neither a local folder nor in the mirror"):
+        check_recipe(recipe)

@@ -1,0 +1,129 @@
+"""The default recipe end to end through the real CLI: results, MLflow, caching, kill + resume."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from pipeline.tracking import flatten
+
+from .conftest import DEFAULT_RECIPE, REPO, read_json, run_id_of, run_quench, small_run_args
+
+pytestmark = pytest.mark.e2e
+CACHED_NODES = ["resolve", "calibrate", "quantize", "baseline_eval", "evaluate", "report"]
+
+
+@pytest.fixture(scope="module")
+def cold_run(mirror, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cold")
+    result = run_quench("run", str(DEFAULT_RECIPE), *small_run_args(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+def test_report_has_baseline_and_candidate(cold_run):
+    out, _ = cold_run
+    report = read_json(out / "tinystories-rtn-w4a16" / "report.json")
+    base, cand = report["metrics"]["baseline"], report["metrics"]["candidate"]
+    assert math.isfinite(base["perplexity"]) and math.isfinite(cand["perplexity"])
+    # A trained model, 4-bit RTN: close to the baseline but not identical.
+    assert 1.0 < cand["perplexity"] / base["perplexity"] < 1.5
+    assert 0 < cand["kl_divergence"] < 1.0 and 0.3 < cand["top1_agreement"] < 1.0
+    assert cand["size_bytes"] < 0.7 * base["size_bytes"]
+    qc = report["quantization"]["quantization_config"]
+    assert qc["quant_method"] == "compressed-tensors"
+    weights = qc["config_groups"]["group_0"]["weights"]
+    assert (weights["num_bits"], weights["group_size"]) == (4, 128)
+    statuses = {s["node"]: s["status"] for s in report["stages"]}
+    assert statuses["calibrate"] == "skipped: method rtn needs no calibration data"
+    assert statuses["quantize"] == "ran"
+    assert (out / "tinystories-rtn-w4a16" / "report.md").read_text().startswith("# quench run")
+
+
+def test_mlflow_parent_metrics_equal_report(cold_run):
+    out, result = cold_run
+    client = MlflowClient(f"sqlite:///{out}/mlflow.db")
+    run = client.get_run(run_id_of(result))
+    report = read_json(out / "tinystories-rtn-w4a16" / "report.json")
+    expected = {k: float(v) for k, v in flatten(report["metrics"]).items()}
+    assert run.data.metrics == pytest.approx(expected, rel=1e-12)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["quench.method"] == "rtn"
+    children = client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
+    )
+    assert sorted(c.info.run_name for c in children) == sorted(CACHED_NODES)
+    by_name = {c.info.run_name: c for c in children}
+    assert by_name["evaluate"].data.metrics["perplexity"] == expected["candidate.perplexity"]
+
+
+def test_rerun_is_all_cached_and_logs_a_new_parent_run(cold_run):
+    out, first = cold_run
+    again = run_quench("run", str(DEFAULT_RECIPE), *small_run_args(out))
+    assert again.returncode == 0, again.stderr[-3000:]
+    nodes = read_json(out / "tinystories-rtn-w4a16" / "run.json")["nodes"]
+    assert {n: nodes[n]["status"] for n in CACHED_NODES} == dict.fromkeys(CACHED_NODES, "cached")
+    client = MlflowClient(f"sqlite:///{out}/mlflow.db")
+    second = client.get_run(run_id_of(again))
+    assert second.info.run_id != run_id_of(first)
+    assert second.data.metrics == client.get_run(run_id_of(first)).data.metrics
+
+
+def test_force_reruns_one_stage(cold_run):
+    out, _ = cold_run
+    forced = run_quench("run", str(DEFAULT_RECIPE), *small_run_args(out), "--force", "evaluate")
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    nodes = read_json(out / "tinystories-rtn-w4a16" / "run.json")["nodes"]
+    assert nodes["evaluate"]["status"] == "ran" and nodes["quantize"]["status"] == "cached"
+
+
+def test_sigkill_mid_quantize_then_resume(cold_run, tmp_path):
+    cold_out, _ = cold_run
+    cmd = [sys.executable, "-m", "pipeline", "run", str(DEFAULT_RECIPE), *small_run_args(tmp_path)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    quantize_dir = tmp_path / "cache" / "quantize"
+    deadline = time.monotonic() + 300
+    while not list(quantize_dir.glob(".tmp-*")):
+        assert proc.poll() is None, "the run ended before quantize started"
+        assert time.monotonic() < deadline, "quantize never started"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert [p.name for p in quantize_dir.iterdir() if not p.name.startswith(".tmp-")] == []
+    assert not (tmp_path / "cache" / "evaluate").exists()
+
+    resumed = run_quench("run", str(DEFAULT_RECIPE), *small_run_args(tmp_path))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    nodes = read_json(tmp_path / "tinystories-rtn-w4a16" / "run.json")["nodes"]
+    assert nodes["resolve"]["status"] == "cached" and nodes["quantize"]["status"] == "ran"
+    assert not list(quantize_dir.glob(".tmp-*"))
+    metrics = read_json(tmp_path / "tinystories-rtn-w4a16" / "report.json")["metrics"]
+    reference = read_json(cold_out / "tinystories-rtn-w4a16" / "report.json")["metrics"]
+    assert metrics["candidate"]["perplexity"] == reference["candidate"]["perplexity"]
+    assert metrics["candidate"]["kl_divergence"] == reference["candidate"]["kl_divergence"]
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    statuses = sorted(r.info.status for r in client.search_runs(
+        [client.get_experiment_by_name("quench-tinystories").experiment_id],
+        "tags.`quench.recipe` = 'tinystories-rtn-w4a16'"))
+    assert statuses == ["FINISHED", "KILLED"]  # the killed run is not left RUNNING
+
+
+def test_none_baseline_matches_the_reference_evaluation(mirror, tmp_path):
+    result = run_quench("run", str(REPO / "recipes" / "tinystories-none.yaml"),
+                        *small_run_args(tmp_path), "tracking.backend=none")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = read_json(tmp_path / "tinystories-none" / "report.json")["metrics"]
+    assert metrics["candidate"]["perplexity"] == pytest.approx(
+        metrics["baseline"]["perplexity"], rel=1e-6)
+    assert metrics["candidate"]["kl_divergence"] == pytest.approx(0, abs=1e-6)
+    assert metrics["candidate"]["top1_agreement"] == 1.0
+    assert not (tmp_path / "mlflow.db").exists()
+
+

@@ -1,0 +1,49 @@
+"""Offline-first resolution through the mirror."""
+
+import pytest
+
+from pipeline.errors import QuenchError
+from pipeline.sources import (
+    find_model_in_mirror,
+    load_texts,
+    resolve_model,
+    resolve_text_source,
+)
+
+
+def test_hub_id_resolves_to_mirror_case_insensitively(mirror, tiny_model):
+    assert find_model_in_mirror("raincandy-u/TinyStories-656K") == tiny_model
+    resolved = resolve_model("raincandy-u/TinyStories-656K")
+    assert resolved.origin == "mirror" and resolved.path == tiny_model
+
+
+def test_local_path_wins(tiny_model):
+    assert resolve_model(str(tiny_model)).origin == "local"
+
+
+def test_offline_miss_names_the_key_and_the_mirror(mirror):
+    with pytest.raises(QuenchError, match=r"model.id: 'nobody/nothing'.*HF_HUB_OFFLINE"):
+        resolve_model("nobody/nothing")
+
+
+def test_builtin_dataset_resolves_to_mirror_file(mirror):
+    source = resolve_text_source("wikitext2", None, "test", "text", "evaluation.perplexity.dataset")
+    assert source.kind == "file" and source.path.name == "wiki.test.raw"
+    texts = load_texts(source)
+    assert texts[0].strip() == "= Robert Boulter ="  # CRLF stripped, blank lines dropped
+    assert all("\r" not in t and t.strip() for t in texts[:200])
+
+
+def test_jsonl_field_and_missing_field(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "a"}\n\n{"text": "b"}\n')
+    source = resolve_text_source(str(data), None, "train", "text", "calibration.source")
+    assert load_texts(source) == ["a", "b"]
+    wrong = resolve_text_source(str(data), None, "train", "body", "calibration.source")
+    with pytest.raises(QuenchError, match="no field 'body'"):
+        load_texts(wrong)
+
+
+def test_missing_local_file_is_named(tmp_path):
+    with pytest.raises(QuenchError, match="calibration.source: .* is not a file"):
+        resolve_text_source(str(tmp_path / "x.txt"), None, "train", "text", "calibration.source")
