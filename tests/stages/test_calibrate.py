@@ -1,0 +1,52 @@
+"""The calibrate stage on real files: seeded draws, truncation, lineage, empty input."""
+
+from __future__ import annotations
+
+import datasets
+import pytest
+
+from pipeline.errors import StageError
+from pipeline.recipe import load_recipe
+from pipeline.runner.manifest import Manifest
+from pipeline.stages import StageContext, get_stage
+
+from ..conftest import DEFAULT_RECIPE
+
+
+def _run(tmp_path, tiny_model, source, **calibration):
+    overrides = [f"calibration.source={source}"]
+    overrides += [f"calibration.{k}={v}" for k, v in calibration.items()]
+    recipe = load_recipe(DEFAULT_RECIPE, overrides)
+    model = Manifest(tmp_path, {"key": "m", "status": "ran",
+                                "outputs": {"model_dir": str(tiny_model)}})
+    out = tmp_path / f"out-{len(list(tmp_path.iterdir()))}"
+    out.mkdir()
+    stage = get_stage("calibrate")
+    return out, stage.run(StageContext(recipe, {"model": model}, out, stage.config(recipe)))
+
+
+def test_seeded_truncated_draw_with_lineage(tmp_path, mirror, tiny_model):
+    source = mirror / "data" / "wikitext2_valid_calibration" / "valid.txt"
+    out, result = _run(tmp_path, tiny_model, source, num_samples=16, max_seq_length=32, seed=3)
+    lineage = result.outputs["lineage"]
+    assert lineage["num_samples"] == 16 and lineage["seed"] == 3
+    assert lineage["digest"] == {"valid.txt": (
+        "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8")}
+    data = datasets.load_from_disk(str(out / "tokenized"))
+    assert len(data) == 16 and max(len(x) for x in data["input_ids"]) <= 32
+    assert lineage["truncated_samples"] > 0
+    _, again = _run(tmp_path, tiny_model, source, num_samples=16, max_seq_length=32, seed=3)
+    _, other = _run(tmp_path, tiny_model, source, num_samples=16, max_seq_length=32, seed=4)
+    assert again.outputs["record_indices"] == result.outputs["record_indices"]
+    assert other.outputs["record_indices"] != result.outputs["record_indices"]
+
+
+def test_empty_file_and_too_few_records_are_named(tmp_path, tiny_model):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n  \n")
+    with pytest.raises(StageError, match=r"calibration.source: .*empty.txt holds no non-empty"):
+        _run(tmp_path, tiny_model, empty)
+    few = tmp_path / "few.txt"
+    few.write_text("one\ntwo\n")
+    with pytest.raises(StageError, match="calibration.num_samples: asked for 64, but .* only 2"):
+        _run(tmp_path, tiny_model, few)
