@@ -17,7 +17,8 @@ from pipeline.tracking import flatten
 from .conftest import DEFAULT_RECIPE, REPO, read_json, run_id_of, run_quench, small_run_args
 
 pytestmark = pytest.mark.e2e
-CACHED_NODES = ["resolve", "calibrate", "quantize", "baseline_eval", "evaluate", "report"]
+STAGE_NODES = ["resolve", "calibrate", "quantize", "baseline_eval", "evaluate", "report"]
+CACHED_NODES = [*STAGE_NODES, "track"]
 
 
 @pytest.fixture(scope="module")
@@ -59,29 +60,40 @@ def test_mlflow_parent_metrics_equal_report(cold_run):
     children = client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
     )
-    assert sorted(c.info.run_name for c in children) == sorted(CACHED_NODES)
+    assert sorted(c.info.run_name for c in children) == sorted(STAGE_NODES)
     by_name = {c.info.run_name: c for c in children}
     assert by_name["evaluate"].data.metrics["perplexity"] == expected["candidate.perplexity"]
 
 
-def test_rerun_is_all_cached_and_logs_a_new_parent_run(cold_run):
+def test_rerun_is_all_cached_and_logs_nothing_twice(cold_run):
     out, first = cold_run
     again = run_quench("run", str(DEFAULT_RECIPE), *small_run_args(out))
     assert again.returncode == 0, again.stderr[-3000:]
     nodes = read_json(out / "tinystories-rtn-w4a16" / "run.json")["nodes"]
     assert {n: nodes[n]["status"] for n in CACHED_NODES} == dict.fromkeys(CACHED_NODES, "cached")
+    assert run_id_of(again) == run_id_of(first)  # the unchanged run points at its record
     client = MlflowClient(f"sqlite:///{out}/mlflow.db")
-    second = client.get_run(run_id_of(again))
-    assert second.info.run_id != run_id_of(first)
-    assert second.data.metrics == client.get_run(run_id_of(first)).data.metrics
+    parents = client.search_runs(
+        [client.get_run(run_id_of(first)).info.experiment_id],
+        "tags.`quench.recipe` = 'tinystories-rtn-w4a16'",
+    )
+    assert len(parents) == 1
 
 
-def test_force_reruns_one_stage(cold_run):
-    out, _ = cold_run
+def test_force_reruns_one_stage_and_logs_a_new_run(cold_run):
+    out, first = cold_run
     forced = run_quench("run", str(DEFAULT_RECIPE), *small_run_args(out), "--force", "evaluate")
     assert forced.returncode == 0, forced.stderr[-3000:]
     nodes = read_json(out / "tinystories-rtn-w4a16" / "run.json")["nodes"]
     assert nodes["evaluate"]["status"] == "ran" and nodes["quantize"]["status"] == "cached"
+    assert run_id_of(forced) != run_id_of(first)
+    client = MlflowClient(f"sqlite:///{out}/mlflow.db")
+    run = client.get_run(run_id_of(forced))
+    children = client.search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"
+    )
+    statuses = {c.info.run_name: c.data.tags["quench.status"] for c in children}
+    assert statuses["quantize"] == "cached" and statuses["evaluate"] == "ran"
 
 
 def test_sigkill_mid_quantize_then_resume(cold_run, tmp_path):

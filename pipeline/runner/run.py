@@ -11,7 +11,7 @@ from typing import Any
 
 from pipeline.errors import QuenchError
 from pipeline.recipe.schema import Recipe
-from pipeline.runner.graph import PIPELINE, TRACK_NODE, Node, node_names
+from pipeline.runner.graph import PIPELINE, Node, node_names
 from pipeline.runner.manifest import Manifest
 from pipeline.runner.progress import Progress
 from pipeline.runner.store import Store, cache_key, code_digest, library_versions
@@ -69,23 +69,21 @@ def run_pipeline(
     progress = progress or Progress()
     summary = RunSummary(recipe, root / recipe.name)
     tracker = make_tracker(recipe, root)
-    tracker.start(recipe)
     try:
         manifests: dict[str, Manifest] = {}
         for node in PIPELINE:
             rerun = "all" in force or node.name in force
-            outcome = _run_node(node, recipe, manifests, store, rerun, progress)
+            outcome = _run_node(node, recipe, manifests, store, rerun, progress, tracker)
             manifests[node.name] = outcome.manifest
             summary.outcomes.append(outcome)
             tracker.log_stage(outcome.node, outcome.status, outcome.elapsed, outcome.manifest)
-        _publish(summary)
-        with progress.stage(TRACK_NODE):
-            start = time.perf_counter()
-            summary.tracking = tracker.finish(summary.manifest("report"), summary.run_dir)
-            progress.done(TRACK_NODE, "ran", time.perf_counter() - start)
+            if node.name == "report":
+                _publish_report(summary)
     except BaseException as exc:
         tracker.fail(exc)
         raise
+    summary.tracking = summary.manifest("track").outputs
+    _publish_run(summary)
     return summary
 
 
@@ -96,6 +94,7 @@ def _run_node(
     store: Store,
     rerun: bool,
     progress: Progress,
+    tracker: Tracker,
 ) -> Outcome:
     stage = get_stage(node.stage)
     inputs = {role: manifests[src] for role, src in node.inputs.items()}
@@ -107,7 +106,8 @@ def _run_node(
         if found is not None:
             status = "cached"
         else:
-            found = _execute(stage, recipe, inputs, parts, key, store)
+            tracker.begin(recipe)
+            found = _execute(stage, recipe, inputs, parts, key, store, {"tracker": tracker})
             status = found.status
         elapsed = time.perf_counter() - start
     progress.done(node.name, "skipped" if status.startswith("skipped") else status, elapsed)
@@ -132,13 +132,14 @@ def _execute(
     parts: dict[str, Any],
     key: str,
     store: Store,
+    extra: dict[str, Any],
 ) -> Manifest:
     """Runs (or skips) a stage into a temporary folder that becomes its cache entry."""
     with store.writing(stage.name, key) as tmp:
         start = time.perf_counter()
         reason = stage.skip_reason(recipe, inputs)
         if reason is None:
-            ctx = StageContext(recipe, inputs, tmp, parts["config"])
+            ctx = StageContext(recipe, inputs, tmp, parts["config"], extra)
             result = stage.run(ctx)
             status, outputs, metrics = "ran", result.outputs, result.metrics
         else:
@@ -164,12 +165,16 @@ def _execute(
     return final
 
 
-def _publish(summary: RunSummary) -> None:
-    """Copies the report to <output>/<run>/ and records which cache folder each node used."""
+def _publish_report(summary: RunSummary) -> None:
+    """Copies the report to <output>/<run>/, where users look for it."""
     summary.run_dir.mkdir(parents=True, exist_ok=True)
     report = summary.manifest("report")
     for name in ("report.md", "report.json"):
         _write_atomic(summary.run_dir / name, report.path(name.replace(".", "_")).read_text())
+
+
+def _publish_run(summary: RunSummary) -> None:
+    """Records in <output>/<run>/run.json which cache folder each node used, and how."""
     nodes = {
         o.node: {"stage": o.stage, "status": o.status, "key": o.manifest.key,
                  "dir": str(o.manifest.dir), "seconds": round(o.elapsed, 3)}

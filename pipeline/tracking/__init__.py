@@ -10,20 +10,37 @@ from pipeline.runner.manifest import Manifest
 
 
 class Tracker:
-    """The no-op tracker (`tracking.backend: none`) and the interface every tracker keeps."""
+    """The no-op tracker (`tracking.backend: none`) and the interface every tracker keeps.
 
-    def start(self, recipe: Recipe) -> None:
-        """Called before the first stage."""
+    The runner calls begin() only when some stage has real work to do, so an invocation whose
+    stages are all cached touches no tracking store; stages finished before begin() are
+    handed over when it comes.
+    """
+
+    def begin(self, recipe: Recipe) -> None:
+        """Called before the first stage that executes (idempotent)."""
 
     def log_stage(self, node: str, status: str, elapsed: float, manifest: Manifest) -> None:
         """Called when a node has finished, was cached or was skipped."""
 
-    def finish(self, report: Manifest, run_dir: Path) -> dict[str, Any]:
-        """Called after the report is published; returns where the run was recorded."""
+    def finish(self, report: Manifest) -> dict[str, Any]:
+        """Called by the track stage; returns where the run was recorded."""
         return {}
 
     def fail(self, exc: BaseException) -> None:
         """Called when the pipeline stops on an error or an interrupt."""
+
+
+def tracking_target(recipe: Recipe) -> dict[str, Any]:
+    """Where a recipe's runs are recorded: part of the track stage's cache key."""
+    spec = recipe.tracking
+    if spec.backend == "none":
+        return {"backend": "none"}
+    from pipeline.tracking.mlflow_tracker import tracking_uri
+
+    root = Path(recipe.output.dir).expanduser().resolve()
+    return {"backend": spec.backend, "experiment": spec.experiment,
+            "tracking_uri": tracking_uri(spec, root)}
 
 
 def make_tracker(recipe: Recipe, root: Path) -> Tracker:

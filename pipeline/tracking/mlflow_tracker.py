@@ -25,13 +25,13 @@ def tracking_uri(spec: TrackingSpec, root: Path) -> str:
 
 
 class MlflowTracker(Tracker):
-    def __init__(self, spec: TrackingSpec, root: Path) -> None:
-        from mlflow.tracking import MlflowClient
+    """Opens its MLflow run on begin(); until then stage results are held back in `pending`."""
 
+    def __init__(self, spec: TrackingSpec, root: Path) -> None:
+        self.spec, self.root = spec, root
         self.uri = tracking_uri(spec, root)
-        self.client = MlflowClient(tracking_uri=self.uri)
-        self.experiment_id = self._experiment(spec.experiment, root / "mlartifacts")
         self.parent_id: str | None = None
+        self.pending: list[tuple[str, str, float, Manifest]] = []
 
     def _experiment(self, name: str, artifact_root: Path) -> str:
         found = self.client.get_experiment_by_name(name)
@@ -39,7 +39,13 @@ class MlflowTracker(Tracker):
             return found.experiment_id
         return self.client.create_experiment(name, artifact_location=artifact_root.as_uri())
 
-    def start(self, recipe: Recipe) -> None:
+    def begin(self, recipe: Recipe) -> None:
+        if self.parent_id is not None:
+            return
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.experiment_id = self._experiment(self.spec.experiment, self.root / "mlartifacts")
         self._close_dead_runs(recipe.name)
         q = recipe.quantization
         tags = {
@@ -53,8 +59,16 @@ class MlflowTracker(Tracker):
         run = self.client.create_run(self.experiment_id, run_name=recipe.name, tags=tags)
         self.parent_id = run.info.run_id
         self._log(self.parent_id, params=flatten(recipe.model_dump(mode="json")))
+        for args in self.pending:
+            self.log_stage(*args)
+        self.pending.clear()
 
     def log_stage(self, node: str, status: str, elapsed: float, manifest: Manifest) -> None:
+        if self.parent_id is None:
+            self.pending.append((node, status, elapsed, manifest))
+            return
+        if node == "track":  # its outcome is the parent run itself, already closed
+            return
         tags = {
             "mlflow.parentRunId": self.parent_id,
             "quench.stage": manifest.data["stage"],
@@ -67,11 +81,11 @@ class MlflowTracker(Tracker):
         self.client.log_artifact(run.info.run_id, str(manifest.dir / "manifest.json"))
         self.client.set_terminated(run.info.run_id, "FINISHED")
 
-    def finish(self, report: Manifest, run_dir: Path) -> dict[str, Any]:
+    def finish(self, report: Manifest) -> dict[str, Any]:
         data = json.loads(report.path("report_json").read_text())
         self._log(self.parent_id, metrics=flatten(data["metrics"]))
-        for name in ("report.md", "report.json", "run.json"):
-            self.client.log_artifact(self.parent_id, str(run_dir / name))
+        for name in ("report_md", "report_json"):
+            self.client.log_artifact(self.parent_id, str(report.path(name)))
         self.client.set_terminated(self.parent_id, "FINISHED")
         return {"tracking_uri": self.uri, "experiment_id": self.experiment_id,
                 "run_id": self.parent_id}
