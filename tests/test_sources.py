@@ -12,9 +12,9 @@ from pipeline.sources import (
 
 
 def test_hub_id_resolves_to_mirror_case_insensitively(mirror, tiny_model):
-    assert find_model_in_mirror("raincandy-u/TinyStories-656K") == tiny_model
+    assert find_model_in_mirror("raincandy-u/TinyStories-656K") == tiny_model.resolve()
     resolved = resolve_model("raincandy-u/TinyStories-656K")
-    assert resolved.origin == "mirror" and resolved.path == tiny_model
+    assert resolved.origin == "mirror" and resolved.path == tiny_model.resolve()
 
 
 def test_local_path_wins(tiny_model):

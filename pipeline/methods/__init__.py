@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Any, ClassVar
 
+from pipeline.registry import Registry
 from pipeline.strict import StrictModel
 
 
@@ -23,30 +22,16 @@ class Method:
         raise NotImplementedError
 
 
-_METHODS: dict[str, type[Method]] = {}
-
-
-def register_method(cls: type[Method]) -> type[Method]:
-    """Class decorator: makes a method available to recipes under `cls.name`."""
-    if cls.name in _METHODS:
-        raise ValueError(f"method {cls.name!r} registered twice")
-    _METHODS[cls.name] = cls
-    return cls
-
-
-def _load_all() -> None:
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
+METHODS: Registry[Method] = Registry("method", __name__)
+register_method = METHODS.register
 
 
 def get_method(name: str) -> Method | None:
     """The registered method called `name`, or None."""
-    _load_all()
-    cls = _METHODS.get(name)
+    cls = METHODS.get(name)
     return cls() if cls else None
 
 
 def method_names() -> list[str]:
     """Every registered method name, sorted."""
-    _load_all()
-    return sorted(_METHODS)
+    return METHODS.names()

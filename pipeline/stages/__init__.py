@@ -6,14 +6,13 @@ atomic writes and tracking; a stage only says what determines its output and how
 
 from __future__ import annotations
 
-import importlib
 import inspect
-import pkgutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pipeline.recipe.schema import Recipe
+from pipeline.registry import Registry
 from pipeline.runner.manifest import Manifest
 
 
@@ -63,19 +62,13 @@ class Stage:
         raise NotImplementedError
 
 
-_STAGES: dict[str, type[Stage]] = {}
-
-
-def register_stage(cls: type[Stage]) -> type[Stage]:
-    """Class decorator: makes a stage available to the pipeline graph under `cls.name`."""
-    if cls.name in _STAGES:
-        raise ValueError(f"stage {cls.name!r} registered twice")
-    _STAGES[cls.name] = cls
-    return cls
+STAGES: Registry[Stage] = Registry("stage", __name__)
+register_stage = STAGES.register
 
 
 def get_stage(name: str) -> Stage:
     """A new instance of the registered stage `name`."""
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
-    return _STAGES[name]()
+    cls = STAGES.get(name)
+    if cls is None:
+        raise KeyError(f"no stage {name!r}; registered: {STAGES.names()}")
+    return cls()
