@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar
 
 from pipeline.registry import Registry
@@ -14,12 +15,23 @@ class Method:
     name: ClassVar[str]
     schemes: ClassVar[tuple[str, ...]]
     default_scheme: ClassVar[str]
-    needs_calibration: ClassVar[bool] = False
     options_model: ClassVar[type[StrictModel]] = StrictModel
 
-    def modifiers(self, scheme: str, options: dict[str, Any]) -> list[Any]:
-        """The llmcompressor modifiers for `oneshot`; an empty list means no quantization."""
+    def needs_calibration(self, scheme: str, options: dict[str, Any]) -> bool:
+        """Whether this scheme/options combination needs calibration data."""
+        return False
+
+    def group_size(self, scheme: str, options: dict[str, Any]) -> int | None:
+        """The weight group size the checkpoint will use (None: per channel or not grouped)."""
+        return None
+
+    def modifiers(self, scheme: str, options: dict[str, Any]) -> list[Any] | str:
+        """The llmcompressor recipe for `oneshot` (modifiers or YAML); empty: no quantization."""
         raise NotImplementedError
+
+    def context(self) -> AbstractContextManager[Any]:
+        """Entered around `oneshot`; a method's workaround for a library limitation goes here."""
+        return nullcontext()
 
 
 METHODS: Registry[Method] = Registry("method", __name__)

@@ -2,30 +2,27 @@
 
 from typing import Any
 
-from pydantic import Field
-
 from pipeline.methods import Method, register_method
-from pipeline.strict import StrictModel
-
-
-class RTNOptions(StrictModel):
-    targets: list[str] = Field(
-        default_factory=lambda: ["Linear"], description="Modules to quantize."
-    )
-    ignore: list[str] = Field(
-        default_factory=lambda: ["lm_head"], description="Modules left in full precision."
-    )
+from pipeline.methods.weights import (
+    WEIGHT_BITS,
+    WeightOnlyOptions,
+    resolved_group_size,
+    weight_config_groups,
+)
 
 
 @register_method
 class RoundToNearest(Method):
     name = "rtn"
-    schemes = ("W4A16", "W8A16")
+    schemes = tuple(WEIGHT_BITS)
     default_scheme = "W4A16"
-    options_model = RTNOptions
+    options_model = WeightOnlyOptions
+
+    def group_size(self, scheme: str, options: dict[str, Any]) -> int | None:
+        return resolved_group_size(scheme, options)
 
     def modifiers(self, scheme: str, options: dict[str, Any]) -> list[Any]:
         from llmcompressor.modifiers.quantization import QuantizationModifier
 
-        targets, ignore = options["targets"], options["ignore"]
-        return [QuantizationModifier(targets=targets, scheme=scheme, ignore=ignore)]
+        groups = weight_config_groups(scheme, options)
+        return [QuantizationModifier(config_groups=groups, ignore=options["ignore"])]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -24,12 +25,37 @@ def check_recipe(recipe: Recipe) -> None:
 
 
 def _check_model(recipe: Recipe) -> None:
-    resolve_model(recipe.model.id, recipe.model.revision, download=False)
+    resolved = resolve_model(recipe.model.id, recipe.model.revision, download=False)
+    if resolved.origin != "hub":
+        _check_group_size(recipe, json.loads((resolved.path / "config.json").read_text()))
+
+
+def _check_group_size(recipe: Recipe, config: dict) -> None:
+    """A weight group size must divide every quantized layer's input width."""
+    q = recipe.quantization
+    group = get_method(q.method).group_size(q.scheme, q.options)
+    if not group:
+        return
+    heads, hidden = config.get("num_attention_heads"), config.get("hidden_size")
+    head_dim = config.get("head_dim") or (hidden // heads if hidden and heads else None)
+    widths = {
+        "hidden_size": hidden,
+        "intermediate_size": config.get("intermediate_size"),
+        "num_attention_heads * head_dim": heads * head_dim if heads and head_dim else None,
+    }
+    bad = {name: w for name, w in widths.items() if w and w % group}
+    if bad:
+        raise QuenchError(
+            f"quantization.options.group_size: {group} does not divide the model's "
+            + ", ".join(f"{name} ({w})" for name, w in bad.items())
+            + f"; it must divide each of {sorted({w for w in widths.values() if w})}"
+        )
 
 
 def _check_calibration(recipe: Recipe) -> None:
-    method = get_method(recipe.quantization.method)
-    if method is None or not method.needs_calibration:
+    q = recipe.quantization
+    method = get_method(q.method)
+    if method is None or not method.needs_calibration(q.scheme, q.options):
         return
     c = recipe.calibration
     source = resolve_text_source(c.source, c.config_name, c.split, c.text_field,

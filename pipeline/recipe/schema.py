@@ -58,7 +58,11 @@ class QuantizationSpec(StrictModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            raise ValueError(f"options.{where}: {first['msg']}") from None
+            message = first["msg"].removeprefix("Value error, ")
+            if first["type"] == "extra_forbidden":
+                allowed = ", ".join(method.options_model.model_fields) or "none"
+                message = f"unknown option for method {self.method!r}; allowed: {allowed}"
+            raise ValueError(f"options.{where}: {message}") from None
         return self
 
 

@@ -13,6 +13,8 @@ from pipeline.runner.manifest import Manifest
 from pipeline.sources import TextSource, fingerprint_path, load_texts, resolve_text_source
 from pipeline.stages import Stage, StageContext, StageResult, register_stage
 
+HELDOUT_SAMPLES = 4  # records not drawn for calibration, for the output-cosine check
+
 
 def calibration_source(recipe: Recipe) -> TextSource:
     c = recipe.calibration
@@ -35,9 +37,10 @@ class CalibrateStage(Stage):
         return {"source": source.describe(), "files": files}
 
     def skip_reason(self, recipe: Recipe, inputs: dict[str, Manifest]) -> str | None:
-        method = get_method(recipe.quantization.method)
-        if method is not None and not method.needs_calibration:
-            return f"method {method.name} needs no calibration data"
+        q = recipe.quantization
+        method = get_method(q.method)
+        if method is not None and not method.needs_calibration(q.scheme, q.options):
+            return f"method {q.method} ({q.scheme}) needs no calibration data"
         return None
 
     def run(self, ctx: StageContext) -> StageResult:
@@ -54,7 +57,10 @@ class CalibrateStage(Stage):
                 f"calibration.num_samples: asked for {c.num_samples}, but {where} holds only "
                 f"{len(texts)} non-empty records"
             )
-        chosen = random.Random(c.seed).sample(range(len(texts)), c.num_samples)
+        rng = random.Random(c.seed)
+        chosen = rng.sample(range(len(texts)), c.num_samples)
+        rest = sorted(set(range(len(texts))) - set(chosen))
+        heldout = rng.sample(rest, min(HELDOUT_SAMPLES, len(rest)))
         tokenizer = load_tokenizer(ctx.inputs["model"].path("model_dir"))
         encoded = tokenizer(
             [texts[i] for i in chosen], truncation=True, max_length=c.max_seq_length
@@ -64,6 +70,8 @@ class CalibrateStage(Stage):
             {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
         )
         dataset.save_to_disk(str(ctx.out_dir / "tokenized"))
+        heldout_ids = tokenizer([texts[i] for i in heldout], truncation=True,
+                                max_length=c.max_seq_length)["input_ids"]
         lineage = {
             "source": source.describe(),
             "digest": fingerprint_path(source.path) if source.kind == "file" else None,
@@ -74,6 +82,7 @@ class CalibrateStage(Stage):
             "tokens": sum(lengths),
             "truncated_samples": sum(n >= c.max_seq_length for n in lengths),
         }
-        outputs = {"dataset_dir": "tokenized", "lineage": lineage, "record_indices": chosen}
+        outputs = {"dataset_dir": "tokenized", "lineage": lineage, "record_indices": chosen,
+                   "heldout_input_ids": [ids for ids in heldout_ids if len(ids) > 1]}
         metrics = {"calibration_tokens": sum(lengths), "calibration_samples": len(lengths)}
         return StageResult(outputs=outputs, metrics=metrics)

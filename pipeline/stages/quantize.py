@@ -11,11 +11,14 @@ from typing import Any
 from pipeline import methods
 from pipeline.errors import StageError
 from pipeline.methods import get_method
+from pipeline.metrics.fidelity import layer_weight_errors, output_cosine
 from pipeline.models import check_safetensors, dir_size_bytes, load_model, load_tokenizer
 from pipeline.recipe.schema import Recipe
+from pipeline.sources import file_sha256
 from pipeline.stages import Stage, StageContext, StageResult, register_stage
 
 RELOAD_PROMPT = "Once upon a time, there was a little girl"
+WARNING = 30  # loguru's WARNING level number
 
 
 @register_stage
@@ -30,47 +33,65 @@ class QuantizeStage(Stage):
             "trust_remote_code": recipe.model.trust_remote_code,
         }
 
+    def fingerprint(self, recipe: Recipe) -> dict[str, Any]:
+        """A raw llmcompressor recipe file is an input: its content enters the key."""
+        recipe_file = recipe.quantization.options.get("recipe")
+        return {"recipe_file": file_sha256(Path(recipe_file))} if recipe_file else {}
+
     def code_files(self) -> list[Path]:
         """The stage module and every method module: a method's code shapes the checkpoint."""
         return super().code_files() + sorted(Path(methods.__file__).parent.glob("*.py"))
 
     def run(self, ctx: StageContext) -> StageResult:
-        recipe = ctx.recipe
-        method = get_method(recipe.quantization.method)
+        recipe, q = ctx.recipe, ctx.recipe.quantization
         source = ctx.inputs["model"].path("model_dir")
         trust = recipe.model.trust_remote_code
         model = load_model(source, recipe.model.dtype, trust)
         tokenizer = load_tokenizer(source, trust)
-        modifiers = method.modifiers(recipe.quantization.scheme, recipe.quantization.options)
+        recipe_in = get_method(q.method).modifiers(q.scheme, q.options)
         start_wall, start_cpu = time.perf_counter(), time.process_time()
-        if modifiers:
-            _oneshot(model, modifiers, ctx)
+        warnings = _oneshot(model, recipe_in, ctx) if recipe_in else []
         wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
         out = ctx.out_dir / "model"
-        model.save_pretrained(out, save_compressed=bool(modifiers))
+        model.save_pretrained(out, save_compressed=bool(recipe_in))
         tokenizer.save_pretrained(out)
-        for shard in out.glob("*.safetensors"):
-            check_safetensors(shard)
-        check = reload_check(out, recipe.model.dtype, trust)
+        del model
+        reloaded = reload_check(out, recipe.model.dtype, trust)
+        errors = layer_weight_errors(source, reloaded)
         config = json.loads((out / "config.json").read_text())
-        size = dir_size_bytes(out)
         outputs = {
             "model_dir": "model",
-            "format": config.get("quantization_config", {}).get("quant_method", "dense"),
+            "format": format_details(config.get("quantization_config")),
             "quantization_config": config.get("quantization_config"),
-            "reload_check": check,
+            "layer_weight_errors": errors,
+            "library_warnings": warnings,
         }
         metrics = {
             "quantize_wall_seconds": round(wall, 3),
             "quantize_cpu_seconds": round(cpu, 3),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "size_bytes": size,
+            "size_bytes": dir_size_bytes(out),
+            "weight_error_mean": sum(errors.values()) / len(errors) if errors else 0.0,
+            "weight_error_max": max(errors.values(), default=0.0),
         }
+        heldout = _heldout(ctx)
+        if heldout:
+            original = load_model(source, recipe.model.dtype, trust)
+            metrics["output_cosine"] = output_cosine(original, reloaded, heldout)
         return StageResult(outputs=outputs, metrics=metrics)
 
 
-def _oneshot(model: Any, modifiers: list[Any], ctx: StageContext) -> None:
+def _heldout(ctx: StageContext) -> list[list[int]]:
+    calibration = ctx.inputs.get("calibration")
+    if calibration is None or calibration.skipped:
+        return []
+    return calibration.outputs.get("heldout_input_ids", [])
+
+
+def _oneshot(model: Any, recipe_in: list[Any] | str, ctx: StageContext) -> list[str]:
+    """Runs llmcompressor's oneshot; returns the warnings it logged (they explain skips)."""
     from llmcompressor import oneshot
+    from loguru import logger
 
     kwargs: dict[str, Any] = {}
     calibration = ctx.inputs.get("calibration")
@@ -83,13 +104,44 @@ def _oneshot(model: Any, modifiers: list[Any], ctx: StageContext) -> None:
             "num_calibration_samples": c.num_samples,
             "max_seq_length": c.max_seq_length,
         }
-    oneshot(model=model, recipe=modifiers, output_dir=None, **kwargs)
+    warnings: list[str] = []
+    sink = logger.add(
+        lambda m: warnings.append(m.record["message"]),
+        level="DEBUG",  # AWQ names each mapping it skips only at DEBUG level
+        filter=lambda r: r["level"].no >= WARNING or r["message"].startswith("Skipping "),
+    )
+    try:
+        with get_method(ctx.recipe.quantization.method).context():
+            oneshot(model=model, recipe=recipe_in, output_dir=None, **kwargs)
+    finally:
+        logger.remove(sink)
+    return [w for w in warnings if "No accelerator available" not in w]
 
 
-def reload_check(path: Path, dtype: str, trust_remote_code: bool) -> dict[str, Any]:
-    """Loads the saved checkpoint with transformers and checks its logits are finite."""
+def format_details(qc: dict[str, Any] | None) -> dict[str, Any]:
+    """The compressed-tensors facts a deployer asks first: format, bits, groups, what's ignored."""
+    if not qc:
+        return {"quant_method": "dense"}
+    groups = {}
+    for name, group in (qc.get("config_groups") or {}).items():
+        w, a = group.get("weights") or {}, group.get("input_activations") or {}
+        groups[name] = {
+            "weights": f"{w.get('type')}{w.get('num_bits')} {w.get('strategy')}"
+                       + (f" g{w['group_size']}" if w.get("group_size") else ""),
+            "activations": (f"{a.get('type')}{a.get('num_bits')} {a.get('strategy')} "
+                            f"{'dynamic' if a.get('dynamic') else 'static'}") if a else None,
+        }
+    return {"quant_method": qc.get("quant_method"), "format": qc.get("format"),
+            "groups": groups, "ignore": qc.get("ignore"),
+            "kv_cache_scheme": qc.get("kv_cache_scheme")}
+
+
+def reload_check(path: Path, dtype: str, trust_remote_code: bool) -> Any:
+    """Loads the saved checkpoint with transformers; its logits must be finite. Returns it."""
     import torch
 
+    for shard in path.glob("*.safetensors"):
+        check_safetensors(shard)
     model = load_model(path, dtype, trust_remote_code)
     tokenizer = load_tokenizer(path, trust_remote_code)
     ids = tokenizer(RELOAD_PROMPT, return_tensors="pt").input_ids
@@ -97,4 +149,4 @@ def reload_check(path: Path, dtype: str, trust_remote_code: bool) -> dict[str, A
         logits = model(ids).logits
     if not torch.isfinite(logits).all():
         raise StageError(f"{path}: the saved checkpoint gives non-finite logits on reload")
-    return {"prompt_tokens": int(ids.shape[1]), "logits_finite": True}
+    return model

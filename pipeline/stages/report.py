@@ -42,10 +42,12 @@ def build_report(recipe: Recipe, inputs: dict[str, Manifest]) -> dict[str, Any]:
         "versions": versions,
         "stages": stages,
         "metrics": _metrics(inputs),
-        "quantization": {k: quantize.outputs.get(k) for k in ("format", "quantization_config")},
+        "quantization": {k: quantize.outputs.get(k) for k in (
+            "format", "quantization_config", "layer_weight_errors", "library_warnings")},
         "calibration": inputs["calibrate"].outputs.get("lineage"),
         "perplexity_protocol": inputs["evaluate"].outputs.get("protocol"),
-        "notes": [n for n in [inputs["evaluate"].outputs.get("kl_note")] if n],
+        "notes": [n for n in [inputs["evaluate"].outputs.get("kl_note")] if n]
+                 + [f"llmcompressor: {w}" for w in quantize.outputs.get("library_warnings", [])],
     }
 
 
@@ -61,7 +63,8 @@ def _metrics(inputs: dict[str, Manifest]) -> dict[str, dict[str, float]]:
     for name in ("kl_divergence", "top1_agreement"):
         if name in cand_eval:
             candidate[name] = cand_eval[name]
-    for name in ("quantize_wall_seconds", "quantize_cpu_seconds", "peak_rss_mb"):
+    for name in ("quantize_wall_seconds", "quantize_cpu_seconds", "peak_rss_mb",
+                 "weight_error_mean", "weight_error_max", "output_cosine"):
         if name in inputs["quantize"].metrics:
             candidate[name] = inputs["quantize"].metrics[name]
     change: dict[str, float] = {}

@@ -1,0 +1,37 @@
+"""FP8 (E4M3) weights and activations: dynamic (no data) or static (calibrated), FP8 KV cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from pipeline.methods import Method, register_method
+from pipeline.strict import StrictModel
+
+KV_CACHE_FP8 = {"num_bits": 8, "type": "float", "strategy": "tensor", "dynamic": False,
+                "symmetric": True}
+
+
+class FP8Options(StrictModel):
+    kv_cache: bool = Field(False, description="Also quantize the KV cache to FP8 (calibrated).")
+    targets: list[str] = Field(default_factory=lambda: ["Linear"])
+    ignore: list[str] = Field(default_factory=lambda: ["lm_head"])
+
+
+@register_method
+class FP8(Method):
+    name = "fp8"
+    schemes = ("FP8_DYNAMIC", "FP8")
+    default_scheme = "FP8_DYNAMIC"
+    options_model = FP8Options
+
+    def needs_calibration(self, scheme: str, options: dict[str, Any]) -> bool:
+        return scheme == "FP8" or options["kv_cache"]
+
+    def modifiers(self, scheme: str, options: dict[str, Any]) -> list[Any]:
+        from llmcompressor.modifiers.quantization import QuantizationModifier
+
+        kv = KV_CACHE_FP8 if options["kv_cache"] else None
+        return [QuantizationModifier(targets=options["targets"], scheme=scheme,
+                                     ignore=options["ignore"], kv_cache_scheme=kv)]

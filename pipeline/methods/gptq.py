@@ -1,0 +1,48 @@
+"""GPTQ weight-only quantization (llmcompressor GPTQModifier) at 3, 4 or 8 bits."""
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from pipeline.methods import Method, register_method
+from pipeline.methods.weights import (
+    WEIGHT_BITS,
+    WeightOnlyOptions,
+    resolved_group_size,
+    weight_config_groups,
+)
+
+
+class GPTQOptions(WeightOnlyOptions):
+    actorder: Literal["static", "group", "weight"] | None = Field(
+        "static", description="Column order of quantization (activation ordering)."
+    )
+    dampening_frac: float = Field(0.01, gt=0, lt=1, description="Hessian dampening fraction.")
+    block_size: int = Field(128, ge=1, description="Columns quantized per pass.")
+
+
+@register_method
+class GPTQ(Method):
+    name = "gptq"
+    schemes = tuple(WEIGHT_BITS)
+    default_scheme = "W4A16"
+    options_model = GPTQOptions
+
+    def needs_calibration(self, scheme: str, options: dict[str, Any]) -> bool:
+        return True
+
+    def group_size(self, scheme: str, options: dict[str, Any]) -> int | None:
+        return resolved_group_size(scheme, options)
+
+    def modifiers(self, scheme: str, options: dict[str, Any]) -> list[Any]:
+        from llmcompressor.modifiers.gptq import GPTQModifier
+
+        return [
+            GPTQModifier(
+                config_groups=weight_config_groups(scheme, options),
+                ignore=options["ignore"],
+                actorder=options["actorder"],
+                dampening_frac=options["dampening_frac"],
+                block_size=options["block_size"],
+            )
+        ]

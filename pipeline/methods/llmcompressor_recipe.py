@@ -1,0 +1,45 @@
+"""The escape hatch: a raw llmcompressor recipe YAML, read with a safe loader, run as is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, field_validator
+
+from pipeline.methods import Method, register_method
+from pipeline.strict import StrictModel
+
+
+class RawRecipeOptions(StrictModel):
+    recipe: str = Field(description="Path to an llmcompressor recipe YAML file.")
+    calibrate: bool = Field(True, description="Whether the recipe needs calibration data.")
+
+    @field_validator("recipe")
+    @classmethod
+    def _safe_yaml(cls, value: str) -> str:
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise ValueError(f"{value} is not a file")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{value} is not safe YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{value} must hold a mapping (an llmcompressor recipe)")
+        return str(path.resolve())
+
+
+@register_method
+class RawLLMCompressorRecipe(Method):
+    name = "llmcompressor"
+    schemes = ("custom",)
+    default_scheme = "custom"
+    options_model = RawRecipeOptions
+
+    def needs_calibration(self, scheme: str, options: dict[str, Any]) -> bool:
+        return options["calibrate"]
+
+    def modifiers(self, scheme: str, options: dict[str, Any]) -> str:
+        return Path(options["recipe"]).read_text()

@@ -1,0 +1,48 @@
+"""SmoothQuant W8A8: migrate activation outliers into weights, then int8 weights + activations."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from pipeline.methods import Method, register_method
+from pipeline.strict import StrictModel
+
+
+class SmoothQuantOptions(StrictModel):
+    smoothing_strength: float = Field(0.8, ge=0, le=1, description="SmoothQuant alpha.")
+    weights: Literal["gptq", "rtn"] = Field("gptq", description="How int8 weights are rounded.")
+    activations: Literal["dynamic", "static"] = Field(
+        "dynamic", description="Per-token dynamic or per-tensor static (calibrated) int8 inputs."
+    )
+    targets: list[str] = Field(default_factory=lambda: ["Linear"])
+    ignore: list[str] = Field(default_factory=lambda: ["lm_head"])
+
+
+@register_method
+class SmoothQuant(Method):
+    name = "smoothquant"
+    schemes = ("W8A8",)
+    default_scheme = "W8A8"
+    options_model = SmoothQuantOptions
+
+    def needs_calibration(self, scheme: str, options: dict[str, Any]) -> bool:
+        return True
+
+    def modifiers(self, scheme: str, options: dict[str, Any]) -> list[Any]:
+        from llmcompressor.modifiers.gptq import GPTQModifier
+        from llmcompressor.modifiers.quantization import QuantizationModifier
+        from llmcompressor.modifiers.transform import SmoothQuantModifier
+
+        weights = {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "channel"}
+        dynamic = options["activations"] == "dynamic"
+        inputs = {"num_bits": 8, "type": "int", "symmetric": True, "dynamic": dynamic,
+                  "strategy": "token" if dynamic else "tensor"}
+        groups = {"group_0": {"targets": options["targets"], "weights": weights,
+                              "input_activations": inputs}}
+        quantizer = GPTQModifier if options["weights"] == "gptq" else QuantizationModifier
+        return [
+            SmoothQuantModifier(smoothing_strength=options["smoothing_strength"]),
+            quantizer(config_groups=groups, ignore=options["ignore"]),
+        ]

@@ -1,0 +1,53 @@
+"""Integer weight-only schemes shared by rtn and gptq: bits and group size from scheme + options."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from pipeline.strict import StrictModel
+
+# Weight bits of each weight-only scheme; 3/4-bit default to groups of 128, 8-bit to channels.
+WEIGHT_BITS = {"W3A16": 3, "W4A16": 4, "W8A16": 8}
+DEFAULT_GROUP = {3: 128, 4: 128, 8: None}
+
+
+class WeightOnlyOptions(StrictModel):
+    group_size: int | Literal["channel"] | None = Field(
+        None, description="Weights per scale group; 'channel' for one scale per output channel; "
+        "unset: 128 at 3/4 bits, per channel at 8 bits."
+    )
+    symmetric: bool = Field(True, description="Symmetric (no zero point) or asymmetric.")
+    targets: list[str] = Field(default_factory=lambda: ["Linear"], description="Modules to "
+                               "quantize.")
+    ignore: list[str] = Field(default_factory=lambda: ["lm_head"], description="Modules left in "
+                              "full precision.")
+
+    @field_validator("group_size")
+    @classmethod
+    def _positive(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be >= 1 or 'channel'")
+        return value
+
+
+def resolved_group_size(scheme: str, options: dict[str, Any]) -> int | None:
+    """The group size in effect: an int, or None for per-channel."""
+    value = options.get("group_size")
+    if value == "channel":
+        return None
+    return value if value is not None else DEFAULT_GROUP[WEIGHT_BITS[scheme]]
+
+
+def weight_config_groups(scheme: str, options: dict[str, Any]) -> dict[str, Any]:
+    """compressed-tensors config_groups for an integer weight-only scheme."""
+    group = resolved_group_size(scheme, options)
+    weights = {
+        "num_bits": WEIGHT_BITS[scheme],
+        "type": "int",
+        "symmetric": options["symmetric"],
+        "strategy": "group" if group else "channel",
+        "group_size": group,
+    }
+    return {"group_0": {"targets": options["targets"], "weights": weights}}
