@@ -59,8 +59,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(json.dumps(Recipe.model_json_schema(), indent=2))
         return 0
     recipe = load_recipe(args.recipe, args.overrides)
-    check_recipe(recipe)
+    warnings = check_recipe(recipe, for_run=args.command == "run")
     if args.command == "validate":
+        for warning in warnings:
+            print(f"warning: not checked offline: {warning}", file=sys.stderr)
         print(f"{args.recipe}: ok (method {recipe.quantization.method}, "
               f"scheme {recipe.quantization.scheme})")
         return 0

@@ -11,3 +11,7 @@ class RecipeError(QuenchError):
 
 class StageError(QuenchError):
     """A stage failed for a reason it could name (bad checkpoint, empty data, ...)."""
+
+
+class OfflineMiss(QuenchError):
+    """A hub reference that cannot be looked up offline; `validate` warns, `run` fails."""

@@ -15,18 +15,38 @@ def torch_dtype(name: str) -> Any:
 
 
 def load_model(path: Path, dtype: str, trust_remote_code: bool = False) -> Any:
-    """A causal LM in eval mode on CPU; a broken checkpoint becomes a StageError naming it."""
+    """A causal LM in eval mode on CPU; a broken checkpoint becomes a StageError naming it.
+
+    compressed-tensors checkpoints are dequantized at load time, explicitly: otherwise
+    transformers 5.17 keeps them packed and decompresses on the first forward pass, and whether
+    the weights are dense after loading depends on whether llmcompressor was imported.
+    """
     from transformers import AutoModelForCausalLM
 
+    kwargs: dict[str, Any] = {}
+    if _quant_method(path) == "compressed-tensors":
+        from transformers import CompressedTensorsConfig
+
+        kwargs["quantization_config"] = CompressedTensorsConfig(dequantize=True)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code
+            path, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code, **kwargs
         )
     except Exception as exc:  # transformers raises many types for a bad checkpoint
         raise StageError(
             f"cannot load the checkpoint in {path}: {type(exc).__name__}: {exc}"
         ) from None
     return model.eval()
+
+
+def _quant_method(path: Path) -> str | None:
+    import json
+
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return (config.get("quantization_config") or {}).get("quant_method")
 
 
 def load_tokenizer(path: Path, trust_remote_code: bool = False) -> Any:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import QuenchError
+from pipeline.errors import OfflineMiss, QuenchError
 
 MIRROR_ENV = "QUENCH_MIRROR"
 HASH_LIMIT_BYTES = 256 * 1024 * 1024  # files above this are fingerprinted by size+mtime only
@@ -98,7 +98,7 @@ def resolve_model(ref: str, revision: str | None = None, download: bool = True) 
         return ResolvedModel(mirrored, "mirror")
     if is_offline():
         where = f"${MIRROR_ENV}={os.environ.get(MIRROR_ENV)}" if mirror_dir() else f"${MIRROR_ENV}"
-        raise QuenchError(
+        raise OfflineMiss(
             f"model.id: {ref!r} is neither a local folder nor in the mirror ({where}), "
             "and HF_HUB_OFFLINE is set"
         )
@@ -145,7 +145,7 @@ def resolve_text_source(
             builtin.hub_path, builtin.hub_config, builtin.hub_split, builtin.hub_field
         )
     if is_offline():
-        raise QuenchError(
+        raise OfflineMiss(
             f"{key}: {ref!r} is not a local file, not found in the mirror (${MIRROR_ENV}), "
             f"and HF_HUB_OFFLINE is set; built-in names: {', '.join(BUILTIN_DATASETS)}"
         )

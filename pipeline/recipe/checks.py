@@ -6,22 +6,29 @@ import json
 import os
 from pathlib import Path
 
-from pipeline.errors import QuenchError, RecipeError
+from pipeline.errors import OfflineMiss, QuenchError, RecipeError
 from pipeline.methods import get_method
 from pipeline.recipe.schema import Recipe
 from pipeline.sources import load_texts, resolve_model, resolve_text_source
 
 
-def check_recipe(recipe: Recipe) -> None:
-    """Raises RecipeError listing every problem found (paths, data, output folder)."""
-    problems: list[str] = []
+def check_recipe(recipe: Recipe, for_run: bool = True) -> list[str]:
+    """Raises RecipeError listing every problem found (paths, data, output folder).
+
+    With for_run=False (`quench validate`), a hub reference that cannot be looked up offline
+    is returned as a warning instead: the recipe may be right for a connected machine.
+    """
+    problems, warnings = [], []
     for check in (_check_model, _check_calibration, _check_perplexity, _check_output):
         try:
             check(recipe)
+        except OfflineMiss as exc:
+            (problems if for_run else warnings).append(str(exc))
         except QuenchError as exc:
             problems.append(str(exc))
     if problems:
         raise RecipeError(f"recipe {recipe.name!r} cannot run:\n  " + "\n  ".join(problems))
+    return warnings
 
 
 def _check_model(recipe: Recipe) -> None:

@@ -33,3 +33,26 @@ def test_hub_id_missing_from_mirror_is_an_offline_error(mirror):
     recipe = load_recipe(DEFAULT_RECIPE, ["model.id=someone/not-mirrored"])
     with pytest.raises(RecipeError, match="neither a local folder nor in the mirror"):
         check_recipe(recipe)
+
+
+def test_group_size_must_divide_layer_widths(mirror):
+    recipe = load_recipe(DEFAULT_RECIPE, ["quantization.method=gptq",
+                                          "quantization.options.group_size=96"])
+    with pytest.raises(RecipeError, match=r"group_size: 96 does not divide the model's "
+                                          r"hidden_size \(128\)"):
+        check_recipe(recipe)
+
+
+def test_too_few_calibration_records(mirror, tmp_path):
+    few = tmp_path / "few.jsonl"
+    few.write_text('{"text": "a"}\n{"text": "b"}\n')
+    recipe = load_recipe(DEFAULT_RECIPE, ["quantization.method=gptq",
+                                          f"calibration.source={few}"])
+    with pytest.raises(RecipeError, match="calibration.num_samples: asked for 64, but .* only 2"):
+        check_recipe(recipe)
+
+
+def test_example_recipes_validate_offline_with_a_warning(mirror):
+    for path in sorted((DEFAULT_RECIPE.parent / "examples").glob("*.yaml")):
+        warnings = check_recipe(load_recipe(path), for_run=False)
+        assert len(warnings) == 1 and "meta-llama/Llama-3.1-8B-Instruct" in warnings[0]

@@ -65,10 +65,11 @@ def test_deep_merge_does_not_mutate_inputs():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("quantization.scheme=W3A16", "quantization.scheme: 'W3A16' is not allowed for method "
-                                      "'rtn'; allowed: W4A16, W8A16"),
+        ("quantization.scheme=W8A8", "quantization.scheme: 'W8A8' is not allowed for method "
+                                     "'rtn'; allowed: W3A16, W4A16, W8A16"),
         ("quantization.method=magic", "quantization.method: unknown method 'magic'; allowed:"),
-        ("quantization.options.bogus=1", "quantization.options.bogus: Extra inputs"),
+        ("quantization.options.bogus=1", "quantization.options.bogus: unknown option for method "
+                                         "'rtn'; allowed: group_size, symmetric"),
         ("modle.id=x", "modle: unknown key"),
         ("calibration.num_samples=0", "calibration.num_samples: Input should be greater than"),
         ("evaluation.perplexity.stride=999", "evaluation.perplexity.stride: 999 must be <= "
@@ -91,3 +92,24 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_recipe(write(tmp_path / "bad.yaml", "model: [unclosed\n"))
     with pytest.raises(RecipeError, match="must be a mapping"):
         load_recipe(write(tmp_path / "list.yaml", "- a\n- b\n"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["quantization.method=awq", "quantization.scheme=W8A8"],
+         "quantization.scheme: 'W8A8' is not allowed for method 'awq'; allowed: W4A16_ASYM"),
+        (["quantization.method=fp8", "quantization.scheme=FP8",
+          "quantization.options.group_size=128"],
+         "quantization.options.group_size: unknown option for method 'fp8'; allowed: kv_cache"),
+        (["quantization.method=gptq", "quantization.options.group_size=0"],
+         "quantization.options.group_size: must be >= 1 or 'channel'"),
+        (["quantization.method=smoothquant", "quantization.scheme=W8A8",
+          "quantization.options.smoothing_strength=1.5"],
+         "quantization.options.smoothing_strength: Input should be less than or equal to 1"),
+    ],
+)
+def test_impossible_method_combinations(overrides, message):
+    with pytest.raises(RecipeError) as info:
+        load_recipe(DEFAULT_RECIPE, overrides)
+    assert message in str(info.value)
