@@ -44,6 +44,7 @@ test: setup
 
 bench: setup
 	$(PY) bench/spine.py
+	$(PY) bench/methods.py
 
 clean:
 	find $(ARTIFACTS) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 
 from pipeline.errors import QuenchError
 
@@ -38,6 +39,7 @@ def _quiet_libraries() -> None:
         "TOKENIZERS_PARALLELISM": "false",
     }.items():
         os.environ.setdefault(name, value)
+    warnings.simplefilter("ignore", UserWarning)  # library advice aimed at their developers
 
 
 def main(argv: list[str] | None = None) -> int:

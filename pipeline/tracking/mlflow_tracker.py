@@ -79,6 +79,8 @@ class MlflowTracker(Tracker):
         metrics = {**manifest.metrics, "wall_seconds": elapsed}
         self._log(run.info.run_id, params=flatten(manifest.data.get("config", {})), metrics=metrics)
         self.client.log_artifact(run.info.run_id, str(manifest.dir / "manifest.json"))
+        if "lineage" in manifest.outputs:
+            self._log_calibration_input(run.info.run_id, manifest)
         self.client.set_terminated(run.info.run_id, "FINISHED")
 
     def finish(self, report: Manifest) -> dict[str, Any]:
@@ -89,6 +91,25 @@ class MlflowTracker(Tracker):
         self.client.set_terminated(self.parent_id, "FINISHED")
         return {"tracking_uri": self.uri, "experiment_id": self.experiment_id,
                 "run_id": self.parent_id}
+
+    def _log_calibration_input(self, run_id: str, manifest: Manifest) -> None:
+        """Dataset lineage in MLflow's own terms: source, digest and the samples drawn."""
+        import mlflow.data
+        import pandas as pd
+        from mlflow.entities import DatasetInput, InputTag
+
+        lineage = manifest.outputs["lineage"]
+        source = lineage["source"]
+        frame = pd.DataFrame({"record_index": manifest.outputs["record_indices"]})
+        dataset = mlflow.data.from_pandas(
+            frame, source=str(source["path"]), name=f"calibration:{Path(source['path']).name}"
+        )
+        tags = [InputTag("mlflow.data.context", "calibration"),
+                InputTag("quench.seed", str(lineage["seed"])),
+                InputTag("quench.max_seq_length", str(lineage["max_seq_length"]))]
+        entity = DatasetInput(dataset._to_mlflow_entity(), tags)
+        for parent_or_child in (run_id, self.parent_id):
+            self.client.log_inputs(parent_or_child, datasets=[entity])
 
     def fail(self, exc: BaseException) -> None:
         if self.parent_id is None:

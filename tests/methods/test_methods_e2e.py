@@ -124,3 +124,18 @@ def test_unsafe_raw_recipe_is_rejected(tmp_path):
                         "quantization.scheme=custom", f"quantization.options={{recipe: {unsafe}}}")
     assert result.returncode == 2
     assert "quantization.options.recipe:" in result.stderr and "not safe YAML" in result.stderr
+
+
+def test_calibration_lineage_is_an_mlflow_dataset_input(mirror, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    recipe = REPO / "recipes" / "tinystories-gptq-w4a16.yaml"
+    result = run_quench("run", str(recipe), f"output.dir={tmp_path}", *SMALL[:3],
+                        f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_id = result.stdout.strip().splitlines()[-1].rsplit(" ", 1)[-1]
+    inputs = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(run_id).inputs
+    (dataset,) = inputs.dataset_inputs
+    assert dataset.dataset.name == "calibration:valid.txt"
+    assert "wikitext2_valid_calibration/valid.txt" in dataset.dataset.source
+    assert {t.key: t.value for t in dataset.tags}["quench.seed"] == "0"

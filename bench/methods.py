@@ -1,0 +1,90 @@
+"""Quality table: every method on TinyStories-656K, WikiText-2 perplexity, KL and top-1 vs fp32.
+
+Writes artifacts/bench/methods.json and methods.md. Calibrated methods run with two seeds so
+the table shows the spread a calibration draw alone causes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "artifacts" / "bench"
+WORK = OUT / "methods-work"
+SEEDS = (0, 1)
+
+# label -> (recipe, overrides, calibrated)
+VARIANTS = {
+    "fp32 baseline": ("tinystories-none", [], False),
+    "RTN W4 g128": ("tinystories-rtn-w4a16", [], False),
+    "GPTQ W4 g128": ("tinystories-gptq-w4a16", [], True),
+    "AWQ W4 g128 (asym)": ("tinystories-awq-w4a16", [], True),
+    "RTN W3 g32": ("tinystories-rtn-w4a16", ["quantization.scheme=W3A16",
+                                             "quantization.options.group_size=32"], False),
+    "GPTQ W3 g32": ("tinystories-gptq-w3a16", [], True),
+    "SmoothQuant W8A8 (GPTQ, dynamic)": ("tinystories-smoothquant-w8a8", [], True),
+    "FP8 dynamic": ("tinystories-fp8-dynamic", [], False),
+    "FP8 static": ("tinystories-fp8-static", [], True),
+}
+
+
+def run(label: str, recipe: str, overrides: list[str], seed: int) -> dict:
+    tag = hashlib.sha256(" ".join(overrides).encode()).hexdigest()[:6]
+    name = f"bench-{recipe}-{tag}-s{seed}"
+    cmd = [sys.executable, "-m", "pipeline", "run", str(REPO / "recipes" / f"{recipe}.yaml"),
+           f"name={name}", f"output.dir={WORK}", "tracking.backend=none",
+           f"calibration.seed={seed}", *overrides]
+    subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    report = json.loads((WORK / name / "report.json").read_text())
+    m = report["metrics"]
+    return {"variant": label, "seed": seed, "baseline_perplexity": m["baseline"]["perplexity"],
+            **{k: m["candidate"].get(k) for k in (
+                "perplexity", "kl_divergence", "top1_agreement", "size_bytes",
+                "quantize_wall_seconds", "peak_rss_mb", "output_cosine", "weight_error_mean")},
+            "tokens": report["perplexity_protocol"]["windows"] * 256,
+            "notes": report["notes"]}
+
+
+def spread(rows: list[dict], key: str) -> str:
+    values = [r[key] for r in rows if r[key] is not None]
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{statistics.mean(values):.4g} ({min(values):.4g}-{max(values):.4g})"
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| variant | seeds | WikiText-2 ppl | KL vs fp32 | top-1 agree | size (KB) | "
+             "quantize s | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
+    for label in VARIANTS:
+        group = [r for r in rows if r["variant"] == label]
+        lines.append(
+            f"| {label} | {len(group)} | {spread(group, 'perplexity')} | "
+            f"{spread(group, 'kl_divergence')} | {spread(group, 'top1_agreement')} | "
+            f"{group[0]['size_bytes'] / 1024:.0f} | {spread(group, 'quantize_wall_seconds')} | "
+            f"{spread(group, 'peak_rss_mb')} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    rows = []
+    for label, (recipe, overrides, calibrated) in VARIANTS.items():
+        for seed in SEEDS if calibrated else SEEDS[:1]:
+            rows.append(run(label, recipe, overrides, seed))
+            print(f"{label} seed {seed}: ppl {rows[-1]['perplexity']:.3f} "
+                  f"KL {rows[-1]['kl_divergence']:.5f}", flush=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "methods.json").write_text(json.dumps(rows, indent=2))
+    table = markdown(rows)
+    (OUT / "methods.md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
