@@ -5,8 +5,19 @@ from __future__ import annotations
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar
 
+from pydantic import Field
+
 from pipeline.registry import Registry
 from pipeline.strict import StrictModel
+
+
+class ModuleOptions(StrictModel):
+    """Which modules a method quantizes; the base of every method's options."""
+
+    targets: list[str] = Field(default_factory=lambda: ["Linear"], description="Modules to "
+                               "quantize (class names or `re:` patterns).")
+    ignore: list[str] = Field(default_factory=lambda: ["lm_head"], description="Modules left "
+                              "in full precision.")
 
 
 class Method:

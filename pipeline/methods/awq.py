@@ -8,17 +8,14 @@ from typing import Any
 
 from pydantic import Field
 
-from pipeline.methods import Method, register_method
-from pipeline.strict import StrictModel
+from pipeline.methods import Method, ModuleOptions, register_method
 
 
-class AWQOptions(StrictModel):
+class AWQOptions(ModuleOptions):
     group_size: int = Field(128, ge=1, description="Weights per scale group.")
     duo_scaling: bool = Field(True, description="Scale search uses activations and weights.")
     # llmcompressor 0.14 divides by (n_grid - 2) when duo_scaling is on: below 3 it crashes.
     n_grid: int = Field(20, ge=3, le=100, description="Grid points of the scale search.")
-    targets: list[str] = Field(default_factory=lambda: ["Linear"])
-    ignore: list[str] = Field(default_factory=lambda: ["lm_head"])
 
 
 @register_method

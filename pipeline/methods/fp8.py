@@ -6,17 +6,14 @@ from typing import Any
 
 from pydantic import Field
 
-from pipeline.methods import Method, register_method
-from pipeline.strict import StrictModel
+from pipeline.methods import Method, ModuleOptions, register_method
 
 KV_CACHE_FP8 = {"num_bits": 8, "type": "float", "strategy": "tensor", "dynamic": False,
                 "symmetric": True}
 
 
-class FP8Options(StrictModel):
+class FP8Options(ModuleOptions):
     kv_cache: bool = Field(False, description="Also quantize the KV cache to FP8 (calibrated).")
-    targets: list[str] = Field(default_factory=lambda: ["Linear"])
-    ignore: list[str] = Field(default_factory=lambda: ["lm_head"])
 
 
 @register_method

@@ -6,18 +6,15 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from pipeline.methods import Method, register_method
-from pipeline.strict import StrictModel
+from pipeline.methods import Method, ModuleOptions, register_method
 
 
-class SmoothQuantOptions(StrictModel):
+class SmoothQuantOptions(ModuleOptions):
     smoothing_strength: float = Field(0.8, ge=0, le=1, description="SmoothQuant alpha.")
     weights: Literal["gptq", "rtn"] = Field("gptq", description="How int8 weights are rounded.")
     activations: Literal["dynamic", "static"] = Field(
         "dynamic", description="Per-token dynamic or per-tensor static (calibrated) int8 inputs."
     )
-    targets: list[str] = Field(default_factory=lambda: ["Linear"])
-    ignore: list[str] = Field(default_factory=lambda: ["lm_head"])
 
 
 @register_method

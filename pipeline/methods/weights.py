@@ -6,23 +6,19 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from pipeline.strict import StrictModel
+from pipeline.methods import ModuleOptions
 
 # Weight bits of each weight-only scheme; 3/4-bit default to groups of 128, 8-bit to channels.
 WEIGHT_BITS = {"W3A16": 3, "W4A16": 4, "W8A16": 8}
 DEFAULT_GROUP = {3: 128, 4: 128, 8: None}
 
 
-class WeightOnlyOptions(StrictModel):
+class WeightOnlyOptions(ModuleOptions):
     group_size: int | Literal["channel"] | None = Field(
         None, description="Weights per scale group; 'channel' for one scale per output channel; "
         "unset: 128 at 3/4 bits, per channel at 8 bits."
     )
     symmetric: bool = Field(True, description="Symmetric (no zero point) or asymmetric.")
-    targets: list[str] = Field(default_factory=lambda: ["Linear"], description="Modules to "
-                               "quantize.")
-    ignore: list[str] = Field(default_factory=lambda: ["lm_head"], description="Modules left in "
-                              "full precision.")
 
     @field_validator("group_size")
     @classmethod

@@ -69,7 +69,7 @@ def test_deep_merge_does_not_mutate_inputs():
                                      "'rtn'; allowed: W3A16, W4A16, W8A16"),
         ("quantization.method=magic", "quantization.method: unknown method 'magic'; allowed:"),
         ("quantization.options.bogus=1", "quantization.options.bogus: unknown option for method "
-                                         "'rtn'; allowed: group_size, symmetric"),
+                                         "'rtn'; allowed: targets, ignore, group_size"),
         ("modle.id=x", "modle: unknown key"),
         ("calibration.num_samples=0", "calibration.num_samples: Input should be greater than"),
         ("evaluation.perplexity.stride=999", "evaluation.perplexity.stride: 999 must be <= "
@@ -101,7 +101,8 @@ def test_missing_file_and_bad_yaml(tmp_path):
          "quantization.scheme: 'W8A8' is not allowed for method 'awq'; allowed: W4A16_ASYM"),
         (["quantization.method=fp8", "quantization.scheme=FP8",
           "quantization.options.group_size=128"],
-         "quantization.options.group_size: unknown option for method 'fp8'; allowed: kv_cache"),
+         "quantization.options.group_size: unknown option for method 'fp8'; "
+         "allowed: targets, ignore, kv_cache"),
         (["quantization.method=gptq", "quantization.options.group_size=0"],
          "quantization.options.group_size: must be >= 1 or 'channel'"),
         (["quantization.method=smoothquant", "quantization.scheme=W8A8",
