@@ -97,6 +97,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {name} | {_fmt(m['baseline'].get(name))} | {_fmt(m['candidate'].get(name))} "
             f"| {_fmt(change)}{' %' if name == 'perplexity' and change != '' else ''} |"
         )
+    lines += _quantization_lines(report["quantization"])
     lines += ["", "## Stages", "", "| stage | status | seconds |", "| --- | --- | --- |"]
     for s in report["stages"]:
         lines.append(f"| {s['node']} | {s['status']} | {_fmt(s['seconds'])} |")
@@ -109,6 +110,25 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Versions", ""]
     lines += [f"- {k}: {v}" for k, v in sorted(report["versions"].items())]
     return "\n".join(lines) + "\n"
+
+
+def _quantization_lines(q: dict[str, Any]) -> list[str]:
+    """Format details and per-layer relative weight error, the first things a deployer checks."""
+    fmt = q.get("format") or {}
+    lines = ["", "## Quantization", "", f"Format: `{fmt.get('quant_method')}`"
+             + (f" ({fmt['format']})" if fmt.get("format") else "")
+             + (f", ignored: {', '.join(fmt['ignore'])}" if fmt.get("ignore") else "")
+             + (", FP8 KV cache" if fmt.get("kv_cache_scheme") else "") + "."]
+    for name, group in (fmt.get("groups") or {}).items():
+        lines.append(f"- {name}: weights {group['weights']}; activations "
+                     f"{group['activations'] or 'not quantized'}")
+    errors = q.get("layer_weight_errors") or {}
+    if errors:
+        lines += ["", "| layer | relative weight error |", "| --- | --- |"]
+        lines += [f"| {name} | {err:.4f} |" for name, err in sorted(errors.items())]
+        lines += ["", "||W_q - W|| / ||W|| against the original weights; for SmoothQuant and AWQ "
+                  "it includes the scales folded into the weights, not only rounding."]
+    return lines
 
 
 def _fmt(value: Any) -> str:

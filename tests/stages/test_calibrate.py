@@ -50,3 +50,16 @@ def test_empty_file_and_too_few_records_are_named(tmp_path, tiny_model):
     few.write_text("one\ntwo\n")
     with pytest.raises(StageError, match="calibration.num_samples: asked for 64, but .* only 2"):
         _run(tmp_path, tiny_model, few)
+
+
+def test_parquet_source_with_a_named_column(tmp_path, tiny_model):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = tmp_path / "calib.parquet"
+    rows = [f"Once upon a time there was a cat number {i}." for i in range(20)]
+    pq.write_table(pa.table({"body": rows, "id": list(range(20))}), source)
+    out, result = _run(tmp_path, tiny_model, source, num_samples=8, text_field="body")
+    assert result.outputs["lineage"]["records_available"] == 20
+    assert len(datasets.load_from_disk(str(out / "tokenized"))) == 8
+    assert len(result.outputs["heldout_input_ids"]) == 4
