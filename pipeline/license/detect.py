@@ -1,0 +1,154 @@
+"""Detection: what license a checkpoint folder declares, and where it says so.
+
+Sources, strongest first: the model card's front matter (license, license_name, license_link,
+base_model, base_model_relation), LICENSE / USE_POLICY / NOTICE files, the mirror's SOURCE.md
+provenance note, and the recipe's `license.declared`. config.json only yields hints: a
+`model_type` never decides a license.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.license.kb import by_link, identify_text, normalize
+
+LICENSE_FILES = ("LICENSE", "LICENSE.md", "LICENSE.txt", "LICENCE", "LICENCE.md")
+POLICY_FILES = ("USE_POLICY.md", "USE_POLICY", "ACCEPTABLE_USE_POLICY.md")
+NOTICE_FILES = ("NOTICE", "NOTICE.md", "NOTICE.txt")
+FAMILY_HINTS = {  # config.json model_type -> the license family such checkpoints often carry
+    "llama": "a Llama-architecture model (Meta's Llama licenses apply only to Meta's weights)",
+    "llama4": "Llama 4 (Llama 4 Community License)",
+    "gemma": "Gemma (Gemma Terms of Use)", "gemma2": "Gemma (Gemma Terms of Use)",
+    "gemma3": "Gemma (Gemma Terms of Use)", "mistral": "a Mistral model (several licenses)",
+    "qwen2": "a Qwen model (Apache-2.0, Qwen or Qwen Research licenses)",
+}
+
+
+@dataclass
+class Evidence:
+    """One statement about a model's license: where it was read, what it said, what it means."""
+
+    source: str
+    said: str
+    license: str | None  # kb id, None when not recognized
+
+
+@dataclass
+class ModelLicense:
+    """What one model (the base or an ancestor) declares."""
+
+    model: str
+    folder: str | None
+    evidence: list[Evidence] = field(default_factory=list)
+    parents: list[str] = field(default_factory=list)
+    relation: str | None = None
+    hints: list[str] = field(default_factory=list)
+    missing: str | None = None  # why no folder/card could be read (e.g. offline)
+    files: dict[str, str] = field(default_factory=dict)  # LICENSE/NOTICE/USE_POLICY -> path
+
+    @property
+    def licenses(self) -> list[str]:
+        """The distinct kb ids found (several: the sources disagree, and all apply)."""
+        return sorted({e.license for e in self.evidence if e.license})
+
+    @property
+    def unrecognized(self) -> list[str]:
+        return [f"{e.source}: {e.said!r}" for e in self.evidence if e.license is None]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model": self.model, "folder": self.folder, "licenses": self.licenses,
+                "evidence": [e.__dict__ for e in self.evidence], "parents": self.parents,
+                "relation": self.relation, "hints": self.hints, "missing": self.missing}
+
+
+def read_front_matter(card: Path) -> dict[str, Any]:
+    """The YAML block between the leading `---` lines of a model card ({} when there is none)."""
+    text = card.read_text(encoding="utf-8", errors="replace")
+    match = re.match(r"\A---\s*\n(.*?)\n---\s*(\n|\Z)", text, re.DOTALL)
+    if not match:
+        return {}
+    try:
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{card}: front matter is not valid YAML ({exc})") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _card_evidence(meta: dict[str, Any]) -> list[Evidence]:
+    found = []
+    for raw in _as_list(meta.get("license")):
+        if raw.lower() == "other":
+            name, link = meta.get("license_name"), meta.get("license_link")
+            lic = normalize(name) or by_link(link)
+            said = f"other ({name or 'no license_name'}, {link or 'no license_link'})"
+            found.append(Evidence("README.md front matter", said, lic))
+        else:
+            found.append(Evidence("README.md front matter", raw, normalize(raw)))
+    return found
+
+
+def _file_evidence(folder: Path, result: ModelLicense) -> None:
+    for group, kind in ((LICENSE_FILES, "LICENSE"), (POLICY_FILES, "USE_POLICY"),
+                        (NOTICE_FILES, "NOTICE")):
+        path = next((folder / n for n in group if (folder / n).is_file()), None)
+        if path is None:
+            continue
+        result.files[kind] = str(path)
+        if kind == "LICENSE":
+            text = path.read_text(encoding="utf-8", errors="replace")
+            result.evidence.append(Evidence(path.name, text.strip()[:80], identify_text(text)))
+
+
+def _provenance_evidence(folder: Path) -> list[Evidence]:
+    """A mirror folder's SOURCE.md may state the upstream license on a `License:` line."""
+    path = folder / "SOURCE.md"
+    if not path.is_file():
+        return []
+    match = re.search(r"^[-*\s]*License:\s*([^\s(,;]+)", path.read_text(), re.MULTILINE)
+    if not match:
+        return []
+    raw = match.group(1).rstrip(".")
+    return [Evidence("SOURCE.md (mirror provenance)", raw, normalize(raw))]
+
+
+def detect_folder(folder: Path, model: str, declared: str | None = None) -> ModelLicense:
+    """Everything a checkpoint folder says about its license and its parents."""
+    result = ModelLicense(model=model, folder=str(folder))
+    card = folder / "README.md"
+    meta = read_front_matter(card) if card.is_file() else {}
+    result.evidence += _card_evidence(meta)
+    result.parents = _as_list(meta.get("base_model"))
+    relation = meta.get("base_model_relation")
+    result.relation = str(relation) if relation else None
+    _file_evidence(folder, result)
+    if not result.evidence:
+        result.evidence += _provenance_evidence(folder)
+    if declared:
+        result.evidence.append(Evidence("recipe license.declared", declared, normalize(declared)))
+    config = folder / "config.json"
+    if not result.licenses and config.is_file():
+        model_type = str(json.loads(config.read_text()).get("model_type", ""))
+        if model_type in FAMILY_HINTS:
+            result.hints.append(f"config.json model_type {model_type!r} suggests "
+                                f"{FAMILY_HINTS[model_type]}; not assumed")
+    return result
+
+
+def undetected(model: str, why: str, declared: str | None = None) -> ModelLicense:
+    """A model whose folder could not be read: only the recipe's declaration can speak for it."""
+    result = ModelLicense(model=model, folder=None, missing=why)
+    if declared:
+        result.evidence.append(Evidence("recipe license.declared", declared, normalize(declared)))
+    return result
