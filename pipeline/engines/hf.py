@@ -1,0 +1,11 @@
+"""hf: transformers in the main environment, the reference every served engine is compared to."""
+
+from __future__ import annotations
+
+from pipeline.engines import Engine, register_engine
+
+
+@register_engine
+class HfEngine(Engine):
+    name = "hf"
+    served = False

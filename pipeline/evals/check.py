@@ -1,0 +1,53 @@
+"""Pre-flight checks of `evaluation.lm_eval.tasks`: known names, data reachable offline."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+
+from pipeline.errors import OfflineMiss, QuenchError
+from pipeline.evals import LocalTask, local_tasks
+from pipeline.evals.render import adapter, mirror_sources
+from pipeline.sources import MIRROR_ENV, is_offline, mirror_dir
+
+KEY = "evaluation.lm_eval.tasks"
+
+
+@functools.cache
+def builtin_task_names() -> frozenset[str]:
+    """Every task, group and tag lm-eval ships (indexing them takes ~7 s on a small CPU)."""
+    from lm_eval.tasks import TaskManager
+
+    return frozenset(TaskManager().all_tasks)
+
+
+def check_tasks(tasks: list[str]) -> None:
+    """Unknown names (with close matches), broken adapters, and downloads needed offline."""
+    local: dict[str, LocalTask] = {n: t for t in local_tasks() for n in t.names}
+    unknown = [t for t in tasks if t not in local]
+    known = set(local) | (builtin_task_names() if unknown else set())
+    problems = [_unknown(t, known) for t in unknown if t not in known]
+    if problems:
+        raise QuenchError(f"{KEY}: unknown task {', '.join(problems)}; a task is one of "
+                          "lm-eval's built-in ones (`lm-eval ls tasks`) or a YAML under evals/")
+    mirror = mirror_dir()
+    downloads = []
+    for name in tasks:
+        task = local.get(name)
+        if task is None or (task.adapter and mirror_sources(task, mirror) is None):
+            downloads.append(name)
+        elif task.adapter:
+            try:
+                adapter(task.adapter, task.path)
+            except ValueError as exc:
+                raise QuenchError(f"{KEY}: {name}: {exc}") from None
+    if downloads and is_offline():
+        raise OfflineMiss(
+            f"{KEY}: {', '.join(downloads)} would be downloaded from the hub (no YAML under "
+            f"evals/ with its data in the mirror ${MIRROR_ENV}), and HF_HUB_OFFLINE is set"
+        )
+
+
+def _unknown(name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+    return f"{name!r}" + (f" (did you mean {' or '.join(close)}?)" if close else "")
