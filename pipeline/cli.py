@@ -26,6 +26,29 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("recipe")
     validate.add_argument("overrides", nargs="*")
     sub.add_parser("schema", help="print the recipe JSON Schema")
+    plan = sub.add_parser("plan", help="predicted serving memory on common GPUs, recommended "
+                          "recipe per GPU, prices")
+    plan.add_argument("recipe")
+    plan.add_argument("overrides", nargs="*")
+    plan.add_argument("--batch", type=int, help="concurrent sequences (default: the largest "
+                      "evaluation.throughput.concurrency, else 16)")
+    plan.add_argument("--seq-len", type=int, help="tokens per sequence (default: throughput "
+                      "input_len + output_len, else 4096)")
+    plan.add_argument("--margin", type=float, default=0.2, help="safety margin (default 0.2)")
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON")
+    gate = sub.add_parser("gate", help="gate a run against a baseline (exit 0 pass, 1 regression)")
+    gate.add_argument("run", help="candidate: MLflow run id, registry alias or recipe file")
+    gate.add_argument("--baseline", help="run id, registry alias (<model>@<alias>) or recipe "
+                      "file; default: the candidate recipe's gate.baseline")
+    gate.add_argument("--tracking-uri", help="MLflow tracking URI (default: the recipe's, "
+                      "$MLFLOW_TRACKING_URI, or artifacts/mlflow.db)")
+    gate.add_argument("--recipe", help="take the thresholds from this recipe's gate section "
+                      "instead of the candidate run's")
+    gate.add_argument("--summary", help="also append the Markdown verdict to this file")
+    gate.add_argument("--strict", action="store_true", help="an INCONCLUSIVE metric fails too")
+    from pipeline.compare.cli import add_parsers as add_compare_parsers
+
+    add_compare_parsers(sub)  # compare, promote
     return parser
 
 
@@ -60,11 +83,27 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "schema":
         print(json.dumps(Recipe.model_json_schema(), indent=2))
         return 0
+    if args.command in ("compare", "promote"):
+        from pipeline.compare.cli import dispatch
+
+        return dispatch(args)
+    if args.command == "gate":
+        from pipeline.gate.cli import gate_main
+
+        return gate_main(args.run, args.baseline, args.tracking_uri, args.summary, args.strict,
+                         args.recipe)
+    if args.command == "plan":
+        from pipeline.plan import plan, render
+
+        table = plan(load_recipe(args.recipe, args.overrides), args.batch, args.seq_len,
+                     args.margin)
+        print(json.dumps(table, indent=2) if args.json else render(table))
+        return 0
     recipe = load_recipe(args.recipe, args.overrides)
     warnings = check_recipe(recipe, for_run=args.command == "run")
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.command == "validate":
-        for warning in warnings:
-            print(f"warning: not checked offline: {warning}", file=sys.stderr)
         print(f"{args.recipe}: ok (method {recipe.quantization.method}, "
               f"scheme {recipe.quantization.scheme})")
         return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +26,34 @@ def load_model(path: Path, dtype: str, trust_remote_code: bool = False) -> Any:
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {}
+    quiet = contextlib.nullcontext()
+    if (Path(path) / MODELOPT_STATE).is_file():
+        _enable_modelopt_restore()
+        quiet = contextlib.redirect_stdout(io.StringIO())  # ModelOpt prints what it restores
     if _quant_method(path) == "compressed-tensors":
         from transformers import CompressedTensorsConfig
 
         kwargs["quantization_config"] = CompressedTensorsConfig(dequantize=True)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code, **kwargs
-        )
+        with quiet:
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code, **kwargs
+            )
     except Exception as exc:  # transformers raises many types for a bad checkpoint
         raise StageError(
             f"cannot load the checkpoint in {path}: {type(exc).__name__}: {exc}"
         ) from None
     return model.eval()
+
+
+MODELOPT_STATE = "modelopt_state.pth"  # a ModelOpt fake-quantized checkpoint's quantizers
+
+
+def _enable_modelopt_restore() -> None:
+    """Lets from_pretrained restore ModelOpt's quantizers (else: silently unquantized weights)."""
+    from pipeline.methods.modelopt import enable_modelopt_checkpointing
+
+    enable_modelopt_checkpointing()
 
 
 def _quant_method(path: Path) -> str | None:

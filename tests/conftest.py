@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -27,6 +28,20 @@ def mirror() -> Path:
     if not value or not (Path(value) / "models" / "tinystories-656k").is_dir():
         pytest.skip("no offline mirror: set QUENCH_MIRROR to a folder with models/ and data/")
     return Path(value)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mirror_untouched():
+    """Fails the session if any test wrote into the shared mirror's model files."""
+    value = os.environ.get("QUENCH_MIRROR")
+    folder = Path(value) / "models" / "tinystories-656k" if value else None
+    if folder is None or not folder.is_dir():
+        yield
+        return
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    yield
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    assert after == before, f"a test modified the shared mirror {folder}"
 
 
 @pytest.fixture(scope="session")

@@ -10,14 +10,16 @@ import sys
 import time
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
+from pipeline.runner.graph import node_names
 from pipeline.tracking import flatten
 
 from .conftest import DEFAULT_RECIPE, REPO, read_json, run_id_of, run_quench, small_run_args
 
 pytestmark = pytest.mark.e2e
-STAGE_NODES = ["resolve", "calibrate", "quantize", "baseline_eval", "evaluate", "report"]
+STAGE_NODES = [n for n in node_names() if n != "track"]
 CACHED_NODES = [*STAGE_NODES, "track"]
 
 
@@ -63,6 +65,27 @@ def test_mlflow_parent_metrics_equal_report(cold_run):
     assert sorted(c.info.run_name for c in children) == sorted(STAGE_NODES)
     by_name = {c.info.run_name: c for c in children}
     assert by_name["evaluate"].data.metrics["perplexity"] == expected["candidate.perplexity"]
+
+
+def test_artifact_carries_license_notice_and_model_card(cold_run):
+    out, result = cold_run
+    model = out / "tinystories-rtn-w4a16" / "model"
+    assert (model / "model.safetensors").is_file() and (model / "config.json").is_file()
+    assert "Apache License" in (model / "LICENSE").read_text()
+    notice = (model / "NOTICE").read_text()
+    assert "raincandy-u/TinyStories-656K" in notice and "quantized (rtn, W4A16)" in notice
+    card = (model / "README.md").read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["license"] == "apache-2.0"
+    assert front["base_model"] == "raincandy-u/TinyStories-656K"
+    assert front["base_model_relation"] == "quantized"
+    report = read_json(out / "tinystories-rtn-w4a16" / "report.json")
+    ppl = report["metrics"]["candidate"]["perplexity"]
+    assert "| perplexity | " in card and f"{ppl:.4g}" in card
+    tags = MlflowClient(f"sqlite:///{out}/mlflow.db").get_run(run_id_of(result)).data.tags
+    assert (tags["license"], tags["commercial_ok"], tags["license.verdict"]) == (
+        "apache-2.0", "true", "pass")
+    assert "Apache-2.0 s.4(a)" in tags["obligations"]
 
 
 def test_rerun_is_all_cached_and_logs_nothing_twice(cold_run):

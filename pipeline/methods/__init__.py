@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -43,6 +44,27 @@ class Method:
     def context(self) -> AbstractContextManager[Any]:
         """Entered around `oneshot`; a method's workaround for a library limitation goes here."""
         return nullcontext()
+
+    # Methods quantizing with another library (ModelOpt) override the three hooks below; the
+    # llmcompressor ones keep the defaults.
+    backend: ClassVar[str] = "llmcompressor"  # the library that quantizes, for the report
+
+    def quantize(self, model: Any, scheme: str, options: dict[str, Any],
+                 dataset: Any | None) -> list[str] | None:
+        """Quantizes `model` in place itself, returning the library warnings worth reporting.
+
+        None (the default): the quantize stage runs llmcompressor's `oneshot` with modifiers().
+        `dataset` is the calibration set (a `datasets.Dataset` of input_ids), or None.
+        """
+        return None
+
+    def save(self, model: Any, out: Path, quantized: bool) -> None:
+        """Writes the model where the stage reloads it from; default: compressed-tensors."""
+        model.save_pretrained(out, save_compressed=quantized)
+
+    def format_details(self, model: Any) -> dict[str, Any] | None:
+        """Format facts of the reloaded checkpoint; None: read its compressed-tensors config."""
+        return None
 
 
 METHODS: Registry[Method] = Registry("method", __name__)

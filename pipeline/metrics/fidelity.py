@@ -23,11 +23,21 @@ def layer_weight_errors(original_dir: Path, model: Any) -> dict[str, float]:
             for key in fh.keys():  # noqa: SIM118 - safe_open is not a mapping
                 if key in wanted:
                     original = fh.get_tensor(key).double()
-                    quantized = wanted[key].weight.detach().double()
+                    quantized = _effective_weight(wanted[key]).double()
                     denom = original.norm()
                     errors[key.removesuffix(".weight")] = float(
                         (quantized - original).norm() / denom) if denom > 0 else 0.0
     return errors
+
+
+def _effective_weight(module: Any) -> Any:
+    """The weight a forward pass uses: ModelOpt's fake-quantized modules round it on the fly."""
+    import torch
+
+    with torch.no_grad():
+        quantizer = getattr(module, "weight_quantizer", None)
+        weight = module.weight.detach()
+        return quantizer(weight) if quantizer is not None else weight
 
 
 def output_cosine(original: Any, quantized: Any, batches: list[list[int]]) -> float:

@@ -19,11 +19,12 @@ def check_recipe(recipe: Recipe, for_run: bool = True) -> list[str]:
     is returned as a warning instead: the recipe may be right for a connected machine.
     """
     problems, warnings = [], []
-    for check in (_check_model, _check_calibration, _check_perplexity, _check_output):
+    for check in (_check_model, _check_calibration, _check_perplexity, _check_lm_eval,
+                  _check_output, _check_license, _check_target):
         try:
-            check(recipe)
+            warnings += check(recipe) or []
         except OfflineMiss as exc:
-            (problems if for_run else warnings).append(str(exc))
+            (problems if for_run else warnings).append(f"not checked offline: {exc}")
         except QuenchError as exc:
             problems.append(str(exc))
     if problems:
@@ -84,6 +85,52 @@ def _check_perplexity(recipe: Recipe) -> None:
     if p is not None:
         resolve_text_source(p.dataset, p.config_name, p.split, p.text_field,
                             "evaluation.perplexity.dataset")
+
+
+def _check_lm_eval(recipe: Recipe) -> None:
+    spec = recipe.evaluation.lm_eval
+    if spec is not None:
+        from pipeline.evals.check import check_tasks
+
+        check_tasks(spec.tasks)
+
+
+def _check_license(recipe: Recipe) -> list[str]:
+    """The license verdict, when the base model's card is on this machine (else: at run time)."""
+    try:
+        resolved = resolve_model(recipe.model.id, recipe.model.revision, download=False)
+    except QuenchError:  # reported by _check_model
+        return []
+    if resolved.origin == "hub":
+        return []
+    from pipeline.license import assess, failures
+
+    lineage, verdict = assess(recipe, resolved.path)
+    if verdict.status == "fail":
+        offline = [m.model for m in lineage.offline_misses]
+        fails = [f for f in verdict.findings if f.level == "fail"]
+        if offline and all(f.reason.startswith(tuple(f"{m}:" for m in offline)) for f in fails):
+            raise OfflineMiss(f"license: the card of {', '.join(offline)} is not available")
+        raise QuenchError(f"license: {failures(verdict)}")
+    return [f"license: {f.reason}" + (f" [{f.cite}]" if f.cite else "")
+            for f in verdict.findings if f.level == "warn"]
+
+
+def _check_target(recipe: Recipe) -> list[str]:
+    """The compatibility matrix (pipeline/compat/matrix.yaml): can the target load and run the
+    checkpoint this method writes? Rejections are errors before any calibration."""
+    if recipe.target is None:
+        return []
+    from pipeline import compat
+    from pipeline.engines import get_engine
+
+    verdict = compat.check(recipe)
+    engine = get_engine(recipe.target.engine, recipe.target.environment)
+    errors = verdict.errors + list(getattr(engine, "option_errors", lambda o: [])(
+        recipe.target.options))
+    if errors:
+        raise QuenchError("\n  ".join(errors))
+    return verdict.warnings
 
 
 def _check_output(recipe: Recipe) -> None:

@@ -89,9 +89,80 @@ class PerplexitySpec(StrictModel):
         return self
 
 
+class LmEvalSpec(StrictModel):
+    tasks: list[str] = Field(
+        min_length=1,
+        description="lm-eval task names: built-in ones (e.g. piqa, arc_easy, lambada_openai, "
+        "wikitext) or tasks defined by a YAML under evals/.",
+    )
+    num_fewshot: int | None = Field(
+        None, ge=0, le=100, description="Few-shot examples per prompt; null: each task's default."
+    )
+    limit: int | None = Field(
+        None, ge=1, description="Evaluate only the first N documents of each task; null: all."
+    )
+    batch_size: int = Field(16, ge=1, le=1024, description="Requests per forward pass or call.")
+    engines: list[str] = Field(
+        default_factory=lambda: ["hf"], min_length=1,
+        description="Engines evaluated: hf (transformers, the reference) and served ones such "
+        "as vllm; target.engine is added. An engine unavailable here is recorded as skipped.",
+    )
+
+    @model_validator(mode="after")
+    def _check_names(self) -> LmEvalSpec:
+        from pipeline.engines import engine_names
+
+        for field, names in (("tasks", self.tasks), ("engines", self.engines)):
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"{field}: listed more than once: {', '.join(repeated)}")
+        unknown = [e for e in self.engines if e not in engine_names()]
+        if unknown:
+            raise ValueError(f"engines: unknown engine {unknown[0]!r}; allowed: "
+                             f"{', '.join(engine_names())}")
+        return self
+
+
+class ThroughputSpec(StrictModel):
+    concurrency: list[int] = Field(
+        default_factory=lambda: [1, 8, 32], min_length=1,
+        description="Concurrent requests of each sweep level (one report row per level).",
+    )
+    input_len: int = Field(128, ge=1, le=131_072, description="Prompt tokens per request.")
+    output_len: int = Field(
+        128, ge=1, le=131_072, description="Generated tokens per request (end of text ignored)."
+    )
+    num_prompts: int = Field(
+        64, ge=1, le=100_000, description="Requests per level; at least the largest concurrency."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the random prompt set (same at every level).")
+    warmups: int = Field(1, ge=0, le=100, description="Unmeasured requests before each level.")
+    timeout_s: float = Field(
+        1800, gt=0, description="Longest a level may take before the stage fails."
+    )
+
+    @model_validator(mode="after")
+    def _check_levels(self) -> ThroughputSpec:
+        if any(c < 1 for c in self.concurrency) or len(set(self.concurrency)) != len(
+            self.concurrency
+        ):
+            raise ValueError(f"concurrency: {self.concurrency} must be distinct integers >= 1")
+        if self.num_prompts < max(self.concurrency):
+            raise ValueError(f"num_prompts: {self.num_prompts} is less than the largest "
+                             f"concurrency ({max(self.concurrency)})")
+        return self
+
+
 class EvaluationSpec(StrictModel):
     perplexity: PerplexitySpec | None = Field(
         default_factory=PerplexitySpec, description="Perplexity protocol; null disables it."
+    )
+    lm_eval: LmEvalSpec | None = Field(
+        None, description="lm-eval tasks on the baseline and the quantized model; null: none."
+    )
+    throughput: ThroughputSpec | None = Field(
+        None, description="Concurrency sweep on the target engine's server (needs `target`); "
+        "null: none.",
     )
 
 
@@ -102,6 +173,95 @@ class TrackingSpec(StrictModel):
         None,
         description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, "
         "else sqlite:///<output.dir>/mlflow.db.",
+    )
+
+
+class TargetSpec(StrictModel):
+    engine: str = Field(description="Engine the artifact is deployed on: hf, vllm, tensorrt-llm.")
+    backend: str | None = Field(
+        None, description="Engine backend (tensorrt-llm: pytorch or tensorrt); default per engine."
+    )
+    gpu: str | None = Field(
+        None, description="GPU the artifact is meant for (e.g. H100, A100, L4), or cpu."
+    )
+    environment: str | None = Field(
+        None, description="Python environment (venv folder) the engine runs in; default per "
+        "engine (the one `make setup` creates)."
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Engine options.")
+
+    @model_validator(mode="after")
+    def _check_engine(self) -> TargetSpec:
+        from pipeline.engines import engine_names
+
+        if self.engine not in engine_names():
+            raise ValueError(
+                f"engine: unknown engine {self.engine!r}; allowed: {', '.join(engine_names())}"
+            )
+        return self
+
+
+class LicenseSpec(StrictModel):
+    intended_use: Literal["commercial", "research", "internal"] = Field(
+        "commercial",
+        description="What the artifact is for: commercial (a product or business use), research "
+        "(non-commercial research), internal (evaluation inside an organisation, not production).",
+    )
+    distribution: Literal["none", "internal", "public"] = Field(
+        "internal", description="Who receives the artifact: nobody, your organisation, the public."
+    )
+    allow_unknown: bool = Field(
+        False, description="Warn instead of failing when a model's license cannot be determined."
+    )
+    declared: dict[str, str] = Field(
+        default_factory=dict,
+        description="License of a model whose card cannot be read, by model id or path "
+        "(e.g. {org/model: apache-2.0}); recorded as declared by the recipe.",
+    )
+    artifact_name: str | None = Field(
+        None, description="Name the artifact is published under (naming rules such as Llama's "
+        "apply to it); default: the recipe name.",
+    )
+
+
+class GateSpec(StrictModel):
+    baseline: str | None = Field(
+        None, description="Default baseline of `quench gate`: a run id, a registry alias "
+        "(<model>@<alias>) or a recipe file (run, or reused from cache)."
+    )
+    max_perplexity_increase_pct: float | None = Field(
+        5.0, ge=0, description="Largest allowed relative perplexity increase over the baseline, "
+        "in %; null: not gated."
+    )
+    max_kl_divergence: float | None = Field(
+        0.1, ge=0, description="Largest allowed KL divergence (nats/token) from the unquantized "
+        "base model; null: not gated."
+    )
+    max_accuracy_drop: float | None = Field(
+        0.02, ge=0, le=1, description="Largest allowed absolute drop of each lm-eval task's "
+        "accuracy (`accuracy_metric`); null: not gated."
+    )
+    accuracy_metric: str = Field("acc", description="lm-eval per-document metric to gate.")
+    min_throughput_ratio: float | None = Field(
+        None, gt=0, description="Smallest allowed candidate/baseline output tokens/s ratio at "
+        "each concurrency both runs measured; null: not gated."
+    )
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="Intervals are at level 1 - alpha.")
+    resamples: int = Field(2000, ge=200, le=100_000, description="Bootstrap resamples.")
+    block_windows: int | None = Field(
+        None, ge=1, description="Perplexity windows per bootstrap block; default n^(1/3)."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the bootstrap.")
+
+
+class CostSpec(StrictModel):
+    usd_per_hour: float | None = Field(
+        None, gt=0, description="Price of the machine the sweep runs on, USD/hour; default: the "
+        "table price of target.gpu (see README); needed for target.gpu cpu.",
+    )
+    gpu_usd_per_hour: dict[str, float] = Field(
+        default_factory=dict, description="Overrides of the GPU price table, USD/hour by GPU "
+        "name (e.g. {H100: 3.0}), used by `quench plan` and the throughput stage.",
     )
 
 
@@ -119,5 +279,18 @@ class Recipe(StrictModel):
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
     quantization: QuantizationSpec = Field(default_factory=QuantizationSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    target: TargetSpec | None = Field(
+        None, description="Where the artifact is deployed; null: evaluated with `hf` only."
+    )
+    cost: CostSpec = Field(
+        default_factory=CostSpec, description="Prices for $ per million output tokens."
+    )
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    license: LicenseSpec = Field(
+        default_factory=LicenseSpec, description="Intended use and distribution, checked against "
+        "the licenses of the base model and its ancestors."
+    )
+    gate: GateSpec = Field(
+        default_factory=GateSpec, description="Thresholds of `quench gate` for this recipe."
+    )
     output: OutputSpec = Field(default_factory=OutputSpec)

@@ -19,16 +19,29 @@ class Node:
 
 PIPELINE: tuple[Node, ...] = (
     Node("resolve", "resolve"),
+    # Licenses are checked before any calibration: a forbidden recipe stops here.
+    Node("license", "license", {"model": "resolve"}),
     Node("calibrate", "calibrate", {"model": "resolve"}),
     Node("quantize", "quantize", {"model": "resolve", "calibration": "calibrate"}),
+    # The checkpoint the target engine loads (ModelOpt exports), validated offline; then the
+    # TensorRT-LLM engine build / serve / bench, or its build_plan.sh where there is no GPU.
+    Node("export", "export", {"model": "quantize", "source": "resolve"}),
+    Node("build", "build", {"checkpoint": "export"}),
     # The unquantized model is evaluated with the same protocol; its cache entry is shared by
     # every recipe on the same model, and the candidate's KL divergence is measured against it.
     Node("baseline_eval", "evaluate", {"model": "resolve"}),
     Node("evaluate", "evaluate", {"model": "quantize", "reference": "baseline_eval"}),
+    # lm-eval tasks, the same way: the baseline's entry is shared by recipes on the same model.
+    Node("baseline_lm_eval", "lm_eval", {"model": "resolve"}),
+    Node("lm_eval", "lm_eval", {"model": "quantize"}),
+    # Concurrency sweep of the quantized checkpoint on the target engine's server.
+    Node("throughput", "throughput", {"model": "quantize"}),
     Node(
         "report",
         "report",
-        {n: n for n in ("resolve", "calibrate", "quantize", "baseline_eval", "evaluate")},
+        {n: n for n in ("resolve", "license", "calibrate", "quantize", "export", "build",
+                        "baseline_eval", "evaluate", "baseline_lm_eval", "lm_eval",
+                        "throughput")},
     ),
     # Cached like the others: an unchanged pipeline is not logged to MLflow twice.
     Node("track", "track", {"report": "report"}),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,7 @@ def run_pipeline(
             tracker.log_stage(outcome.node, outcome.status, outcome.elapsed, outcome.manifest)
             if node.name == "report":
                 _publish_report(summary)
+                _publish_artifact(summary)
     except BaseException as exc:
         tracker.fail(exc)
         raise
@@ -141,7 +143,7 @@ def _execute(
         if reason is None:
             ctx = StageContext(recipe, inputs, tmp, parts["config"], extra)
             result = stage.run(ctx)
-            status, outputs, metrics = "ran", result.outputs, result.metrics
+            status, outputs, metrics = result.status or "ran", result.outputs, result.metrics
         else:
             status, outputs, metrics = f"skipped: {reason}", {}, {}
         store.write_manifest(
@@ -171,6 +173,38 @@ def _publish_report(summary: RunSummary) -> None:
     report = summary.manifest("report")
     for name in ("report.md", "report.json"):
         _write_atomic(summary.run_dir / name, report.path(name.replace(".", "_")).read_text())
+
+
+TOKENIZER_FILES = ("tokenizer", "special_tokens_map", "generation_config", "chat_template")
+
+
+def _publish_artifact(summary: RunSummary) -> None:
+    """<output>/<run>/model: the checkpoint plus every stage's `artifact_files` (LICENSE, NOTICE,
+    README.md model card), hard-linked from the cache where possible, replaced atomically."""
+    manifests = [o.manifest for o in summary.outcomes]
+    quantized = summary.manifest("quantize").path("model_dir")
+    files = {p.name: p for p in sorted(quantized.iterdir()) if p.is_file()}
+    exported = next((o.manifest for o in summary.outcomes if o.node == "export"), None)
+    if exported is not None and not exported.skipped:  # the format the target engine loads
+        tokenizer = {n: p for n, p in files.items() if n.startswith(TOKENIZER_FILES)}
+        checkpoint = exported.path("model_dir")
+        files = {**tokenizer, **{p.name: p for p in sorted(checkpoint.iterdir()) if p.is_file()}}
+    for m in manifests:
+        extra = m.outputs.get("artifact_files", {})
+        files.update({name: m.dir / rel for name, rel in extra.items()})
+    final = summary.run_dir / "model"
+    tmp, old = (summary.run_dir / f".model.{kind}-{os.getpid()}" for kind in ("tmp", "old"))
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, source in files.items():
+        try:
+            os.link(source, tmp / name)
+        except OSError:  # another file system: copy
+            shutil.copy2(source, tmp / name)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _publish_run(summary: RunSummary) -> None:

@@ -33,6 +33,9 @@ class StageResult:
 
     outputs: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    # A stage that did part of its work (e.g. wrote a build plan but could not build here)
+    # reports "skipped: <reason>" with its outputs; None means "ran".
+    status: str | None = None
 
 
 class Stage:

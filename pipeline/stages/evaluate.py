@@ -98,7 +98,8 @@ def _reference(
 
 def _result(out: Path, s: Scores, protocol: dict[str, Any], note: str | None) -> StageResult:
     per_window = {"nll_sum": np.asarray(s.nll_sum), "tokens": np.asarray(s.tokens)}
-    outputs: dict[str, Any] = {"protocol": protocol, "per_window": "per_window.npz"}
+    outputs: dict[str, Any] = {"protocol": protocol, "per_window": "per_window.npz",
+                               "mlflow_artifacts": ["per_window.npz"]}
     tokens = int(sum(s.tokens))
     nll = float(sum(s.nll_sum)) / tokens
     metrics = {"perplexity": math.exp(nll), "nll_per_token": nll, "tokens": tokens,

@@ -24,7 +24,7 @@ WARNING = 30  # loguru's WARNING level number
 @register_stage
 class QuantizeStage(Stage):
     name = "quantize"
-    libraries = ("torch", "transformers", "llmcompressor", "compressed-tensors")
+    libraries = ("torch", "transformers", "llmcompressor", "compressed-tensors", "nvidia-modelopt")
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
         return {
@@ -48,12 +48,18 @@ class QuantizeStage(Stage):
         trust = recipe.model.trust_remote_code
         model = load_model(source, recipe.model.dtype, trust)
         tokenizer = load_tokenizer(source, trust)
-        recipe_in = get_method(q.method).modifiers(q.scheme, q.options)
+        method = get_method(q.method)
         start_wall, start_cpu = time.perf_counter(), time.process_time()
-        warnings = _oneshot(model, recipe_in, ctx) if recipe_in else []
+        # A method with its own library (ModelOpt) quantizes itself; the others go to oneshot.
+        warnings = method.quantize(model, q.scheme, q.options, _calibration_dataset(ctx))
+        quantized = warnings is not None
+        if warnings is None:
+            recipe_in = method.modifiers(q.scheme, q.options)
+            warnings = _oneshot(model, recipe_in, ctx) if recipe_in else []
+            quantized = bool(recipe_in)
         wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
         out = ctx.out_dir / "model"
-        model.save_pretrained(out, save_compressed=bool(recipe_in))
+        method.save(model, out, quantized)
         tokenizer.save_pretrained(out)
         del model
         reloaded = reload_check(out, recipe.model.dtype, trust)
@@ -61,7 +67,9 @@ class QuantizeStage(Stage):
         config = json.loads((out / "config.json").read_text())
         outputs = {
             "model_dir": "model",
-            "format": format_details(config.get("quantization_config")),
+            "format": method.format_details(reloaded)
+                      or format_details(config.get("quantization_config")),
+            "backend": method.backend,
             "quantization_config": config.get("quantization_config"),
             "layer_weight_errors": errors,
             "library_warnings": warnings,
@@ -86,6 +94,16 @@ def _heldout(ctx: StageContext) -> list[list[int]]:
     if calibration is None or calibration.skipped:
         return []
     return calibration.outputs.get("heldout_input_ids", [])
+
+
+def _calibration_dataset(ctx: StageContext) -> Any | None:
+    """The tokenized calibration set, or None when the calibrate stage was skipped."""
+    calibration = ctx.inputs.get("calibration")
+    if calibration is None or calibration.skipped:
+        return None
+    import datasets
+
+    return datasets.load_from_disk(str(calibration.path("dataset_dir")))
 
 
 def _oneshot(model: Any, recipe_in: list[Any] | str, ctx: StageContext) -> list[str]:

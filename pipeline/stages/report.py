@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pipeline.evals.report import lm_eval_markdown, lm_eval_summary
+from pipeline.model_card import render_model_card
 from pipeline.models import dir_size_bytes
 from pipeline.recipe.schema import Recipe
 from pipeline.runner.manifest import Manifest
 from pipeline.stages import Stage, StageContext, StageResult, register_stage
+from pipeline.stages.export import deployment_markdown, deployment_summary
+from pipeline.stages.throughput import throughput_markdown, throughput_summary
 
 
 @register_stage
@@ -22,7 +26,9 @@ class ReportStage(Stage):
         report = build_report(ctx.recipe, ctx.inputs)
         (ctx.out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
         (ctx.out_dir / "report.md").write_text(render_markdown(report))
-        return StageResult(outputs={"report_json": "report.json", "report_md": "report.md"})
+        (ctx.out_dir / "model_card.md").write_text(render_model_card(report, report["artifact"]))
+        return StageResult(outputs={"report_json": "report.json", "report_md": "report.md",
+                                    "artifact_files": {"README.md": "model_card.md"}})
 
 
 def build_report(recipe: Recipe, inputs: dict[str, Manifest]) -> dict[str, Any]:
@@ -38,6 +44,7 @@ def build_report(recipe: Recipe, inputs: dict[str, Manifest]) -> dict[str, Any]:
     quantize = inputs["quantize"]
     return {
         "run": recipe.name,
+        "artifact": recipe.license.artifact_name or recipe.name,
         "recipe": recipe.model_dump(mode="json"),
         "versions": versions,
         "stages": stages,
@@ -45,9 +52,14 @@ def build_report(recipe: Recipe, inputs: dict[str, Manifest]) -> dict[str, Any]:
         "quantization": {k: quantize.outputs.get(k) for k in (
             "format", "quantization_config", "layer_weight_errors", "library_warnings")},
         "calibration": inputs["calibrate"].outputs.get("lineage"),
+        "license": inputs["license"].outputs.get("verdict"),
         "perplexity_protocol": inputs["evaluate"].outputs.get("protocol"),
+        "lm_eval": lm_eval_summary(inputs.get("baseline_lm_eval"), inputs.get("lm_eval")),
+        "throughput": throughput_summary(inputs.get("throughput")),
+        "deployment": deployment_summary(inputs.get("export"), inputs.get("build")),
         "notes": [n for n in [inputs["evaluate"].outputs.get("kl_note")] if n]
-                 + [f"llmcompressor: {w}" for w in quantize.outputs.get("library_warnings", [])],
+                 + [f"{quantize.outputs.get('backend', 'llmcompressor')}: {w}"
+                    for w in quantize.outputs.get("library_warnings", [])],
     }
 
 
@@ -55,6 +67,9 @@ def _metrics(inputs: dict[str, Manifest]) -> dict[str, dict[str, float]]:
     base_eval, cand_eval = inputs["baseline_eval"].metrics, inputs["evaluate"].metrics
     baseline = {"size_bytes": dir_size_bytes(inputs["resolve"].path("model_dir"))}
     candidate = {"size_bytes": inputs["quantize"].metrics.get("size_bytes")}
+    export = inputs.get("export")
+    if export is not None and not export.skipped:  # what is deployed (ModelOpt: the export)
+        candidate["size_bytes"] = export.metrics.get("checkpoint_bytes", candidate["size_bytes"])
     for name in ("perplexity", "nll_per_token"):
         if name in base_eval:
             baseline[name] = base_eval[name]
@@ -98,6 +113,10 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {_fmt(change)}{' %' if name == 'perplexity' and change != '' else ''} |"
         )
     lines += _quantization_lines(report["quantization"])
+    lines += _license_lines(report.get("license") or {})
+    lines += lm_eval_markdown(report.get("lm_eval") or {})
+    lines += throughput_markdown(report.get("throughput") or {})
+    lines += deployment_markdown(report.get("deployment") or {})
     lines += ["", "## Stages", "", "| stage | status | seconds |", "| --- | --- | --- |"]
     for s in report["stages"]:
         lines.append(f"| {s['node']} | {s['status']} | {_fmt(s['seconds'])} |")
@@ -128,6 +147,21 @@ def _quantization_lines(q: dict[str, Any]) -> list[str]:
         lines += [f"| {name} | {err:.4f} |" for name, err in sorted(errors.items())]
         lines += ["", "||W_q - W|| / ||W|| against the original weights; for SmoothQuant and AWQ "
                   "it includes the scales folded into the weights, not only rounding."]
+    return lines
+
+
+def _license_lines(verdict: dict[str, Any]) -> list[str]:
+    """The license verdict with each finding's clause: what a deployer must not miss."""
+    if not verdict:
+        return []
+    lines = ["", "## License", "", f"Verdict: **{verdict['status']}** for "
+             f"{', '.join(verdict['licenses']) or 'unknown license'}; commercial use: "
+             f"{ {True: 'yes', False: 'no', None: 'unknown'}[verdict['commercial_ok']] }.", ""]
+    lines += [f"- {f['level']}: {f['reason']}" + (f" ({f['cite']})" if f["cite"] else "")
+              for f in verdict["findings"]]
+    if verdict["obligations"]:
+        lines += ["", "Obligations:", ""]
+        lines += [f"- {o['text']} ({o['cite']})" for o in verdict["obligations"]]
     return lines
 
 

@@ -37,6 +37,8 @@ class MlflowTracker(Tracker):
         found = self.client.get_experiment_by_name(name)
         if found is not None:
             return found.experiment_id
+        if self.uri.startswith(("http://", "https://")):  # a server keeps the artifacts too
+            return self.client.create_experiment(name)
         return self.client.create_experiment(name, artifact_location=artifact_root.as_uri())
 
     def begin(self, recipe: Recipe) -> None:
@@ -81,16 +83,39 @@ class MlflowTracker(Tracker):
         self.client.log_artifact(run.info.run_id, str(manifest.dir / "manifest.json"))
         if "lineage" in manifest.outputs:
             self._log_calibration_input(run.info.run_id, manifest)
+        for rel in manifest.outputs.get("mlflow_artifacts", []):  # per-sample data for the gate
+            path = manifest.dir / rel
+            if path.is_dir():
+                self.client.log_artifacts(run.info.run_id, str(path), artifact_path=rel)
+            elif path.is_file():
+                self.client.log_artifact(run.info.run_id, str(path))
+        if "table" in manifest.outputs:  # a JSON file of columns {name: [values]}
+            self.client.log_table(run.info.run_id, data=json.loads(
+                manifest.path("table").read_text()), artifact_file=manifest.outputs["table"])
         self.client.set_terminated(run.info.run_id, "FINISHED")
 
     def finish(self, report: Manifest) -> dict[str, Any]:
         data = json.loads(report.path("report_json").read_text())
         self._log(self.parent_id, metrics=flatten(data["metrics"]))
+        self._tag_license(data.get("license"))
         for name in ("report_md", "report_json"):
             self.client.log_artifact(self.parent_id, str(report.path(name)))
         self.client.set_terminated(self.parent_id, "FINISHED")
         return {"tracking_uri": self.uri, "experiment_id": self.experiment_id,
                 "run_id": self.parent_id}
+
+    def _tag_license(self, verdict: dict[str, Any] | None) -> None:
+        """Tags to filter runs by in the UI: license, commercial_ok, obligations."""
+        if not verdict:
+            return
+        ok = {True: "true", False: "false", None: "unknown"}[verdict["commercial_ok"]]
+        obligations = "; ".join(f"{o['text']} ({o['cite']})" for o in verdict["obligations"])
+        tags = {"license": ",".join(verdict["licenses"]) or "unknown", "commercial_ok": ok,
+                "obligations": obligations[:5000] or "none",
+                "license.verdict": verdict["status"]}
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.parent_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
     def _log_calibration_input(self, run_id: str, manifest: Manifest) -> None:
         """Dataset lineage in MLflow's own terms: source, digest and the samples drawn."""
