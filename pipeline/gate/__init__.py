@@ -30,6 +30,7 @@ class GateResult:
     baseline: RunData
     spec: GateSpec
     checks: list[Check]
+    notes: list[str]
 
     @property
     def verdict(self) -> str:
@@ -45,17 +46,21 @@ class GateResult:
 def evaluate_gate(candidate: RunData, baseline: RunData, spec: GateSpec) -> GateResult:
     """Every metric the spec gates; a gated metric without data is a GateError, never a pass."""
     checks: list[Check] = []
+    notes: list[str] = []
     if spec.max_perplexity_increase_pct is not None:
         checks.append(perplexity_check(candidate, baseline, spec))
     if spec.max_kl_divergence is not None:
         checks.append(kl_check(candidate, spec))
     if spec.max_accuracy_drop is not None and (candidate.samples or baseline.samples):
         checks += accuracy_checks(candidate, baseline, spec)
+    elif spec.max_accuracy_drop is not None:
+        notes.append("accuracy not gated: neither run has lm-eval per-document samples "
+                     "(set evaluation.lm_eval in the recipes)")
     if spec.min_throughput_ratio is not None:
         checks += throughput_checks(candidate, baseline, spec)
     if not checks:
         raise GateError("nothing to gate: every threshold in gate.* is null")
-    return GateResult(candidate, baseline, spec, checks)
+    return GateResult(candidate, baseline, spec, checks, notes)
 
 
 def spec_of(report: dict[str, Any]) -> GateSpec:

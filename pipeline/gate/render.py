@@ -32,13 +32,14 @@ def render(result: GateResult) -> str:
                      f"{bound} {_num(c.threshold)} | **{c.verdict}** | {c.n} {c.units} | "
                      f"{c.note} |")
     undecided = [c for c in result.checks if c.verdict == "INCONCLUSIVE"]
-    if undecided:
+    if undecided or result.notes:
         lines.append("")
     for c in undecided:
         need = (f"about {c.needed} {c.units} (now {c.n}) would decide it, if the estimate "
                 "held" if c.needed else "the estimate sits on the threshold: more data will "
                 "not decide it")
         lines.append(f"- {c.metric} is inconclusive: {need}.")
+    lines += [f"- {note}." for note in result.notes]
     lines += ["", "A metric fails only when its whole interval lies beyond the threshold, passes "
               "when it lies within, and is inconclusive otherwise."]
     return "\n".join(lines) + "\n"
