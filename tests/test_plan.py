@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -48,7 +49,7 @@ def test_int4_awq_weights_and_fp8_kv_by_hand():
 def test_tinystories_shape_from_its_config(tiny_model):
     recipe = load_recipe(REPO / "recipes" / "tinystories-vllm.yaml")
     shape, source = plan.model_shape(recipe)
-    assert source == str(tiny_model / "config.json")
+    assert Path(source).resolve() == (tiny_model / "config.json").resolve()
     # 2 * (128*16*(16+8) + 3*128*384) = 393,216 linear; 2048*128 tied + 5*128 norms = 262,784
     assert (shape.linear_params, shape.other_params) == (393_216, 262_784)  # 656,000 total
     # batch 4 x 96 tokens x 2 layers x 2 x 128 hidden x 2 bytes (served bf16) / (8 / 4)
