@@ -85,6 +85,27 @@ def read_header(path: Path, problems: list[str]) -> dict[str, dict[str, Any]] | 
     return header
 
 
+def check_linear(where: str, name: str, entry: dict[str, Any], shape: tuple[int, int],
+                 layout: dict[str, Any] | None, tensors: dict[str, Any],
+                 problems: list[str]) -> None:
+    """A Linear's weight against the geometry: its (out, in) shape, packed for int4, and the
+    quant_algo's dtype and scale tensors. `where` prefixes each problem (e.g. a rank file)."""
+    pack = layout["pack"] if layout else 1
+    want = [shape[0] // pack, shape[1]]
+    if list(entry["shape"]) != want:
+        problems.append(f"{where}{name}.weight has shape {entry['shape']}, expected {want} from "
+                        "the model geometry" + (f" ({pack} int4 values per byte)" if pack > 1
+                                                else ""))
+    if layout is None:
+        return
+    if entry["dtype"] != layout["weight"]:
+        problems.append(f"{where}{name}.weight is {entry['dtype']}, the quant_algo stores "
+                        f"{layout['weight']}")
+    lacking = [s for s in layout["scales"] if f"{name}.{s}" not in tensors]
+    if lacking:
+        problems.append(f"{where}{name} lacks {lacking}")
+
+
 def detect_kind(path: Path) -> str:
     """Which of KINDS the folder holds, from its config files."""
     config = _json_or_empty(path / "config.json")

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pipeline.checkpoints import Geometry, read_header, read_json, spec
+from pipeline.checkpoints import Geometry, check_linear, read_header, read_json, spec
 
 LAYER = re.compile(r"^(?:model\.)?layers\.(\d+)\.(.+)\.weight$")
 # HF module name -> (rows, cols) of the unpacked weight, from the geometry.
@@ -135,27 +135,10 @@ def _check_layers(tensors: dict[str, Any], g: Geometry, layout: dict[str, Any] |
                     problems.append(f"missing tensor {name}.weight")
                 continue
             skip = any(fnmatch.fnmatch(name, p) for p in excluded)
-            _check_linear(name, entry, shape_of(g), None if skip else layout, tensors, problems)
+            check_linear("", name, entry, shape_of(g), None if skip else layout, tensors,
+                         problems)
         if quant.get("kv_cache_quant_algo"):
             for proj, scale in (("k_proj", "k_scale"), ("v_proj", "v_scale")):
                 if f"{prefix}.self_attn.{proj}.{scale}" not in tensors:
                     problems.append(f"missing tensor {prefix}.self_attn.{proj}.{scale} (the "
                                     f"{quant['kv_cache_quant_algo']} KV cache scale)")
-
-
-def _check_linear(name: str, entry: dict[str, Any], shape: tuple[int, int],
-                  layout: dict[str, Any] | None, tensors: dict[str, Any],
-                  problems: list[str]) -> None:
-    pack = layout["pack"] if layout else 1
-    want = [shape[0] // pack, shape[1]]
-    if list(entry["shape"]) != want:
-        problems.append(f"{name}.weight has shape {entry['shape']}, expected {want} from the "
-                        "model geometry" + (f" ({pack} int4 values per byte)" if pack > 1 else ""))
-    if layout is None:
-        return
-    if entry["dtype"] != layout["weight"]:
-        problems.append(f"{name}.weight is {entry['dtype']}, the quant_algo stores "
-                        f"{layout['weight']}")
-    lacking = [s for s in layout["scales"] if f"{name}.{s}" not in tensors]
-    if lacking:
-        problems.append(f"{name} lacks {lacking}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.checkpoints import Geometry, read_header, read_json, spec
+from pipeline.checkpoints import Geometry, check_linear, read_header, read_json, spec
 
 GATED_ACTS = ("silu", "swiglu", "gelu_new_gated", "geglu")  # MLPs with a separate gate GEMM
 
@@ -120,34 +120,15 @@ def _check_tensors(header: dict[str, Any], config: dict[str, Any], g: Geometry, 
         names += [f"{prefix}.input_layernorm.weight", f"{prefix}.post_layernorm.weight"]
         for module, (out, inp) in shapes.items():
             name = f"{prefix}.{module}"
-            _check_linear(header, name, out, inp, None if name in excluded else layout, file,
-                          problems)
+            entry = header.get(f"{name}.weight")
+            if entry is None:
+                problems.append(f"{file}: missing tensor {name}.weight")
+                continue
+            check_linear(f"{file}: ", name, entry, (out, inp),
+                         None if name in excluded else layout, header, problems)
         if quant.get("kv_cache_quant_algo"):
             names.append(f"{prefix}.attention.kv_cache_scaling_factor")
     absent = [n for n in names if n not in header]
     if absent:
         problems.append(f"{file}: missing tensors {absent[:5]}"
                         + (f" and {len(absent) - 5} more" if len(absent) > 5 else ""))
-
-
-def _check_linear(header: dict[str, Any], name: str, out: int, inp: int,
-                  layout: dict[str, Any] | None, file: str, problems: list[str]) -> None:
-    """A Linear's weight: there, with the algorithm's dtype, shape and scale tensors."""
-    entry = header.get(f"{name}.weight")
-    if entry is None:
-        problems.append(f"{file}: missing tensor {name}.weight")
-        return
-    pack = layout["pack"] if layout else 1
-    want = [out // pack, inp]
-    if list(entry["shape"]) != want:
-        problems.append(f"{file}: {name}.weight has shape {entry['shape']}, expected {want} "
-                        f"from the model geometry" + (f" ({pack} int4 values per byte)"
-                                                      if pack > 1 else ""))
-    if layout is None:
-        return
-    if entry["dtype"] != layout["weight"]:
-        problems.append(f"{file}: {name}.weight is {entry['dtype']}, the quant_algo stores "
-                        f"{layout['weight']}")
-    lacking = [s for s in layout["scales"] if f"{name}.{s}" not in header]
-    if lacking:
-        problems.append(f"{file}: {name} lacks {lacking}")
