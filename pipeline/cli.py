@@ -7,10 +7,15 @@ import json
 import os
 import sys
 import warnings
+from typing import TYPE_CHECKING
 
 from pipeline.errors import QuenchError
 
-EXIT_ERROR = 2
+if TYPE_CHECKING:
+    from pipeline.recipe import Recipe
+    from pipeline.runner.run import RunSummary
+
+EXIT_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 1, 2, 130
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,15 +70,28 @@ def _quiet_libraries() -> None:
     warnings.simplefilter("ignore", UserWarning)  # library advice aimed at their developers
 
 
+def _run_environment(verbose: bool) -> None:
+    """`run` keeps library logs at their own levels (they go to quench.log); only bars go."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not verbose:
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if not args.verbose:
+    if args.command == "run":
+        _run_environment(args.verbose)
+    elif not args.verbose:
         _quiet_libraries()
     try:
         return _dispatch(args)
     except QuenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -107,10 +125,30 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"{args.recipe}: ok (method {recipe.quantization.method}, "
               f"scheme {recipe.quantization.scheme})")
         return 0
-    from pipeline.runner.run import run_pipeline
-
-    summary = run_pipeline(recipe, force=set(args.force))
+    summary = _run(recipe, set(args.force), args.verbose)
+    if isinstance(summary, int):
+        return summary
     print(f"report: {summary.run_dir / 'report.md'}")
     if summary.tracking:
         print(f"mlflow: {summary.tracking['tracking_uri']} run {summary.tracking['run_id']}")
     return 0
+
+
+def _run(recipe: Recipe, force: set[str], verbose: bool) -> RunSummary | int:
+    """Runs the pipeline with library output in quench.log; an exit code when it did not end."""
+    from pipeline.runner.console import LOG_NAME, RunConsole
+    from pipeline.runner.run import output_root, run_pipeline
+
+    log_path = output_root(recipe) / recipe.name / LOG_NAME
+    try:
+        with RunConsole(log_path, verbose) as console:
+            return run_pipeline(recipe, force=force, progress=console.progress)
+    except KeyboardInterrupt:
+        print(f"interrupted; log: {log_path}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except QuenchError:
+        raise
+    except Exception as exc:  # a bug or a library failure quench does not know: no traceback
+        print(f"error: unexpected {type(exc).__name__}: {exc}\n"
+              f"the traceback is in {log_path}", file=sys.stderr)
+        return EXIT_FAILED

@@ -223,14 +223,14 @@ def serving_dtype_bytes(shape: Shape, option: str | None = None) -> int:
 
 def model_shape(recipe: Recipe) -> tuple[Shape, str]:
     """The model's shape and where it came from: its config.json, or the known-shapes table."""
-    from pipeline.sources import resolve_model
+    from pipeline.sources import model_config, resolve_spec
 
     ref = recipe.model.id
     try:
-        resolved = resolve_model(ref, recipe.model.revision, download=False)
+        resolved = resolve_spec(recipe.model, download=False)
         if resolved.origin != "hub":
-            path = resolved.path / "config.json"
-            return Shape.from_config(json.loads(path.read_text())), str(path)
+            where = resolved.gguf_file or resolved.path / "config.json"
+            return Shape.from_config(model_config(resolved)), str(where)
     except OfflineMiss:
         pass
     key = ref.rsplit("/", 1)[-1].lower().removesuffix("-instruct")

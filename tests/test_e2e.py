@@ -58,6 +58,9 @@ def test_mlflow_parent_metrics_equal_report(cold_run):
     expected = {k: float(v) for k, v in flatten(report["metrics"]).items()}
     assert run.data.metrics == pytest.approx(expected, rel=1e-12)
     assert run.info.status == "FINISHED"
+    # Marked as a model-training experiment, so MLflow's UI opens on the runs table.
+    tags = client.get_experiment(run.info.experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
     assert run.data.tags["quench.method"] == "rtn"
     children = client.search_runs(
         [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'"

@@ -47,3 +47,21 @@ def test_jsonl_field_and_missing_field(tmp_path):
 def test_missing_local_file_is_named(tmp_path):
     with pytest.raises(QuenchError, match="calibration.source: .* is not a file"):
         resolve_text_source(str(tmp_path / "x.txt"), None, "train", "text", "calibration.source")
+
+
+def test_gguf_inputs_resolve_locally_and_through_the_mirror(tmp_path, monkeypatch, smollm2_gguf):
+    local = resolve_model(str(smollm2_gguf))
+    assert (local.origin, local.gguf_file, local.path) == (
+        "local", smollm2_gguf.resolve(), smollm2_gguf.resolve().parent)
+    folder = resolve_model(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name)
+    assert folder.gguf_file == smollm2_gguf.resolve()
+    # A hub repo + file (transformers' gguf_file=), found offline in a mirror folder.
+    repo = tmp_path / "models" / "SmolLM2-135M-Instruct-GGUF"
+    repo.mkdir(parents=True)
+    (repo / smollm2_gguf.name).symlink_to(smollm2_gguf)
+    monkeypatch.setenv("QUENCH_MIRROR", str(tmp_path))
+    mirrored = resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct-GGUF",
+                             gguf_file=smollm2_gguf.name)
+    assert mirrored.origin == "mirror" and mirrored.source == repo.resolve() / smollm2_gguf.name
+    with pytest.raises(QuenchError, match=r"model.id: .*missing.gguf does not exist"):
+        resolve_model(str(tmp_path / "missing.gguf"))

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from pipeline import progress
 from pipeline.engines import Engine, Server, installed_versions, register_engine
 from pipeline.engines.vllm import healthy, log_tail, pick_port, stop_process_group
 from pipeline.errors import StageError
@@ -167,7 +168,8 @@ class TensorRtLlmEngine(Engine):
                                     stdin=subprocess.DEVNULL, start_new_session=True,
                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
-            _wait_healthy(proc, port, opts.startup_timeout_s, log_path)
+            with progress.task("trtllm-serve starting"):
+                _wait_healthy(proc, port, opts.startup_timeout_s, log_path)
             yield Server(f"http://127.0.0.1:{port}", str(model_dir), proc.pid, log_path)
         finally:
             stop_process_group(proc)

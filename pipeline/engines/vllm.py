@@ -26,6 +26,7 @@ from typing import Any
 
 import psutil
 
+from pipeline import progress
 from pipeline.engines import Engine, Server, installed_versions, register_engine
 from pipeline.errors import StageError
 
@@ -109,7 +110,9 @@ class VllmEngine(Engine):
             for _attempt in range(3):  # another process may take the port before the server
                 port = pick_port(options.get("port"))
                 proc = self._start(Path(model_dir), workdir, port, flags, options, log_path)
-                if _wait_healthy(proc, port, timeout, log_path):
+                with progress.task("vllm server starting"):
+                    up = _wait_healthy(proc, port, timeout, log_path)
+                if up:
                     break
                 stop_process_group(proc)
             else:

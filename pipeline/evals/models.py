@@ -7,19 +7,60 @@ tokens such as "into▁the▁") the continuation gets no tokens and the run dies
 `assert len(continuation_enc) > 0` (lm-eval issues #1053, #1297, #3336; open PR #4055). Such
 a pair is encoded apart instead, as lm-eval itself does for seq2seq models, and counted in
 `join_fallbacks` so the stage can report how many requests were scored that way.
+
+Each request type's batch is one pipeline.progress task; lm-eval's cache hook, called once
+per finished request, advances it (no cache is kept: the hook's database is None).
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from pipeline import progress
+
+
+def _counting_hook() -> Any:
+    """An lm-eval cache hook that caches nothing: each request's result advances the bar."""
+    from lm_eval.api.model import CacheHook
+
+    class CountingHook(CacheHook):
+        def add_partial(self, attr: str, req: Any, res: Any) -> None:
+            super().add_partial(attr, req, res)
+            if req is not None:  # None: a window of a rolling request, counted with it
+                progress.advance()
+
+    return CountingHook(None)
+
+
+def _requests_task(kind: str, requests: list[Any]) -> AbstractContextManager[None]:
+    """The progress bar over one request type of one task (lm-eval sends them all at once)."""
+    task = next((r.task_name for r in requests if getattr(r, "task_name", None)), None)
+    return progress.task(" ".join(p for p in ("lm-eval", task, kind) if p), len(requests))
+
 
 def _join_safe(cls: type) -> type:
-    """A subclass of an lm-eval model class with the fallback above."""
+    """A subclass of an lm-eval model class with the fallback above and request progress."""
 
     class JoinSafe(cls):  # type: ignore[misc, valid-type]
         join_fallbacks = 0
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.set_cache_hook(_counting_hook())
+
+        def loglikelihood(self, requests: list[Any], *args: Any, **kwargs: Any) -> Any:
+            with _requests_task("loglikelihood", requests):
+                return super().loglikelihood(requests, *args, **kwargs)
+
+        def loglikelihood_rolling(self, requests: list[Any], *args: Any, **kwargs: Any) -> Any:
+            with _requests_task("loglikelihood_rolling", requests):
+                return super().loglikelihood_rolling(requests, *args, **kwargs)
+
+        def generate_until(self, requests: list[Any], *args: Any, **kwargs: Any) -> Any:
+            with _requests_task("generate_until", requests):
+                return super().generate_until(requests, *args, **kwargs)
 
         def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
             context_enc, continuation_enc = super()._encode_pair(context, continuation)

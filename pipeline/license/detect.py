@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.gguf import is_gguf, read_gguf
 from pipeline.license.kb import by_link, identify_text, normalize
 
 LICENSE_FILES = ("LICENSE", "LICENSE.md", "LICENSE.txt", "LICENCE", "LICENCE.md")
@@ -143,6 +144,21 @@ def detect_folder(folder: Path, model: str, declared: str | None = None) -> Mode
         if model_type in FAMILY_HINTS:
             result.hints.append(f"config.json model_type {model_type!r} suggests "
                                 f"{FAMILY_HINTS[model_type]}; not assumed")
+    return result
+
+
+def detect_path(path: Path, model: str, declared: str | None = None) -> ModelLicense:
+    """detect_folder for a checkpoint folder; for a GGUF file, its metadata and its folder."""
+    if not is_gguf(path):
+        return detect_folder(path, model, declared)
+    info = read_gguf(path)
+    result = detect_folder(path.parent, model, declared)  # a card or LICENSE beside the file
+    result.folder = str(path)
+    said = info.license_name or info.license
+    if said:
+        lic = normalize(info.license_name) or normalize(info.license) or by_link(info.license_link)
+        result.evidence.insert(0, Evidence("GGUF metadata general.license", said, lic))
+    result.parents += [p for p in info.base_models if p not in result.parents]
     return result
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.license.detect import ModelLicense, detect_folder, undetected
+from pipeline.license.detect import ModelLicense, detect_folder, detect_path, undetected
 from pipeline.sources import find_model_in_mirror, is_offline
 
 CARD_FILES = ["README.md", "LICENSE*", "LICENCE*", "USE_POLICY*", "NOTICE*"]
@@ -57,8 +57,8 @@ def find_card_folder(ref: str) -> tuple[Path | None, str | None]:
 
 
 def walk(base_folder: Path, base_model: str, declared: dict[str, str]) -> Lineage:
-    """Detects the base folder's license, then each ancestor's, breadth first, once each."""
-    lineage = Lineage(detect_folder(base_folder, base_model, declared.get(base_model)))
+    """Detects the base's license (folder or GGUF file), then each ancestor's, breadth first."""
+    lineage = Lineage(detect_path(base_folder, base_model, declared.get(base_model)))
     seen = {base_model, str(base_folder)}
     queue = [(parent, 1) for parent in lineage.base.parents]
     while queue:

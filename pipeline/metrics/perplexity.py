@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline import progress
+
 
 @dataclass
 class Windows:
@@ -84,6 +86,7 @@ def score_windows(
                 scores.kl_sum.append(kl)
                 scores.top1_agree.append(agree)
             position += nll.numel()
+        progress.advance(len(batch))  # of the caller's progress.task, if any
     return scores
 
 
@@ -104,5 +107,6 @@ def kl_from_topk(logp, ref_logp, ref_ids) -> tuple[float, int]:
     rest_q = (1 - cand_logp.exp().sum(-1)).clamp(min=1e-12)
     head = (p * (ref_logp - cand_logp)).sum(-1)
     tail = torch.where(rest_p > 0, rest_p * (rest_p.clamp(min=1e-300).log() - rest_q.log()), 0.0)
-    agree = int((logp.argmax(-1) == ref_ids[:, 0].long()).sum())
+    # Ties count as agreement: bf16 logits tie often, and argmax breaks ties arbitrarily.
+    agree = int((cand_logp[:, 0] >= logp.max(-1).values).sum())
     return float((head + tail).sum()), agree

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from pipeline.errors import OfflineMiss, QuenchError, RecipeError
 from pipeline.methods import get_method
 from pipeline.recipe.schema import Recipe
-from pipeline.sources import load_texts, resolve_model, resolve_text_source
+from pipeline.sources import load_texts, model_config, resolve_spec, resolve_text_source
 
 
 def check_recipe(recipe: Recipe, for_run: bool = True) -> list[str]:
@@ -33,9 +32,9 @@ def check_recipe(recipe: Recipe, for_run: bool = True) -> list[str]:
 
 
 def _check_model(recipe: Recipe) -> None:
-    resolved = resolve_model(recipe.model.id, recipe.model.revision, download=False)
-    if resolved.origin != "hub":
-        _check_group_size(recipe, json.loads((resolved.path / "config.json").read_text()))
+    resolved = resolve_spec(recipe.model, download=False)
+    if resolved.origin != "hub":  # a bad GGUF file fails here, before anything is written
+        _check_group_size(recipe, model_config(resolved))
 
 
 def _check_group_size(recipe: Recipe, config: dict) -> None:
@@ -98,14 +97,14 @@ def _check_lm_eval(recipe: Recipe) -> None:
 def _check_license(recipe: Recipe) -> list[str]:
     """The license verdict, when the base model's card is on this machine (else: at run time)."""
     try:
-        resolved = resolve_model(recipe.model.id, recipe.model.revision, download=False)
+        resolved = resolve_spec(recipe.model, download=False)
     except QuenchError:  # reported by _check_model
         return []
     if resolved.origin == "hub":
         return []
     from pipeline.license import assess, failures
 
-    lineage, verdict = assess(recipe, resolved.path)
+    lineage, verdict = assess(recipe, resolved.source)
     if verdict.status == "fail":
         offline = [m.model for m in lineage.offline_misses]
         fails = [f for f in verdict.findings if f.level == "fail"]

@@ -11,8 +11,16 @@ from pipeline.strict import StrictModel
 
 
 class ModelSpec(StrictModel):
-    id: str = Field(description="Hugging Face hub id (e.g. org/name) or a local checkpoint folder.")
+    id: str = Field(
+        description="Hugging Face hub id (e.g. org/name), a local checkpoint folder, or a local "
+        ".gguf file (dequantized once by the resolve stage).",
+    )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    gguf_file: str | None = Field(
+        None, pattern=r"(?i)^[^/\\]+\.gguf$",
+        description="A GGUF file inside the hub repo or folder `id` (as transformers' "
+        "`gguf_file=`); it is dequantized once into a dense checkpoint by the resolve stage.",
+    )
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="dtype the model is loaded in for quantization and evaluation."
     )

@@ -13,6 +13,7 @@ from typing import Any
 from pipeline.errors import QuenchError
 from pipeline.recipe.schema import Recipe
 from pipeline.runner.graph import PIPELINE, Node, node_names
+from pipeline.runner.headline import headline
 from pipeline.runner.manifest import Manifest
 from pipeline.runner.progress import Progress
 from pipeline.runner.store import Store, cache_key, code_digest, library_versions
@@ -112,7 +113,8 @@ def _run_node(
             found = _execute(stage, recipe, inputs, parts, key, store, {"tracker": tracker})
             status = found.status
         elapsed = time.perf_counter() - start
-    progress.done(node.name, "skipped" if status.startswith("skipped") else status, elapsed)
+    shown = "skipped" if found.skipped else status  # a cached skip still did nothing
+    progress.done(node.name, shown, elapsed, headline(stage.name, found))
     return Outcome(node.name, stage.name, status, found, elapsed)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import progress
 from pipeline.errors import StageError
 from pipeline.metrics.perplexity import Scores, make_windows, score_windows
 from pipeline.models import load_model, load_tokenizer
@@ -76,7 +77,8 @@ class EvaluateStage(Stage):
         reference, note = _reference(ctx.inputs.get("reference"), protocol)
         model = load_model(model_dir, recipe.model.dtype, recipe.model.trust_remote_code)
         top_k = None if "reference" in ctx.inputs else spec.top_k
-        scores = score_windows(model, windows, spec.batch_size, top_k, reference)
+        with progress.task("perplexity windows", len(windows.inputs)):
+            scores = score_windows(model, windows, spec.batch_size, top_k, reference)
         return _result(ctx.out_dir, scores, protocol, note)
 
 

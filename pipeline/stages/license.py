@@ -15,10 +15,17 @@ from pipeline.errors import StageError
 from pipeline.license import artifact_name, assess, failures
 from pipeline.license.kb import KB_FILE
 from pipeline.recipe.schema import Recipe
-from pipeline.sources import file_sha256, resolve_model
+from pipeline.runner.manifest import Manifest
+from pipeline.sources import file_sha256, resolve_spec
 from pipeline.stages import Stage, StageContext, StageResult, register_stage
 
 LICENSE_PACKAGE = KB_FILE.parent
+
+
+def license_source(resolved: Manifest) -> Path:
+    """What the license is read from: the GGUF file (its metadata) or the checkpoint folder."""
+    gguf = resolved.outputs.get("gguf")
+    return Path(gguf["file"]) if gguf else resolved.path("model_dir")
 
 
 @register_stage
@@ -32,10 +39,10 @@ class LicenseStage(Stage):
 
     def fingerprint(self, recipe: Recipe) -> dict[str, Any]:
         """The card and license files of every ancestor (the base's are in resolve's key)."""
-        resolved = resolve_model(recipe.model.id, recipe.model.revision, download=False)
+        resolved = resolve_spec(recipe.model, download=False)
         if resolved.origin == "hub":
             return {}
-        lineage, _ = assess(recipe, resolved.path)
+        lineage, _ = assess(recipe, resolved.source)
         return {m.model: {Path(p).name: file_sha256(Path(p)) for p in m.files.values()}
                 for m in lineage.ancestors}
 
@@ -44,7 +51,7 @@ class LicenseStage(Stage):
 
     def run(self, ctx: StageContext) -> StageResult:
         recipe = ctx.recipe
-        lineage, verdict = assess(recipe, ctx.inputs["model"].path("model_dir"))
+        lineage, verdict = assess(recipe, license_source(ctx.inputs["model"]))
         if verdict.status == "fail":
             raise StageError(f"license: {artifact_name(recipe)!r} may not be used as "
                              f"license.* says:\n  {failures(verdict)}")

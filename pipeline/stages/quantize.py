@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipeline import methods
+from pipeline import methods, progress
 from pipeline.errors import StageError
 from pipeline.methods import get_method
 from pipeline.metrics.fidelity import layer_weight_errors, output_cosine
@@ -126,14 +128,42 @@ def _oneshot(model: Any, recipe_in: list[Any] | str, ctx: StageContext) -> list[
     sink = logger.add(
         lambda m: warnings.append(m.record["message"]),
         level="DEBUG",  # AWQ names each mapping it skips only at DEBUG level
-        filter=lambda r: r["level"].no >= WARNING or r["message"].startswith("Skipping "),
+        # METRIC (llmcompressor's per-module error/time lines) ranks above WARNING: not a warning.
+        filter=lambda r: (r["level"].no >= WARNING and r["level"].name != "METRIC")
+        or r["message"].startswith("Skipping "),
     )
     try:
-        with get_method(ctx.recipe.quantization.method).context():
+        with get_method(ctx.recipe.quantization.method).context(), \
+                _layer_progress(model, recipe_in, ctx.recipe.quantization.options):
             oneshot(model=model, recipe=recipe_in, output_dir=None, **kwargs)
     finally:
         logger.remove(sink)
     return [w for w in warnings if "No accelerator available" not in w]
+
+
+@contextlib.contextmanager
+def _layer_progress(model: Any, recipe_in: list[Any] | str, options: dict[str, Any]
+                    ) -> Iterator[None]:
+    """A bar over the modules GPTQ compresses, counted from its per-module `error` METRIC log
+    line; a spinner for the other modifiers, which log nothing per module."""
+    from loguru import logger
+
+    gptq = isinstance(recipe_in, list) and any(
+        type(m).__name__ == "GPTQModifier" for m in recipe_in)
+    total = None
+    if gptq and "targets" in options:
+        from compressed_tensors.utils import match_named_modules
+
+        total = sum(1 for _ in match_named_modules(model, options["targets"], options["ignore"]))
+    sink = logger.add(
+        lambda _: progress.advance(),
+        filter=lambda r: r["level"].name == "METRIC" and r["message"].startswith("error "))
+    try:
+        with progress.task("modules quantized (GPTQ)" if total else "llmcompressor oneshot",
+                           total):
+            yield
+    finally:
+        logger.remove(sink)
 
 
 def format_details(qc: dict[str, Any] | None) -> dict[str, Any]:

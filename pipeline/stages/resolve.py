@@ -1,46 +1,68 @@
-"""resolve: turns model.id into a local checkpoint folder and fingerprints its files."""
+"""resolve: turns model.id into a local checkpoint folder and fingerprints its files.
+
+A GGUF input is dequantized here, once, into a dense checkpoint in this stage's cache entry
+(keyed by the file's digest and the recipe dtype); every later stage reads that checkpoint.
+"""
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 from typing import Any
 
+from pipeline import gguf
 from pipeline.errors import StageError
+from pipeline.gguf import dequantize_to_checkpoint
 from pipeline.models import check_safetensors
 from pipeline.recipe.schema import Recipe
-from pipeline.sources import fingerprint_path, resolve_model
+from pipeline.sources import ResolvedModel, fingerprint_path, model_config, resolve_spec
 from pipeline.stages import Stage, StageContext, StageResult, register_stage
 
 
 @register_stage
 class ResolveStage(Stage):
     name = "resolve"
-    libraries = ("huggingface-hub",)
+    libraries = ("huggingface-hub", "transformers", "gguf")
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
         return recipe.model.model_dump()
 
     def fingerprint(self, recipe: Recipe) -> dict[str, Any]:
-        resolved = resolve_model(recipe.model.id, recipe.model.revision)
-        return {"path": str(resolved.path), "origin": resolved.origin,
-                "files": fingerprint_path(resolved.path)}
+        resolved = resolve_spec(recipe.model)
+        return {"path": str(resolved.source), "origin": resolved.origin,
+                "files": fingerprint_path(resolved.source)}
+
+    def code_files(self) -> list[Path]:
+        return [*super().code_files(), Path(gguf.__file__)]
 
     def run(self, ctx: StageContext) -> StageResult:
-        resolved = resolve_model(ctx.recipe.model.id, ctx.recipe.model.revision)
-        try:
-            config = json.loads((resolved.path / "config.json").read_text())
-        except ValueError as exc:
-            raise StageError(f"{resolved.path / 'config.json'}: not valid JSON ({exc})") from None
-        weights = sorted(resolved.path.glob("*.safetensors"))
+        resolved = resolve_spec(ctx.recipe.model)
+        outputs: dict[str, Any] = {"origin": resolved.origin}
+        if resolved.gguf_file is not None:
+            outputs.update(_dequantize(resolved, ctx.out_dir / "model", ctx.recipe.model.dtype))
+            folder = ctx.out_dir / "model"
+        else:
+            outputs["model_dir"] = str(resolved.path)
+            folder = resolved.path
+        config = model_config(ResolvedModel(folder, resolved.origin))
+        weights = sorted(folder.glob("*.safetensors"))
         if not weights:
-            raise StageError(f"model.id: {resolved.path} holds no *.safetensors weights")
-        tensors = sum(check_safetensors(w) for w in weights)
-        outputs = {
-            "model_dir": str(resolved.path),
-            "origin": resolved.origin,
+            raise StageError(f"model.id: {folder} holds no *.safetensors weights")
+        outputs.update({
             "architectures": config.get("architectures", []),
             "model_type": config.get("model_type"),
             "weights": [w.name for w in weights],
-            "tensors": tensors,
-        }
+            "tensors": sum(check_safetensors(w) for w in weights),
+        })
         return StageResult(outputs=outputs)
+
+
+def _dequantize(resolved: ResolvedModel, out: Path, dtype: str) -> dict[str, Any]:
+    """The GGUF's dense checkpoint and what its metadata says (license, types, base models)."""
+    assert resolved.gguf_file is not None
+    info = dequantize_to_checkpoint(resolved.gguf_file, out, dtype)
+    return {
+        "model_dir": "model",
+        "gguf": {"file": str(resolved.gguf_file), "architecture": info.architecture,
+                 "name": info.name, "license": info.license, "base_models": info.base_models,
+                 "tensor_types": info.tensor_types, "dtype": dtype},
+    }

@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from pipeline import plan
+from pipeline import plan, progress
 from pipeline.engines import Engine, Server, get_engine
 from pipeline.errors import StageError
 from pipeline.recipe.schema import Recipe
@@ -82,16 +82,18 @@ class ThroughputStage(Stage):
                 Sampler(server.pid) as sampler:
             startup_s = time.perf_counter() - start
             idle = sampler.level_peak()
-            for level in spec.concurrency:
-                try:
-                    result = engine.benchmark(server, model_dir, level, params, ctx.out_dir,
-                                              spec.timeout_s)
-                except StageError:  # the client failed: was it the server?
-                    _check_level(server, {"failed": spec.num_prompts}, level, spec.num_prompts,
-                                 only_if_dead=True)
-                    raise
-                _check_level(server, result, level, spec.num_prompts)
-                rows.append(_row(level, result, sampler.level_peak(), params))
+            with progress.task("concurrency levels benchmarked", len(spec.concurrency)):
+                for level in spec.concurrency:
+                    try:
+                        result = engine.benchmark(server, model_dir, level, params,
+                                                  ctx.out_dir, spec.timeout_s)
+                    except StageError:  # the client failed: was it the server?
+                        _check_level(server, {"failed": spec.num_prompts}, level,
+                                     spec.num_prompts, only_if_dead=True)
+                        raise
+                    _check_level(server, result, level, spec.num_prompts)
+                    rows.append(_row(level, result, sampler.level_peak(), params))
+                    progress.advance()
         memory = _memory(recipe, model_dir, sampler, idle)
         price = _price(recipe)
         for row in rows:

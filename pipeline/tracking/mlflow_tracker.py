@@ -14,6 +14,7 @@ from pipeline.runner.manifest import Manifest
 from pipeline.runner.store import pid_alive
 from pipeline.tracking import Tracker, flatten
 
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 BATCH = 100  # MLflow accepts at most 100 params / 1000 metrics per log_batch call
 
 
@@ -36,10 +37,17 @@ class MlflowTracker(Tracker):
     def _experiment(self, name: str, artifact_root: Path) -> str:
         found = self.client.get_experiment_by_name(name)
         if found is not None:
-            return found.experiment_id
-        if self.uri.startswith(("http://", "https://")):  # a server keeps the artifacts too
-            return self.client.create_experiment(name)
-        return self.client.create_experiment(name, artifact_location=artifact_root.as_uri())
+            experiment_id = found.experiment_id
+        elif self.uri.startswith(("http://", "https://")):  # a server keeps the artifacts too
+            experiment_id = self.client.create_experiment(name)
+        else:
+            experiment_id = self.client.create_experiment(
+                name, artifact_location=artifact_root.as_uri())
+        if found is None or EXPERIMENT_KIND_TAG not in found.tags:
+            # MLflow 3 opens an untyped experiment on its GenAI traces page; this is the tag its
+            # own experiment-type selector sets, so the UI opens on the runs table.
+            self.client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        return experiment_id
 
     def begin(self, recipe: Recipe) -> None:
         if self.parent_id is not None:
