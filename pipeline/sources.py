@@ -166,8 +166,8 @@ def _resolve_local(ref: str, local: Path, gguf_file: str | None) -> ResolvedMode
         local = local.resolve()
         return ResolvedModel(local.parent, "local", local)
     if not (local / "config.json").is_file():
-        raise QuenchError(f"model.id: {ref} is neither a model folder (no config.json in it) "
-                          "nor a .gguf file")
+        raise QuenchError(f"model.id: {ref} is not a model folder (no config.json in it) "
+                          "and not a .gguf file")
     return ResolvedModel(local.resolve(), "local")
 
 
