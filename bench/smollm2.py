@@ -121,7 +121,7 @@ def row(label: str, recipe: str, baseline_id: str | None) -> dict[str, Any]:
             "quantize_wall_seconds", "peak_rss_mb")},
         "accuracy": {t: {k: r[k] for k in ("metric", "baseline", "baseline_stderr", "candidate",
                                            "candidate_stderr")} for t, r in accuracy.items()},
-        "throughput": {}, "served_minus_hf": {},
+        "throughput": {},
         "notes": report.get("notes", []),
     }
     if baseline_id is not None:
