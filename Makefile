@@ -12,7 +12,7 @@ ifneq ($(wildcard ../shared/models),)
 export QUENCH_MIRROR ?= $(abspath ../shared)
 endif
 
-.PHONY: setup setup-vllm setup-models quantize validate gate compare ui test lint bench bench-smollm2 clean
+.PHONY: setup setup-vllm setup-models quantize validate gate compare ui test lint bench bench-smollm2 bench-scaling gpu-check clean
 
 setup: $(VENV)/.installed setup-vllm setup-models
 
@@ -80,18 +80,33 @@ ui: setup
 
 test: setup
 	$(PY) -m ruff check pipeline tests bench scripts
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs --durations=15
 
 bench: setup
 	$(PY) bench/spine.py
 	$(PY) bench/methods.py
 	$(PY) bench/engines.py
+	$(PY) bench/scaling.py
 
 # The lab table on a real model (SmolLM2-135M): every method vs the baseline, with intervals,
 # the gate and served throughput; artifacts/bench/smollm2.{md,json}. BENCH_WINDOWS=,
 # BENCH_LIMIT= (perplexity windows, lm-eval documents per task), BENCH_SERVE=0 skips vLLM.
 bench-smollm2: setup
 	$(PY) bench/smollm2.py
+
+# Scaling on random-weight Llama-shaped models of 0.4, 1.1 and 2.2 GB (bf16, built on first use
+# in artifacts/bench/scaling/models/): RTN and GPTQ W4A16, whole-run and per-stage peak RSS and
+# time, RAM per model byte, perplexity tokens/s vs a bare transformers loop, with the targets;
+# artifacts/bench/scaling.{md,json}. BENCH_SIZES="0.4 1.1 2.2", BENCH_METHODS="rtn gptq".
+bench-scaling: setup
+	$(PY) bench/scaling.py
+
+# The first GPU host's check (scripts/gpu_check.py): the SmolLM2 recipes on CUDA, vLLM's CUDA
+# build (.venvs/vllm-cuda), the TensorRT-LLM build plan and a gate, in one report
+# (artifacts/gpu-check/report.{md,json}); without a CUDA device every step is recorded as
+# skipped. ARGS="--dry-run" prints the plan; --gpu NAME, --trtllm-container IMAGE: see --help.
+gpu-check: $(VENV)/.installed
+	$(PY) scripts/gpu_check.py $(ARGS)
 
 clean:
 	find $(ARTIFACTS) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

@@ -148,7 +148,8 @@ def _plain(config: dict[str, Any]) -> dict[str, Any]:
                                  else str(v)))
 
 
-def dequantize_to_checkpoint(path: Path, out: Path, dtype: str) -> GgufInfo:
+def dequantize_to_checkpoint(path: Path, out: Path, dtype: str, max_shard_size: str = "5GB"
+                             ) -> GgufInfo:
     """Loads the GGUF with transformers (dequantizing), saves a dense safetensors checkpoint."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -167,7 +168,7 @@ def dequantize_to_checkpoint(path: Path, out: Path, dtype: str) -> GgufInfo:
     del model.config.quantization_config
     model.hf_quantizer = None
     model.config.name_or_path = str(path)
-    model.save_pretrained(out)
+    model.save_pretrained(out, max_shard_size=max_shard_size)
     tokenizer.save_pretrained(out)
     del model
     (out / METADATA_FILE).write_text(json.dumps(info.to_json(), indent=2))

@@ -8,7 +8,8 @@ import yaml
 
 from pipeline.license.kb import knowledge_base
 
-NOT_EVALUATION = {"peak_rss_mb", "quantize_cpu_seconds", "quantize_wall_seconds",
+NOT_EVALUATION = {"peak_rss_mb", "stage_peak_rss_mb", "stage_accelerator_peak_mb",
+                  "quantize_cpu_seconds", "quantize_wall_seconds",
                   "weight_error_max", "weight_error_mean"}
 
 

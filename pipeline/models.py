@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from pipeline.compute import resolve_dtype
 from pipeline.errors import StageError
 
 
@@ -16,16 +17,19 @@ def torch_dtype(name: str) -> Any:
     return getattr(torch, name)
 
 
-def load_model(path: Path, dtype: str, trust_remote_code: bool = False) -> Any:
-    """A causal LM in eval mode on CPU; a broken checkpoint becomes a StageError naming it.
+def load_model(path: Path, dtype: str, trust_remote_code: bool = False, device: str = "cpu",
+               offload_folder: str | None = None) -> Any:
+    """A causal LM in eval mode on `device`; a broken checkpoint becomes a StageError naming it.
 
-    compressed-tensors checkpoints are dequantized at load time, explicitly: otherwise
+    `dtype` may be "auto" (the checkpoint's). `offload_folder` loads it the way llm-compressor
+    documents for models bigger than host RAM: compressed-tensors' `auto_offload` (CPU, then
+    disk). compressed-tensors checkpoints are dequantized at load time, explicitly: otherwise
     transformers 5.17 keeps them packed and decompresses on the first forward pass, and whether
     the weights are dense after loading depends on whether llmcompressor was imported.
     """
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = load_kwargs(device, offload_folder)
     quiet = contextlib.nullcontext()
     if (Path(path) / MODELOPT_STATE).is_file():
         _enable_modelopt_restore()
@@ -34,16 +38,30 @@ def load_model(path: Path, dtype: str, trust_remote_code: bool = False) -> Any:
         from transformers import CompressedTensorsConfig
 
         kwargs["quantization_config"] = CompressedTensorsConfig(dequantize=True)
+    loading = contextlib.nullcontext()
+    if offload_folder:
+        from compressed_tensors.offload import load_offloaded_model
+
+        loading = load_offloaded_model()
     try:
-        with quiet:
+        with quiet, loading:
             model = AutoModelForCausalLM.from_pretrained(
-                path, dtype=torch_dtype(dtype), trust_remote_code=trust_remote_code, **kwargs
+                path, dtype=torch_dtype(resolve_dtype(dtype, Path(path))),
+                trust_remote_code=trust_remote_code, **kwargs
             )
     except Exception as exc:  # transformers raises many types for a bad checkpoint
         raise StageError(
             f"cannot load the checkpoint in {path}: {type(exc).__name__}: {exc}"
         ) from None
     return model.eval()
+
+
+def load_kwargs(device: str, offload_folder: str | None = None) -> dict[str, Any]:
+    """from_pretrained's placement arguments: CPU (device_map None), one CUDA device, or
+    llm-compressor's CPU-then-disk offload."""
+    if offload_folder:
+        return {"device_map": "auto_offload", "offload_folder": offload_folder}
+    return {} if device == "cpu" else {"device_map": device}
 
 
 MODELOPT_STATE = "modelopt_state.pth"  # a ModelOpt fake-quantized checkpoint's quantizers

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.compute import resolve_device
 from pipeline.errors import OfflineMiss, QuenchError
 from pipeline.recipe.schema import Recipe
 
@@ -278,10 +279,14 @@ def plan(recipe: Recipe, batch: int | None = None, seq_len: int | None = None,
             "recommended_total_gib": rec_est.total_bytes / GIB if rec_est else None,
             "example": EXAMPLES[rec[0].label] if rec else None,
         })
+    from pipeline import memory  # memory builds on this module's shapes
+
     return {"model": recipe.model.id, "shape": asdict(shape), "shape_source": source,
             "params": shape.linear_params + shape.other_params, "dense_bytes": dense,
             "scheme": scheme.label, "batch": batch, "seq_len": seq_len,
-            "estimate": mine.as_gib(), "gpus": rows}
+            "estimate": mine.as_gib(), "gpus": rows,
+            "run_memory": {"device": resolve_device(recipe.compute.device),
+                           "steps": memory.as_rows(memory.predict(recipe, shape))}}
 
 
 def render(p: dict[str, Any]) -> str:
@@ -314,7 +319,17 @@ def render(p: dict[str, Any]) -> str:
         lines += ["", "* no FP8 compute: FP8 W8A8 needs compute capability >= 8.9 (Ada, Hopper)."]
     lines += ["", "GPU memory is nominal (usable memory is a little lower); $/h are approximate "
               "on-demand prices: override with cost.gpu_usd_per_hour."]
-    return "\n".join(lines)
+    return "\n".join(lines + render_run_memory(p["run_memory"]))
+
+
+def render_run_memory(run: dict[str, Any]) -> list[str]:
+    """The predicted peak of each step of `quench run` on the recipe's device."""
+    lines = ["", f"Running this recipe on {run['device']} (predicted peak per step):",
+             f"{'step':<13} {'host RAM':>10} {'accelerator':>12}  what dominates"]
+    for r in run["steps"]:
+        accel = _size(r["accelerator_gib"]) if r["accelerator_gib"] else "-"
+        lines.append(f"{r['step']:<13} {_size(r['host_gib']):>10} {accel:>12}  {r['note']}")
+    return lines
 
 
 def _size(gib: float) -> str:

@@ -91,7 +91,15 @@ def kl_check(cand: RunData, spec: GateSpec) -> Check:
                                spec.resamples, block, spec.seed)
     assert spec.max_kl_divergence is not None
     return _check("KL divergence (nats/token)", interval, spec.max_kl_divergence, "max",
-                  "windows", "vs the unquantized base model")
+                  "windows", _kl_note(cand.report.get("metrics", {}).get("candidate", {})))
+
+
+def _kl_note(metrics: dict[str, Any]) -> str:
+    """The gated KL is the top-k bound; how close it is to the exact KL, when measured."""
+    if "kl_bound_ratio" not in metrics:
+        return "bound (top-k); vs the unquantized base model"
+    return (f"bound; ~{metrics['kl_bound_ratio']:.2f} of exact on "
+            f"{int(metrics['kl_exact_tokens'])} tokens; vs the unquantized base model")
 
 
 def accuracy_checks(cand: RunData, base: RunData, spec: GateSpec) -> list[Check]:

@@ -48,6 +48,13 @@ class Method:
     # Methods quantizing with another library (ModelOpt) override the three hooks below; the
     # llmcompressor ones keep the defaults.
     backend: ClassVar[str] = "llmcompressor"  # the library that quantizes, for the report
+    # Capabilities, as data. llm-compressor onloads one layer at a time to the accelerator
+    # itself, so the model is loaded on the CPU; a method that calibrates with plain forward
+    # passes (ModelOpt) needs the whole model on the device.
+    loads_on_device: ClassVar[bool] = False
+    # The saved weights are dense and a quantizer state rounds them at load (ModelOpt's fake
+    # quantization): weight errors are read from the in-memory model, not the checkpoint.
+    fake_quantized: ClassVar[bool] = False
 
     def quantize(self, model: Any, scheme: str, options: dict[str, Any],
                  dataset: Any | None) -> list[str] | None:
@@ -58,9 +65,9 @@ class Method:
         """
         return None
 
-    def save(self, model: Any, out: Path, quantized: bool) -> None:
+    def save(self, model: Any, out: Path, quantized: bool, max_shard_size: str) -> None:
         """Writes the model where the stage reloads it from; default: compressed-tensors."""
-        model.save_pretrained(out, save_compressed=quantized)
+        model.save_pretrained(out, save_compressed=quantized, max_shard_size=max_shard_size)
 
     def format_details(self, model: Any) -> dict[str, Any] | None:
         """Format facts of the reloaded checkpoint; None: read its compressed-tensors config."""

@@ -51,6 +51,8 @@ class ModelOpt(Method):
     default_scheme = "FP8"
     options_model = ModelOptOptions
     backend = "modelopt"
+    loads_on_device = True  # calibrates with plain forward passes of the whole model
+    fake_quantized = True  # dense weights + modelopt_state.pth quantizers
 
     def needs_calibration(self, scheme: str, options: dict[str, Any]) -> bool:
         return True  # static activation/KV scales, SmoothQuant and AWQ all read activations
@@ -71,9 +73,10 @@ class ModelOpt(Method):
         config = quant_config(mtq, scheme, options)
 
         def forward_loop(m: Any) -> None:
+            device = next(m.parameters()).device
             with torch.no_grad():
                 for ids in dataset["input_ids"]:
-                    m(torch.tensor([ids]))
+                    m(torch.tensor([ids], device=device))
 
         with warnings.catch_warnings(record=True) as caught, _quiet():
             warnings.simplefilter("always")
@@ -82,9 +85,9 @@ class ModelOpt(Method):
                        if issubclass(w.category, UserWarning) and "not tested" not in
                        str(w.message)})
 
-    def save(self, model: Any, out: Path, quantized: bool) -> None:
+    def save(self, model: Any, out: Path, quantized: bool, max_shard_size: str) -> None:
         enable_modelopt_checkpointing()
-        model.save_pretrained(out)
+        model.save_pretrained(out, max_shard_size=max_shard_size)
 
     def format_details(self, model: Any) -> dict[str, Any]:
         """What ModelOpt's own export would write to hf_quant_config.json for this model."""

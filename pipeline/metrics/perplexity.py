@@ -1,4 +1,4 @@
-"""Windowed perplexity with per-window NLLs, and KL divergence from a reference's top-k.
+"""Windowed perplexity with per-window NLLs, and KL divergence against a reference.
 
 Protocol: the corpus is tokenized once without special tokens; window i covers corpus tokens
 [i*stride, i*stride + window) (BOS prepended when asked, on top of the window); a token is
@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline import progress
+from pipeline.metrics.kl import exact_kl, top1_agreement, topk_kl, topk_mass
+from pipeline.metrics.reference import Reference, ReferenceWriter
 
 
 @dataclass
@@ -45,68 +47,79 @@ def make_windows(
 
 @dataclass
 class Scores:
-    """Per-window sums; the reference top-k arrays when this run is a baseline."""
+    """Per-window sums, and a candidate's KL totals."""
 
     nll_sum: list[float] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
     kl_sum: list[float] = field(default_factory=list)
     top1_agree: list[int] = field(default_factory=list)
-    topk_logprobs: list[np.ndarray] = field(default_factory=list)
-    topk_ids: list[np.ndarray] = field(default_factory=list)
+    topk_mass_sum: float = 0.0
+    exact_tokens: int = 0
+    kl_exact_sum: float = 0.0  # over the exact subset: the full-vocabulary KL ...
+    kl_bound_subset_sum: float = 0.0  # ... and the top-k bound, on the same positions
+
+
+def scored_positions(windows: Windows) -> int:
+    """How many positions the windows score (each token once)."""
+    return int((windows.inputs.shape[1] - 1 - windows.first_scored).sum())
 
 
 def score_windows(
-    model, windows: Windows, batch_size: int, top_k: int | None, reference=None
+    model, windows: Windows, batch_size: int, writer: ReferenceWriter | None = None,
+    reference: Reference | None = None,
 ) -> Scores:
-    """Runs the model over all windows; keeps top-k for a baseline, KL against a reference.
+    """Runs the model over all windows; a baseline streams its distribution to `writer`, a
+    candidate gets KL against a stored `reference`.
 
-    `reference` is (logprobs [N, k], ids [N, k]) over the same scored positions, in order.
+    Log-softmax, top-k and KL run one window at a time on the model's device, so beyond the
+    model's own logits memory is O(window x vocabulary), not O(batch x window x vocabulary).
     """
     import torch
 
+    device = next(model.parameters()).device
     scores, position = Scores(), 0
     for begin in range(0, len(windows.inputs), batch_size):
-        batch = torch.from_numpy(windows.inputs[begin : begin + batch_size])
+        batch = torch.from_numpy(windows.inputs[begin : begin + batch_size]).to(device)
         with torch.no_grad():
-            logp = torch.log_softmax(model(input_ids=batch).logits[:, :-1].float(), dim=-1)
-        targets = batch[:, 1:]
-        for row in range(len(batch)):
-            first = int(windows.first_scored[begin + row])
-            lp = logp[row, first:]
-            nll = -lp.gather(-1, targets[row, first:, None]).squeeze(-1)
-            scores.nll_sum.append(float(nll.double().sum()))
-            scores.tokens.append(int(nll.numel()))
-            if top_k:
-                values, ids = lp.topk(top_k, dim=-1)
-                scores.topk_logprobs.append(values.numpy().astype(np.float32))
-                scores.topk_ids.append(ids.numpy().astype(np.int32))
-            if reference is not None:
-                ref_lp, ref_ids = (a[position : position + nll.numel()] for a in reference)
-                kl, agree = kl_from_topk(lp, torch.from_numpy(ref_lp), torch.from_numpy(ref_ids))
-                scores.kl_sum.append(kl)
-                scores.top1_agree.append(agree)
-            position += nll.numel()
+            logits = model(input_ids=batch).logits
+            for row in range(len(batch)):
+                first = int(windows.first_scored[begin + row])
+                logp = torch.log_softmax(logits[row, first:-1].float(), dim=-1)
+                targets = batch[row, first + 1 :]
+                _score_row(scores, logp, targets)
+                if writer is not None:
+                    writer.add(logp)
+                if reference is not None:
+                    _compare_row(scores, logp, reference, position)
+                position += len(targets)
+        del logits
         progress.advance(len(batch))  # of the caller's progress.task, if any
     return scores
 
 
-def kl_from_topk(logp, ref_logp, ref_ids) -> tuple[float, int]:
-    """Sum over positions of KL(reference || candidate) on the reference's top-k plus the rest.
+def _score_row(s: Scores, logp, targets) -> None:
+    """The NLL sum and token count of one window."""
+    nll = -logp.gather(-1, targets[:, None]).squeeze(-1)
+    s.nll_sum.append(float(nll.double().sum()))
+    s.tokens.append(int(nll.numel()))
 
-    The reference's distribution is coarsened to its top-k tokens and one "other" bucket; the
-    candidate's is coarsened the same way. This is a lower bound of the full KL (coarsening
-    never increases divergence) and equals it as k approaches the vocabulary size.
-    Returns (KL sum, number of positions whose argmax matches the reference's top-1).
-    """
+
+def _compare_row(s: Scores, logp, ref: Reference, position: int) -> None:
+    """KL bound and top-1 agreement of one window; exact KL where the reference has it."""
     import torch
 
-    ref_logp, logp = ref_logp.double(), logp.double()
-    cand_logp = logp.gather(-1, ref_ids.long())
-    p = ref_logp.exp()
-    rest_p = (1 - p.sum(-1)).clamp(min=0)
-    rest_q = (1 - cand_logp.exp().sum(-1)).clamp(min=1e-12)
-    head = (p * (ref_logp - cand_logp)).sum(-1)
-    tail = torch.where(rest_p > 0, rest_p * (rest_p.clamp(min=1e-300).log() - rest_q.log()), 0.0)
-    # Ties count as agreement: bf16 logits tie often, and argmax breaks ties arbitrarily.
-    agree = int((cand_logp[:, 0] >= logp.max(-1).values).sum())
-    return float((head + tail).sum()), agree
+    n = len(logp)
+    if position + n > len(ref.ids):
+        raise ValueError(f"the reference has {len(ref.ids)} positions, fewer than scored here")
+    ref_lp, ref_ids, ref_rest = (torch.from_numpy(a[position : position + n]).to(logp.device)
+                                 for a in (ref.logprobs, ref.ids, ref.rest))
+    bound = topk_kl(logp, ref_lp, ref_ids, ref_rest)
+    s.kl_sum.append(float(bound.sum()))
+    s.top1_agree.append(top1_agreement(logp, ref_ids))
+    s.topk_mass_sum += topk_mass(ref_rest)
+    m = min(n, len(ref.exact) - position)
+    if m > 0:
+        stored = torch.from_numpy(ref.exact[position : position + m]).to(logp.device)
+        s.kl_exact_sum += float(exact_kl(logp[:m], stored).sum())
+        s.kl_bound_subset_sum += float(bound[:m].sum())
+        s.exact_tokens += m

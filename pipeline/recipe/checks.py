@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pipeline.compute import DeviceUnavailable
 from pipeline.errors import OfflineMiss, QuenchError, RecipeError
+from pipeline.memory import MemoryShortfall
 from pipeline.methods import get_method
 from pipeline.recipe.schema import Recipe
 from pipeline.sources import load_texts, model_config, resolve_spec, resolve_text_source
@@ -19,11 +21,13 @@ def check_recipe(recipe: Recipe, for_run: bool = True) -> list[str]:
     """
     problems, warnings = [], []
     for check in (_check_model, _check_calibration, _check_perplexity, _check_lm_eval,
-                  _check_output, _check_license, _check_target):
+                  _check_output, _check_license, _check_target, _check_compute):
         try:
             warnings += check(recipe) or []
         except OfflineMiss as exc:
             (problems if for_run else warnings).append(f"not checked offline: {exc}")
+        except (MemoryShortfall, DeviceUnavailable) as exc:
+            (problems if for_run else warnings).append(str(exc))
         except QuenchError as exc:
             problems.append(str(exc))
     if problems:
@@ -138,3 +142,32 @@ def _check_output(recipe: Recipe) -> None:
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise QuenchError(f"output.dir: {path} is not writable ({existing} is not a writable "
                           "folder)")
+
+
+def _check_compute(recipe: Recipe) -> list[str]:
+    """The device exists here, and each step's predicted peak memory fits this machine."""
+    from pipeline.compute import cuda_device_count, resolve_device
+
+    device = resolve_device(recipe.compute.device)
+    q = recipe.quantization
+    if q.method != "none" and not get_method(q.method).loads_on_device:
+        # llm-compressor 0.14 onloads to the first accelerator torch sees, whatever we ask.
+        if device == "cpu" and cuda_device_count():
+            raise QuenchError("compute.device: cpu, but llm-compressor onloads layers to the "
+                              "first CUDA device it sees: run with CUDA_VISIBLE_DEVICES= "
+                              "(empty) to quantize on the CPU")
+        if device not in ("cpu", "cuda:0"):
+            raise QuenchError(f"compute.device: {recipe.compute.device}: llm-compressor "
+                              "onloads to the first visible device; run with "
+                              f"CUDA_VISIBLE_DEVICES={device.partition(':')[2]} and "
+                              "compute.device: cuda")
+    if not recipe.compute.check_memory:
+        return []
+    from pipeline import memory, plan
+
+    try:
+        shape, _ = plan.model_shape(recipe)
+    except QuenchError as exc:
+        return [f"compute.check_memory: memory not predicted ({exc})"]
+    memory.check_fits(recipe, shape)
+    return []

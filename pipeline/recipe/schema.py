@@ -21,8 +21,9 @@ class ModelSpec(StrictModel):
         description="A GGUF file inside the hub repo or folder `id` (as transformers' "
         "`gguf_file=`); it is dequantized once into a dense checkpoint by the resolve stage.",
     )
-    dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="dtype the model is loaded in for quantization and evaluation."
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="dtype the model is loaded in for quantization and evaluation; "
+        "auto: the checkpoint's `torch_dtype` (bfloat16 for a GGUF file, which records none).",
     )
     trust_remote_code: bool = Field(False, description="Allow the checkpoint's own Python code.")
 
@@ -87,7 +88,14 @@ class PerplexitySpec(StrictModel):
     max_windows: int | None = Field(None, ge=1, description="Evaluate only the first N windows.")
     batch_size: int = Field(8, ge=1, le=1024, description="Windows per forward pass.")
     top_k: int = Field(
-        10, ge=1, le=256, description="Baseline log-probs kept per token for KL divergence."
+        1024, ge=1, le=4096, description="Baseline log-probs kept per token (float16, with int32 "
+        "ids; 6 KB per token at 1024) for the KL divergence bound; 1024 keeps the bound within "
+        "5 % of the exact KL on SmolLM2-135M (bench/kl_topk.py).",
+    )
+    exact_kl_tokens: int = Field(
+        256, ge=0, le=65_536, description="The baseline also keeps its full-vocabulary "
+        "distribution (float16 log-probs) for the first N scored tokens, where the candidate "
+        "gets the exact KL and the bound's ratio to it; 0: none.",
     )
 
     @model_validator(mode="after")
@@ -273,8 +281,35 @@ class CostSpec(StrictModel):
     )
 
 
+class ComputeSpec(StrictModel):
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+        description="Device of every in-process stage (calibration, quantization, perplexity/KL, "
+        "output cosine, hf lm-eval): auto (CUDA when present, else CPU), cpu, cuda or cuda:N.",
+    )
+    pipeline: Literal["auto", "sequential", "basic", "independent", "datafree"] = Field(
+        "auto", description="llm-compressor calibration pipeline (`oneshot(pipeline=...)`); auto: "
+        "llm-compressor's default, which runs calibrated modifiers layer by layer (sequential "
+        "onloading: one decoder layer on the device at a time).",
+    )
+    offload_folder: str | None = Field(
+        None, description="Folder for weights that do not fit in host RAM while quantizing: the "
+        "model is loaded with compressed-tensors' `device_map=auto_offload` (CPU, then disk); "
+        "null: loaded on the CPU, as llm-compressor recommends for the sequential pipeline.",
+    )
+    check_memory: bool = Field(
+        True, description="Refuse, before any work, a recipe whose predicted peak host RAM or "
+        "accelerator memory (see `quench plan`) exceeds this machine's.",
+    )
+
+
 class OutputSpec(StrictModel):
     dir: str = Field("artifacts", description="Root of the stage cache, reports and MLflow store.")
+    max_shard_size: str = Field(
+        "5GB", pattern=r"^[0-9]+(\.[0-9]+)?(B|KB|MB|GB|KiB|MiB|GiB)$",
+        description="Largest safetensors shard of a saved checkpoint (transformers' "
+        "`max_shard_size`, e.g. 5GB, 500MB); larger checkpoints get an index file.",
+    )
 
 
 class Recipe(StrictModel):
@@ -300,5 +335,9 @@ class Recipe(StrictModel):
     )
     gate: GateSpec = Field(
         default_factory=GateSpec, description="Thresholds of `quench gate` for this recipe."
+    )
+    compute: ComputeSpec = Field(
+        default_factory=ComputeSpec, description="Where stages compute and how big models are "
+        "held: device, llm-compressor pipeline, offload folder, memory pre-flight."
     )
     output: OutputSpec = Field(default_factory=OutputSpec)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.compute import peak_memory, release_memory, reset_peak_memory
 from pipeline.errors import QuenchError
 from pipeline.recipe.schema import Recipe
 from pipeline.runner.graph import PIPELINE, Node, node_names
@@ -144,8 +145,14 @@ def _execute(
         reason = stage.skip_reason(recipe, inputs)
         if reason is None:
             ctx = StageContext(recipe, inputs, tmp, parts["config"], extra)
-            result = stage.run(ctx)
+            reset_peak_memory()
+            try:
+                result = stage.run(ctx)
+            finally:
+                del ctx
+                release_memory()
             status, outputs, metrics = result.status or "ran", result.outputs, result.metrics
+            metrics = {**metrics, **_memory_metrics()}
         else:
             status, outputs, metrics = f"skipped: {reason}", {}, {}
         store.write_manifest(
@@ -167,6 +174,15 @@ def _execute(
     final = store.load(stage.name, key)
     assert final is not None
     return final
+
+
+def _memory_metrics() -> dict[str, float]:
+    """The stage's peak host RSS and accelerator memory (MiB), measured since it started."""
+    peak = peak_memory()
+    metrics = {"stage_peak_rss_mb": round(peak["peak_rss_bytes"] / 2**20, 1)}
+    if peak["accelerator_peak_bytes"] is not None:
+        metrics["stage_accelerator_peak_mb"] = round(peak["accelerator_peak_bytes"] / 2**20, 1)
+    return metrics
 
 
 def _publish_report(summary: RunSummary) -> None:
@@ -216,7 +232,13 @@ def _publish_run(summary: RunSummary) -> None:
                  "dir": str(o.manifest.dir), "seconds": round(o.elapsed, 3)}
         for o in summary.outcomes
     }
-    _write_atomic(summary.run_dir / "run.json", json.dumps({"nodes": nodes}, indent=2))
+    # Each stage restarts the kernel's peak-RSS counter (so /usr/bin/time and ru_maxrss see only
+    # the last stage): the run's peak is the largest stage peak of those that ran now.
+    ran = [o.manifest.metrics.get("stage_peak_rss_mb") for o in summary.outcomes
+           if o.status == "ran"]
+    peak = max((x for x in ran if x is not None), default=None)
+    _write_atomic(summary.run_dir / "run.json",
+                  json.dumps({"nodes": nodes, "peak_rss_mb": peak}, indent=2))
 
 
 def _write_atomic(path: Path, text: str) -> None:

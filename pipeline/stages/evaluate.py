@@ -1,4 +1,5 @@
-"""evaluate: perplexity of a saved checkpoint, per window, and KL vs the baseline's top-k."""
+"""evaluate: perplexity of a saved checkpoint, per window, and KL vs the baseline's stored
+distribution (a top-k bound everywhere, exact on a subset)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,17 @@ from typing import Any
 import numpy as np
 
 from pipeline import progress
+from pipeline.compute import resolve_device
 from pipeline.errors import StageError
-from pipeline.metrics.perplexity import Scores, make_windows, score_windows
+from pipeline.metrics.kl import EXACT_KL_FLOOR
+from pipeline.metrics.perplexity import (
+    Scores,
+    Windows,
+    make_windows,
+    score_windows,
+    scored_positions,
+)
+from pipeline.metrics.reference import Reference, ReferenceWriter, open_reference
 from pipeline.models import load_model, load_tokenizer
 from pipeline.recipe.schema import Recipe
 from pipeline.runner.manifest import Manifest
@@ -36,6 +46,7 @@ class EvaluateStage(Stage):
         return {
             "perplexity": ppl.model_dump() if ppl else None,
             "dtype": recipe.model.dtype,
+            "device": resolve_device(recipe.compute.device),
             "trust_remote_code": recipe.model.trust_remote_code,
         }
 
@@ -51,41 +62,64 @@ class EvaluateStage(Stage):
             return "evaluation.perplexity is not set"
         return None
 
+    def code_files(self) -> list[Path]:
+        """This module and the scoring code it runs (windows, top-k, KL, the stored reference)."""
+        import pipeline.metrics.kl as kl
+        import pipeline.metrics.perplexity as perplexity
+        import pipeline.metrics.reference as reference
+
+        return [*super().code_files(), *(Path(m.__file__) for m in (perplexity, kl, reference))]
+
     def run(self, ctx: StageContext) -> StageResult:
         spec, recipe = ctx.recipe.evaluation.perplexity, ctx.recipe
         model_dir = ctx.inputs["model"].path("model_dir")
-        tokenizer = load_tokenizer(model_dir, recipe.model.trust_remote_code)
-        source = perplexity_source(recipe)
-        text = "\n".join(load_texts(source))
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        bos = tokenizer.bos_token_id if spec.add_bos else None
-        if spec.add_bos and bos is None:
-            raise StageError(f"evaluation.perplexity.add_bos: {model_dir} has no BOS token")
-        try:
-            windows = make_windows(ids, spec.window, spec.stride, bos, spec.max_windows)
-        except ValueError as exc:
-            raise StageError(f"evaluation.perplexity: {exc}") from None
-        protocol = {
-            "source": source.describe(),
-            "text_sha256": hashlib.sha256(text.encode()).hexdigest(),
-            "joiner": "\\n",
-            # Equal token ids mean equal windows, whatever files the tokenizer was saved as.
-            "windows_sha256": hashlib.sha256(windows.inputs.tobytes()).hexdigest(),
-            "window": spec.window, "stride": spec.stride, "bos_id": bos,
-            "windows": len(windows.inputs), "dropped_tail_tokens": windows.dropped_tail_tokens,
-        }
+        windows, protocol = prepare_windows(recipe, model_dir)
         reference, note = _reference(ctx.inputs.get("reference"), protocol)
-        model = load_model(model_dir, recipe.model.dtype, recipe.model.trust_remote_code)
-        top_k = None if "reference" in ctx.inputs else spec.top_k
+        model = load_model(model_dir, recipe.model.dtype, recipe.model.trust_remote_code,
+                           device=ctx.config["device"])
+        writer = None
+        if "reference" not in ctx.inputs:  # a baseline: keep what candidates compare against
+            writer = ReferenceWriter(ctx.out_dir / "topk", scored_positions(windows), spec.top_k,
+                                     spec.exact_kl_tokens)
         with progress.task("perplexity windows", len(windows.inputs)):
-            scores = score_windows(model, windows, spec.batch_size, top_k, reference)
-        return _result(ctx.out_dir, scores, protocol, note)
+            scores = score_windows(model, windows, spec.batch_size, writer, reference)
+        result = _result(ctx.out_dir, scores, protocol, note)
+        if writer is not None:
+            result.outputs.update(topk="topk", exact_kl_tokens=writer.close())
+        return result
+
+
+def prepare_windows(recipe: Recipe, model_dir: Path) -> tuple[Windows, dict[str, Any]]:
+    """The recipe's evaluation windows for this model's tokenizer, and the protocol they record."""
+    spec = recipe.evaluation.perplexity
+    assert spec is not None
+    tokenizer = load_tokenizer(model_dir, recipe.model.trust_remote_code)
+    source = perplexity_source(recipe)
+    text = "\n".join(load_texts(source))
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    bos = tokenizer.bos_token_id if spec.add_bos else None
+    if spec.add_bos and bos is None:
+        raise StageError(f"evaluation.perplexity.add_bos: {model_dir} has no BOS token")
+    try:
+        windows = make_windows(ids, spec.window, spec.stride, bos, spec.max_windows)
+    except ValueError as exc:
+        raise StageError(f"evaluation.perplexity: {exc}") from None
+    protocol = {
+        "source": source.describe(),
+        "text_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "joiner": "\\n",
+        # Equal token ids mean equal windows, whatever files the tokenizer was saved as.
+        "windows_sha256": hashlib.sha256(windows.inputs.tobytes()).hexdigest(),
+        "window": spec.window, "stride": spec.stride, "bos_id": bos,
+        "windows": len(windows.inputs), "dropped_tail_tokens": windows.dropped_tail_tokens,
+    }
+    return windows, protocol
 
 
 def _reference(
     manifest: Manifest | None, protocol: dict[str, Any]
-) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None]:
-    """The baseline's top-k arrays when its protocol matches ours, else a note saying why not."""
+) -> tuple[Reference | None, str | None]:
+    """The baseline's stored arrays when its protocol matches ours, else a note saying why not."""
     if manifest is None:
         return None, None
     if manifest.skipped or "topk" not in manifest.outputs:
@@ -94,8 +128,12 @@ def _reference(
     differ = sorted(k for k in protocol if protocol[k] != theirs.get(k))
     if differ:
         return None, f"the baseline's protocol differs in {differ}"
-    with np.load(manifest.path("topk")) as arrays:
-        return (arrays["logprobs"], arrays["ids"]), None
+    reference = open_reference(manifest.path("topk"))
+    if not len(reference.exact):
+        return reference, ("the baseline kept no full-vocabulary subset "
+                           "(evaluation.perplexity.exact_kl_tokens: 0): the KL divergence is a "
+                           "lower bound of unknown tightness")
+    return reference, None
 
 
 def _result(out: Path, s: Scores, protocol: dict[str, Any], note: str | None) -> StageResult:
@@ -109,16 +147,22 @@ def _result(out: Path, s: Scores, protocol: dict[str, Any], note: str | None) ->
     if s.kl_sum:
         per_window["kl_sum"] = np.asarray(s.kl_sum)
         per_window["top1_agree"] = np.asarray(s.top1_agree)
-        metrics["kl_divergence"] = float(sum(s.kl_sum)) / tokens
-        metrics["top1_agreement"] = float(sum(s.top1_agree)) / tokens
+        metrics.update(_kl_metrics(s, tokens))
     if note:
         outputs["kl_note"] = note
-    if s.topk_logprobs:
-        np.savez_compressed(
-            out / "topk.npz",
-            logprobs=np.concatenate(s.topk_logprobs),
-            ids=np.concatenate(s.topk_ids),
-        )
-        outputs["topk"] = "topk.npz"
     np.savez(out / "per_window.npz", **per_window)
     return StageResult(outputs=outputs, metrics=metrics)
+
+
+def _kl_metrics(s: Scores, tokens: int) -> dict[str, float]:
+    """The bound on every position, and on the exact subset the exact KL and the bound's share."""
+    metrics = {"kl_divergence": float(sum(s.kl_sum)) / tokens,
+               "top1_agreement": float(sum(s.top1_agree)) / tokens,
+               "topk_mass": s.topk_mass_sum / tokens}
+    if s.exact_tokens:
+        exact = s.kl_exact_sum / s.exact_tokens
+        bound = s.kl_bound_subset_sum / s.exact_tokens
+        metrics.update(kl_exact_subset=exact, kl_bound_subset=bound, kl_exact_tokens=s.exact_tokens)
+        if exact > EXACT_KL_FLOOR:
+            metrics["kl_bound_ratio"] = bound / exact
+    return metrics

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import evals
+from pipeline.compute import resolve_device
 from pipeline.engines import Engine, get_engine
 from pipeline.errors import StageError
 from pipeline.evals import results as lmres
@@ -80,6 +81,7 @@ class LmEvalStage(Stage):
             "lm_eval": spec.model_dump(), "engines": engines,
             "serve_options": {e: serve_options(recipe, e) for e in engines if e != REFERENCE},
             "dtype": recipe.model.dtype, "trust_remote_code": recipe.model.trust_remote_code,
+            "device": resolve_device(recipe.compute.device),
         }
 
     def fingerprint(self, recipe: Recipe) -> dict[str, Any]:
@@ -149,7 +151,8 @@ def _run_engine(ctx: StageContext, engine: Any, model_dir: Path, manager: Any) -
     recipe, workdir = ctx.recipe, ctx.out_dir / engine.name
     workdir.mkdir(parents=True, exist_ok=True)
     if not engine.served:
-        model = load_model(model_dir, recipe.model.dtype, recipe.model.trust_remote_code)
+        model = load_model(model_dir, recipe.model.dtype, recipe.model.trust_remote_code,
+                           device=ctx.config["device"])  # HFLM runs where the model is
         tokenizer = load_tokenizer(model_dir, recipe.model.trust_remote_code)
         with _console_to(workdir / "lm_eval.log"):
             lm = hf_model(model, tokenizer, recipe.evaluation.lm_eval.batch_size)

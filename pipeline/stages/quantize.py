@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-import resource
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pipeline import methods, progress
+from pipeline.compute import peak_memory, release_memory, resolve_device
 from pipeline.errors import StageError
 from pipeline.methods import get_method
-from pipeline.metrics.fidelity import layer_weight_errors, output_cosine
+from pipeline.metrics.fidelity import (
+    checkpoint_weight_errors,
+    layer_weight_errors,
+    linear_module_names,
+    output_cosine,
+    save_logits,
+)
 from pipeline.models import check_safetensors, dir_size_bytes, load_model, load_tokenizer
 from pipeline.recipe.schema import Recipe
 from pipeline.sources import file_sha256
@@ -33,6 +40,9 @@ class QuantizeStage(Stage):
             "quantization": recipe.quantization.model_dump(),
             "dtype": recipe.model.dtype,
             "trust_remote_code": recipe.model.trust_remote_code,
+            "device": resolve_device(recipe.compute.device),
+            "pipeline": recipe.compute.pipeline,
+            "max_shard_size": recipe.output.max_shard_size,
         }
 
     def fingerprint(self, recipe: Recipe) -> dict[str, Any]:
@@ -45,50 +55,89 @@ class QuantizeStage(Stage):
         return super().code_files() + sorted(Path(methods.__file__).parent.glob("*.py"))
 
     def run(self, ctx: StageContext) -> StageResult:
+        """Load once, quantize in place, save, drop the model, then check the saved checkpoint
+        alone: the stage never holds two dense copies."""
         recipe, q = ctx.recipe, ctx.recipe.quantization
         source = ctx.inputs["model"].path("model_dir")
-        trust = recipe.model.trust_remote_code
-        model = load_model(source, recipe.model.dtype, trust)
-        tokenizer = load_tokenizer(source, trust)
         method = get_method(q.method)
+        device = ctx.config["device"]
+        model = load_model(source, recipe.model.dtype, recipe.model.trust_remote_code,
+                           device=device if method.loads_on_device else "cpu",
+                           offload_folder=recipe.compute.offload_folder)
+        tokenizer = load_tokenizer(source, recipe.model.trust_remote_code)
+        heldout = _heldout(ctx)
+        scratch = ctx.out_dir / ".scratch"
+        reference = save_logits(model, heldout, scratch) if heldout else []
         start_wall, start_cpu = time.perf_counter(), time.process_time()
-        # A method with its own library (ModelOpt) quantizes itself; the others go to oneshot.
-        warnings = method.quantize(model, q.scheme, q.options, _calibration_dataset(ctx))
-        quantized = warnings is not None
-        if warnings is None:
-            recipe_in = method.modifiers(q.scheme, q.options)
-            warnings = _oneshot(model, recipe_in, ctx) if recipe_in else []
-            quantized = bool(recipe_in)
+        warnings, quantized = _quantize(model, method, ctx)
         wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
         out = ctx.out_dir / "model"
-        method.save(model, out, quantized)
+        method.save(model, out, quantized, recipe.output.max_shard_size)
         tokenizer.save_pretrained(out)
+        errors = layer_weight_errors(source, model) if method.fake_quantized else None
+        _unpin(model)
         del model
-        reloaded = reload_check(out, recipe.model.dtype, trust)
-        errors = layer_weight_errors(source, reloaded)
+        _release_session()
+        check = reload_check(out, recipe, device, heldout, reference, method)
+        shutil.rmtree(scratch, ignore_errors=True)
+        if errors is None:
+            modules = linear_module_names(source, recipe.model.trust_remote_code)
+            errors = checkpoint_weight_errors(source, out, modules)
         config = json.loads((out / "config.json").read_text())
         outputs = {
             "model_dir": "model",
-            "format": method.format_details(reloaded)
-                      or format_details(config.get("quantization_config")),
+            "format": check["format"] or format_details(config.get("quantization_config")),
             "backend": method.backend,
             "quantization_config": config.get("quantization_config"),
             "layer_weight_errors": errors,
             "library_warnings": warnings,
+            "shards": sorted(p.name for p in out.glob("*.safetensors")),
         }
         metrics = {
             "quantize_wall_seconds": round(wall, 3),
             "quantize_cpu_seconds": round(cpu, 3),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": peak_memory()["peak_rss_bytes"] / 2**20,
             "size_bytes": dir_size_bytes(out),
             "weight_error_mean": sum(errors.values()) / len(errors) if errors else 0.0,
             "weight_error_max": max(errors.values(), default=0.0),
         }
-        heldout = _heldout(ctx)
-        if heldout:
-            original = load_model(source, recipe.model.dtype, trust)
-            metrics["output_cosine"] = output_cosine(original, reloaded, heldout)
+        if check["output_cosine"] is not None:
+            metrics["output_cosine"] = check["output_cosine"]
         return StageResult(outputs=outputs, metrics=metrics)
+
+
+def _quantize(model: Any, method: Any, ctx: StageContext) -> tuple[list[str], bool]:
+    """The method's own library (ModelOpt), or llmcompressor's oneshot with its modifiers."""
+    q = ctx.recipe.quantization
+    warnings = method.quantize(model, q.scheme, q.options, _calibration_dataset(ctx))
+    if warnings is not None:
+        return warnings, True
+    recipe_in = method.modifiers(q.scheme, q.options)
+    return (_oneshot(model, recipe_in, ctx) if recipe_in else []), bool(recipe_in)
+
+
+def _unpin(model: Any) -> None:
+    """Drops the `self` that llm-compressor's torch.fx tracing (sequential pipeline) leaves in
+    the copied module globals of the traced forward functions: it would keep the dense model
+    alive for the rest of the process, and the reloaded checkpoint would be a second copy."""
+    import gc
+    import sys
+
+    for holder in gc.get_referrers(model):
+        if not isinstance(holder, dict) or holder.get("self") is not model:
+            continue
+        module = sys.modules.get(str(holder.get("__name__")))
+        if module is not None and holder is not vars(module):  # a copy, not the real module
+            del holder["self"]
+
+
+def _release_session() -> None:
+    """llmcompressor's session keeps a reference to the model; drop it, and hand the freed
+    memory back to the OS, before the checkpoint is reloaded."""
+    from llmcompressor.core import reset_session
+
+    reset_session()
+    release_memory()
 
 
 def _heldout(ctx: StageContext) -> list[list[int]]:
@@ -124,6 +173,8 @@ def _oneshot(model: Any, recipe_in: list[Any] | str, ctx: StageContext) -> list[
             "num_calibration_samples": c.num_samples,
             "max_seq_length": c.max_seq_length,
         }
+    if ctx.recipe.compute.pipeline != "auto":
+        kwargs["pipeline"] = ctx.recipe.compute.pipeline
     warnings: list[str] = []
     sink = logger.add(
         lambda m: warnings.append(m.record["message"]),
@@ -184,17 +235,23 @@ def format_details(qc: dict[str, Any] | None) -> dict[str, Any]:
             "kv_cache_scheme": qc.get("kv_cache_scheme")}
 
 
-def reload_check(path: Path, dtype: str, trust_remote_code: bool) -> Any:
-    """Loads the saved checkpoint with transformers; its logits must be finite. Returns it."""
+def reload_check(path: Path, recipe: Recipe, device: str, heldout: list[list[int]],
+                 reference: list[Path], method: Any) -> dict[str, Any]:
+    """Loads the saved checkpoint with transformers: its logits must be finite; measures the
+    output cosine against the original's saved logits, and reads the method's format facts.
+    The reloaded model is dropped before returning."""
     import torch
 
     for shard in path.glob("*.safetensors"):
         check_safetensors(shard)
-    model = load_model(path, dtype, trust_remote_code)
-    tokenizer = load_tokenizer(path, trust_remote_code)
-    ids = tokenizer(RELOAD_PROMPT, return_tensors="pt").input_ids
+    trust = recipe.model.trust_remote_code
+    model = load_model(path, recipe.model.dtype, trust, device=device,
+                       offload_folder=recipe.compute.offload_folder)
+    tokenizer = load_tokenizer(path, trust)
+    ids = tokenizer(RELOAD_PROMPT, return_tensors="pt").input_ids.to(device)
     with torch.no_grad():
         logits = model(ids).logits
     if not torch.isfinite(logits).all():
         raise StageError(f"{path}: the saved checkpoint gives non-finite logits on reload")
-    return model
+    cosine = output_cosine(model, heldout, reference) if reference else None
+    return {"format": method.format_details(model), "output_cosine": cosine}

@@ -63,6 +63,10 @@ def build_report(recipe: Recipe, inputs: dict[str, Manifest]) -> dict[str, Any]:
     }
 
 
+KL_METRICS = ("kl_divergence", "topk_mass", "kl_exact_subset", "kl_bound_subset",
+              "kl_bound_ratio", "kl_exact_tokens")
+
+
 def _metrics(inputs: dict[str, Manifest]) -> dict[str, dict[str, float]]:
     base_eval, cand_eval = inputs["baseline_eval"].metrics, inputs["evaluate"].metrics
     baseline = {"size_bytes": dir_size_bytes(inputs["resolve"].path("model_dir"))}
@@ -75,7 +79,7 @@ def _metrics(inputs: dict[str, Manifest]) -> dict[str, dict[str, float]]:
             baseline[name] = base_eval[name]
         if name in cand_eval:
             candidate[name] = cand_eval[name]
-    for name in ("kl_divergence", "top1_agreement"):
+    for name in (*KL_METRICS, "top1_agreement"):
         if name in cand_eval:
             candidate[name] = cand_eval[name]
     for name in ("quantize_wall_seconds", "quantize_cpu_seconds", "peak_rss_mb",
@@ -112,6 +116,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {name} | {_fmt(m['baseline'].get(name))} | {_fmt(m['candidate'].get(name))} "
             f"| {_fmt(change)}{' %' if name == 'perplexity' and change != '' else ''} |"
         )
+    lines += kl_lines(m["candidate"])
     lines += _quantization_lines(report["quantization"])
     lines += _license_lines(report.get("license") or {})
     lines += lm_eval_markdown(report.get("lm_eval") or {})
@@ -129,6 +134,24 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Versions", ""]
     lines += [f"- {k}: {v}" for k, v in sorted(report["versions"].items())]
     return "\n".join(lines) + "\n"
+
+
+def kl_lines(candidate: dict[str, Any]) -> list[str]:
+    """What kl_divergence is: a top-k lower bound, its covered mass, its ratio to the exact KL."""
+    if "kl_divergence" not in candidate:
+        return []
+    text = ("kl_divergence is a lower bound: the baseline's stored top-k tokens plus one bucket "
+            "for the rest")
+    if "topk_mass" in candidate:
+        text += f" (the top-k cover {candidate['topk_mass']:.1%} of its probability mass)"
+    if "kl_bound_ratio" in candidate:
+        text += (f"; on the first {candidate['kl_exact_tokens']} tokens it is "
+                 f"{candidate['kl_bound_ratio']:.3f} of the exact full-vocabulary KL "
+                 f"({_fmt(candidate['kl_bound_subset'])} vs {_fmt(candidate['kl_exact_subset'])})")
+    elif "kl_exact_subset" in candidate:
+        text += (f"; the exact full-vocabulary KL on the first {candidate['kl_exact_tokens']} "
+                 f"tokens is {_fmt(candidate['kl_exact_subset'])}")
+    return ["", text + "."]
 
 
 def _quantization_lines(q: dict[str, Any]) -> list[str]:

@@ -1,7 +1,8 @@
 """resolve: turns model.id into a local checkpoint folder and fingerprints its files.
 
 A GGUF input is dequantized here, once, into a dense checkpoint in this stage's cache entry
-(keyed by the file's digest and the recipe dtype); every later stage reads that checkpoint.
+(keyed by the file's digest, the recipe dtype, `auto` meaning bfloat16 here, and the shard
+size); every later stage reads that checkpoint.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import gguf
+from pipeline.compute import GGUF_AUTO_DTYPE
 from pipeline.errors import StageError
 from pipeline.gguf import dequantize_to_checkpoint
 from pipeline.models import check_safetensors
@@ -24,7 +26,10 @@ class ResolveStage(Stage):
     libraries = ("huggingface-hub", "transformers", "gguf")
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
-        return recipe.model.model_dump()
+        spec = recipe.model.model_dump()
+        if recipe.model.gguf_file or recipe.model.id.lower().endswith(".gguf"):
+            return {**spec, "max_shard_size": recipe.output.max_shard_size}
+        return {**spec, "dtype": None}  # a folder is used as it is, whatever the dtype
 
     def fingerprint(self, recipe: Recipe) -> dict[str, Any]:
         resolved = resolve_spec(recipe.model)
@@ -38,7 +43,10 @@ class ResolveStage(Stage):
         resolved = resolve_spec(ctx.recipe.model)
         outputs: dict[str, Any] = {"origin": resolved.origin}
         if resolved.gguf_file is not None:
-            outputs.update(_dequantize(resolved, ctx.out_dir / "model", ctx.recipe.model.dtype))
+            dtype = ctx.recipe.model.dtype
+            dtype = GGUF_AUTO_DTYPE if dtype == "auto" else dtype
+            outputs.update(_dequantize(resolved, ctx.out_dir / "model", dtype,
+                                       ctx.recipe.output.max_shard_size))
             folder = ctx.out_dir / "model"
         else:
             outputs["model_dir"] = str(resolved.path)
@@ -56,10 +64,11 @@ class ResolveStage(Stage):
         return StageResult(outputs=outputs)
 
 
-def _dequantize(resolved: ResolvedModel, out: Path, dtype: str) -> dict[str, Any]:
+def _dequantize(resolved: ResolvedModel, out: Path, dtype: str, max_shard_size: str
+                ) -> dict[str, Any]:
     """The GGUF's dense checkpoint and what its metadata says (license, types, base models)."""
     assert resolved.gguf_file is not None
-    info = dequantize_to_checkpoint(resolved.gguf_file, out, dtype)
+    info = dequantize_to_checkpoint(resolved.gguf_file, out, dtype, max_shard_size)
     return {
         "model_dir": "model",
         "gguf": {"file": str(resolved.gguf_file), "architecture": info.architecture,

@@ -29,7 +29,7 @@ def quantize(scheme: str, mirror: Path, model_dir: Path, out: Path) -> tuple[Pat
     method, options = get_method("modelopt"), recipe(scheme).quantization.options
     model = load_model(model_dir, "float32")
     warnings = method.quantize(model, scheme, options, calibration_set(mirror, model_dir))
-    method.save(model, out, True)
+    method.save(model, out, True, "5GB")
     load_tokenizer(model_dir).save_pretrained(out)
     return out, warnings
 

@@ -74,7 +74,8 @@ def test_deep_merge_does_not_mutate_inputs():
         ("calibration.num_samples=0", "calibration.num_samples: Input should be greater than"),
         ("evaluation.perplexity.stride=999", "evaluation.perplexity.stride: 999 must be <= "
                                              "window (256)"),
-        ("model.dtype=float8", "model.dtype: Input should be 'float32', 'bfloat16' or 'float16'"),
+        ("model.dtype=float8",
+         "model.dtype: Input should be 'auto', 'float32', 'bfloat16' or 'float16'"),
         ("name=has space", "name: String should match pattern"),
     ],
 )

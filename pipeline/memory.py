@@ -1,0 +1,158 @@
+"""Predicted peak memory of each step of a run, host RAM and accelerator, from the model's shape.
+
+The model of memory follows the stages' design: a stage holds at most one dense copy of the
+model (at the load dtype), plus what its step needs per batch. llm-compressor's sequential
+pipeline keeps the model on the host and onloads one decoder layer at a time, with GPTQ's
+Hessians (in_features^2 float32 per Linear) and the calibration activations of one layer
+boundary; evaluation needs one batch of float32 logits and the per-window log-softmax.
+RUNTIME_BYTES (Python, torch, transformers, llm-compressor, datasets imported) and the 10 %
+allocator slack were fitted to the scaling benchmark (`make bench-scaling`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.compute import resolve_device
+from pipeline.errors import QuenchError
+from pipeline.plan import DTYPE_BYTES, GIB, Shape
+from pipeline.recipe.schema import Recipe
+
+RUNTIME_BYTES = int(0.9 * GIB)  # resident before any model: interpreter and libraries
+SLACK = 1.10  # allocator fragmentation and transient copies
+LM_EVAL_TOKENS = 2048  # the longest lm-eval request assumed per sequence of a batch
+
+
+@dataclass(frozen=True)
+class StepMemory:
+    """One step's predicted peak: host bytes and accelerator bytes (0: it does not use one)."""
+
+    step: str
+    host_bytes: float
+    accelerator_bytes: float
+    note: str
+
+
+def load_dtype_bytes(recipe: Recipe, shape: Shape) -> int:
+    """Bytes per weight at model.dtype (auto: the checkpoint's torch_dtype)."""
+    name = shape.dtype if recipe.model.dtype == "auto" else recipe.model.dtype
+    return DTYPE_BYTES.get(name, 4)
+
+
+def layer_weight_bytes(shape: Shape, dtype_bytes: int) -> float:
+    return shape.linear_params / shape.layers * dtype_bytes
+
+
+def gptq_hessian_bytes(shape: Shape) -> float:
+    """One float32 Hessian per Linear of a decoder layer: q, k, v, o, gate, up and down."""
+    q_in = shape.hidden
+    o_in = shape.heads * shape.head_dim
+    return 4.0 * (3 * q_in**2 + o_in**2 + 2 * shape.hidden**2 + shape.intermediate**2)
+
+
+def predict(recipe: Recipe, shape: Shape, device: str | None = None) -> list[StepMemory]:
+    """Every in-process step's predicted peak on `device` (default: the recipe's, resolved)."""
+    device = device or resolve_device(recipe.compute.device)
+    on_gpu = device != "cpu"
+    dtype = load_dtype_bytes(recipe, shape)
+    params = shape.linear_params + shape.other_params
+    model = params * dtype
+    steps = [_quantize(recipe, shape, dtype, model, on_gpu)]
+    p = recipe.evaluation.perplexity
+    if p is not None:
+        logits = p.batch_size * (p.window + 1) * shape.vocab * 4.0
+        per_row = 3 * (p.window + 1) * shape.vocab * 4.0  # log-softmax, exp and top-k of one row
+        steps.append(_resident("evaluate", model, logits + per_row, on_gpu,
+                               f"one dense copy + batch of {p.batch_size} x {p.window} "
+                               "float32 logits"))
+    if recipe.evaluation.lm_eval is not None:
+        batch = recipe.evaluation.lm_eval.batch_size
+        logits = batch * LM_EVAL_TOKENS * shape.vocab * 4.0
+        steps.append(_resident("lm_eval (hf)", model, logits, on_gpu,
+                               f"one dense copy + {batch} x {LM_EVAL_TOKENS} float32 logits"))
+    return steps
+
+
+def _quantize(recipe: Recipe, shape: Shape, dtype: int, model: float, on_gpu: bool
+              ) -> StepMemory:
+    """llm-compressor: model on the host, one layer onloaded; ModelOpt: all of it on device."""
+    from pipeline.methods import get_method
+
+    q, c = recipe.quantization, recipe.calibration
+    method = get_method(q.method)
+    calibrated = method.needs_calibration(q.scheme, q.options)
+    activations = c.num_samples * c.max_seq_length * shape.hidden * dtype * 1.0 \
+        if calibrated else 0.0
+    hessians = gptq_hessian_bytes(shape) if q.method == "gptq" else 0.0
+    layer = layer_weight_bytes(shape, dtype) + hessians + activations / max(c.num_samples, 1)
+    if recipe.compute.offload_folder:
+        return _step("quantize", RUNTIME_BYTES + activations + hessians + layer,
+                     layer if on_gpu else 0.0,
+                     f"weights beyond host RAM offloaded to {recipe.compute.offload_folder}")
+    if method.loads_on_device and on_gpu:
+        return _step("quantize", RUNTIME_BYTES + activations, model + activations,
+                     "whole model on the device (ModelOpt calibrates with forward passes)")
+    if on_gpu:
+        return _step("quantize", RUNTIME_BYTES + model + activations, layer,
+                     "model on the host, one decoder layer (+ GPTQ Hessians) on the device")
+    return _step("quantize", RUNTIME_BYTES + model + activations + hessians, 0.0,
+                 "one dense copy on the host" + (" + one layer's GPTQ Hessians" if hessians
+                                                 else ""))
+
+
+def _resident(name: str, model: float, batch: float, on_gpu: bool, note: str) -> StepMemory:
+    if on_gpu:
+        return _step(name, RUNTIME_BYTES, model + batch, note)
+    return _step(name, RUNTIME_BYTES + model + batch, 0.0, note)
+
+
+def _step(name: str, host: float, accelerator: float, note: str) -> StepMemory:
+    return StepMemory(name, host * SLACK, accelerator * SLACK, note)
+
+
+def machine_memory(device: str) -> tuple[int, int | None]:
+    """This machine's host RAM and the resolved accelerator's memory (None: no accelerator)."""
+    import psutil
+
+    host = int(psutil.virtual_memory().total)
+    if device == "cpu":
+        return host, None
+    import torch
+
+    return host, int(torch.cuda.mem_get_info(device)[1])
+
+
+class MemoryShortfall(QuenchError):
+    """A step's predicted peak exceeds this machine: an error for `run`, a warning for
+    `validate` (the recipe may be meant for a bigger host)."""
+
+
+REMEDY = {"quantize": "a smaller model.dtype, compute.offload_folder or a GPU (compute.device)",
+          "evaluate": "a smaller evaluation.perplexity.batch_size or a GPU",
+          "lm_eval (hf)": "a smaller evaluation.lm_eval.batch_size or a GPU"}
+
+
+def check_fits(recipe: Recipe, shape: Shape) -> None:
+    """Raises MemoryShortfall, with the numbers, when a step cannot fit this machine."""
+    device = resolve_device(recipe.compute.device)
+    host, accelerator = machine_memory(device)
+    problems = []
+    for s in predict(recipe, shape):
+        if s.host_bytes > host:
+            problems.append(f"{s.step} needs ~{s.host_bytes / GIB:.1f} GiB of host RAM, this "
+                            f"machine has {host / GIB:.1f} GiB ({s.note}; try "
+                            f"{REMEDY[s.step]})")
+        if accelerator is not None and s.accelerator_bytes > accelerator:
+            problems.append(f"{s.step} needs ~{s.accelerator_bytes / GIB:.1f} GiB on {device}, "
+                            f"which has {accelerator / GIB:.1f} GiB ({s.note}; try "
+                            f"{REMEDY[s.step]})")
+    if problems:
+        raise MemoryShortfall("compute.check_memory: the recipe does not fit this machine: "
+                              + "; ".join(problems)
+                              + " (compute.check_memory: false tries anyway)")
+
+
+def as_rows(steps: list[StepMemory]) -> list[dict[str, Any]]:
+    return [{"step": s.step, "host_gib": s.host_bytes / GIB,
+             "accelerator_gib": s.accelerator_bytes / GIB, "note": s.note} for s in steps]

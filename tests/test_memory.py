@@ -1,0 +1,65 @@
+"""Predicted peak memory per step (`quench plan`) and the pre-flight that refuses a misfit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline import memory
+from pipeline.errors import RecipeError
+from pipeline.plan import GIB, KNOWN_SHAPES, Shape, plan, render
+from pipeline.recipe import load_recipe
+from pipeline.recipe.checks import check_recipe
+from tests.conftest import DEFAULT_RECIPE, REPO, run_quench
+
+EIGHT_B = REPO / "recipes" / "examples" / "llama31-8b-int4-awq.yaml"
+LLAMA_8B = Shape.from_config(KNOWN_SHAPES["llama-3.1-8b"])
+
+
+def test_plan_of_an_8b_recipe_prints_every_steps_memory(mirror):
+    result = run_quench("plan", str(EIGHT_B))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Running this recipe on cpu (predicted peak per step):" in out
+    for step in ("quantize", "evaluate"):
+        assert any(line.startswith(step) and "GiB" in line for line in out.splitlines()), out
+    table = plan(load_recipe(EIGHT_B))
+    steps = {s["step"]: s for s in table["run_memory"]["steps"]}
+    # one dense bf16 copy of 8.03 B parameters, and not two
+    assert 15 < steps["quantize"]["host_gib"] < 2 * 15, steps
+
+
+def test_gpu_prediction_keeps_the_model_on_the_host_and_one_layer_on_the_device(mirror):
+    recipe = load_recipe(EIGHT_B, ["quantization.method=gptq", "quantization.scheme=W4A16"])
+    steps = {s.step: s for s in memory.predict(recipe, LLAMA_8B, device="cuda:0")}
+    q = steps["quantize"]
+    assert q.host_bytes > 15 * GIB  # the dense copy stays on the host (sequential onloading)
+    assert 0.5 * GIB < q.accelerator_bytes < 4 * GIB  # a layer + its Hessians + activations
+    assert steps["evaluate"].accelerator_bytes > 15 * GIB  # evaluation runs on the device
+
+
+def test_run_refuses_a_recipe_that_cannot_fit_with_the_numbers(mirror):
+    recipe = load_recipe(EIGHT_B, ["model.dtype=float32"])
+    with pytest.raises(RecipeError, match=r"quantize needs ~\d+\.\d GiB of host RAM, this "
+                                          r"machine has \d+\.\d GiB"):
+        check_recipe(recipe, for_run=True)
+    warnings = check_recipe(recipe, for_run=False)  # validate: may be meant for a bigger host
+    assert any(w.startswith("compute.check_memory: the recipe does not fit") for w in warnings)
+    assert not any("check_memory" in w for w in check_recipe(
+        load_recipe(EIGHT_B, ["model.dtype=float32", "compute.check_memory=false"]),
+        for_run=False))
+
+
+def test_cli_run_exits_2_before_any_work(mirror, tmp_path):
+    result = run_quench("run", str(EIGHT_B), "model.dtype=float32", f"output.dir={tmp_path}")
+    assert result.returncode == 2, result.stderr
+    assert "compute.check_memory" in result.stderr and not any(tmp_path.iterdir())
+
+
+def test_tiny_recipe_fits_and_is_predicted_small(mirror):
+    table = plan(load_recipe(DEFAULT_RECIPE), 1, 256)
+    steps = table["run_memory"]["steps"]
+    assert all(s["host_gib"] < 2 for s in steps), json.dumps(steps)
+    check_recipe(load_recipe(DEFAULT_RECIPE))  # does not raise
+    assert "Running this recipe on cpu" in render(table)
