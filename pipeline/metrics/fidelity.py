@@ -55,7 +55,9 @@ def checkpoint_weight_errors(original_dir: Path, saved_dir: Path, modules: list[
             if key not in original:
                 continue
             tensors = dict(saved.module_tensors(module))
-            if dequantizer is not None and key not in tensors:
+            # Quantized modules have scales (FP8 and int8 keep the name `weight` for the
+            # quantized values); the rest are dense and read as they are.
+            if dequantizer is not None and f"{module}.weight_scale" in tensors:
                 tensors = dequantizer.process(tensors)
             if key in tensors:
                 errors[module] = relative_error(tensors[key], original.get(key))

@@ -152,7 +152,8 @@ def _execute(
                 del ctx
                 release_memory()
             status, outputs, metrics = result.status or "ran", result.outputs, result.metrics
-            metrics = {**metrics, **_memory_metrics()}
+            if result.status is None:  # a partial run ("skipped: ...") claims no measurements
+                metrics = {**metrics, **_memory_metrics()}
         else:
             status, outputs, metrics = f"skipped: {reason}", {}, {}
         store.write_manifest(

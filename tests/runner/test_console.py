@@ -134,6 +134,7 @@ def test_ctrl_c_is_one_line_and_exit_130(gptq_run):
     out, _ = gptq_run
     cmd = [sys.executable, "-m", "pipeline", "run", str(RECIPE), *small_run_args(out),
            "--force", "quantize"]
+    (out / NAME / "quench.log").unlink(missing_ok=True)  # wait for this run's line, not the last
     proc = subprocess.Popen(  # SIGINT as a terminal delivers it (not ignored, as in `cmd &`)
         cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
