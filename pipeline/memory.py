@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline.compute import resolve_device
 from pipeline.errors import QuenchError
-from pipeline.plan import DTYPE_BYTES, GIB, Shape
+from pipeline.plan import DTYPE_BYTES, GIB, Shape, _size
 from pipeline.recipe.schema import Recipe
 
 RUNTIME_BYTES = int(0.9 * GIB)  # resident before any model: interpreter and libraries
@@ -156,3 +156,13 @@ def check_fits(recipe: Recipe, shape: Shape) -> None:
 def as_rows(steps: list[StepMemory]) -> list[dict[str, Any]]:
     return [{"step": s.step, "host_gib": s.host_bytes / GIB,
              "accelerator_gib": s.accelerator_bytes / GIB, "note": s.note} for s in steps]
+
+
+def render_run_memory(run: dict[str, Any]) -> list[str]:
+    """The predicted peak of each step of `quench run` on the recipe's device."""
+    lines = ["", f"Running this recipe on {run['device']} (predicted peak per step):",
+             f"{'step':<13} {'host RAM':>10} {'accelerator':>12}  what dominates"]
+    for r in run["steps"]:
+        accel = _size(r["accelerator_gib"]) if r["accelerator_gib"] else "-"
+        lines.append(f"{r['step']:<13} {_size(r['host_gib']):>10} {accel:>12}  {r['note']}")
+    return lines

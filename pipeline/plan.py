@@ -319,17 +319,9 @@ def render(p: dict[str, Any]) -> str:
         lines += ["", "* no FP8 compute: FP8 W8A8 needs compute capability >= 8.9 (Ada, Hopper)."]
     lines += ["", "GPU memory is nominal (usable memory is a little lower); $/h are approximate "
               "on-demand prices: override with cost.gpu_usd_per_hour."]
+    from pipeline.memory import render_run_memory
+
     return "\n".join(lines + render_run_memory(p["run_memory"]))
-
-
-def render_run_memory(run: dict[str, Any]) -> list[str]:
-    """The predicted peak of each step of `quench run` on the recipe's device."""
-    lines = ["", f"Running this recipe on {run['device']} (predicted peak per step):",
-             f"{'step':<13} {'host RAM':>10} {'accelerator':>12}  what dominates"]
-    for r in run["steps"]:
-        accel = _size(r["accelerator_gib"]) if r["accelerator_gib"] else "-"
-        lines.append(f"{r['step']:<13} {_size(r['host_gib']):>10} {accel:>12}  {r['note']}")
-    return lines
 
 
 def _size(gib: float) -> str:

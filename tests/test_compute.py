@@ -42,9 +42,7 @@ def test_run_refuses_cuda_before_any_work_validate_warns(mirror):
 
 
 def test_bad_device_name_is_a_schema_error():
-    from pipeline.errors import QuenchError as Base
-
-    with pytest.raises(Base, match="compute.device"):
+    with pytest.raises(QuenchError, match="compute.device"):
         load_recipe(DEFAULT_RECIPE, ["compute.device=gpu0"])
 
 
