@@ -88,7 +88,7 @@ def test_served_on_vllm(out: Path) -> None:
     # CPUs without AVX512-BF16; its W4A16 kernel did not start in fp32 here.
     run(out, "smollm2-none", "name=smollm2-none-vllm",
         "target={engine: vllm, gpu: cpu, options: {max_model_len: 512, kv_cache_space_gib: 1, "
-        "dtype: float32}}",
+        "dtype: float32, enforce_eager: true}}",
         "evaluation.throughput={concurrency: [1, 4], input_len: 32, output_len: 16, "
         "num_prompts: 8}", "cost.usd_per_hour=0.1")
     report = read_json(out / "smollm2-none-vllm" / "report.json")

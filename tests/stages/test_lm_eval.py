@@ -137,7 +137,7 @@ def test_served_engine_next_to_hf_and_nothing_left(tmp_path, tiny_model):
     start = time.perf_counter()
     ran = _run(tmp_path / "out", model, [
         "evaluation.lm_eval.tasks=[piqa]", "evaluation.lm_eval.limit=8", "target.engine=vllm",
-        "target.options={max_model_len: 512, startup_timeout_s: 600}"])
+        "target.options={max_model_len: 512, startup_timeout_s: 600, enforce_eager: true}"])
     print(f"hf + vllm lm_eval stage: {time.perf_counter() - start:.1f} s")
     engines = ran.outputs["engines"]
     assert engines["vllm"]["status"] == "ran"

