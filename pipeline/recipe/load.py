@@ -11,9 +11,13 @@ import yaml
 from pydantic import ValidationError
 
 from pipeline.errors import RecipeError
+from pipeline.recipe.keys import unknown_key_message
 from pipeline.recipe.schema import Recipe
+from pipeline.recipe.yaml_bounds import describe_yaml_error, load_bounded, read_text, shorten
 
 _FIELD = re.compile(r"^[A-Za-z_][\w.]*$")
+MAX_EXTENDS = 16  # files in one `extends:` chain
+MAX_OVERRIDE_CHARS = 64 * 1024  # one key=value override
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
@@ -21,8 +25,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     path = Path(path)
     data = _read_with_extends(path, seen=())
     data.setdefault("name", path.stem)
-    for item in overrides or []:
-        apply_override(data, item)
+    apply_overrides(data, overrides or [])
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
@@ -33,9 +36,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RecipeError(f"recipe file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_bounded(read_text(path), str(path))
     except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: not valid YAML: {exc}") from None
+        raise RecipeError(f"not valid YAML: {describe_yaml_error(str(path), exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -48,12 +51,14 @@ def _read_with_extends(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     if resolved in seen:
         chain = " -> ".join(str(p) for p in (*seen, resolved))
         raise RecipeError(f"{path}: `extends` forms a cycle: {chain}")
+    if len(seen) >= MAX_EXTENDS:
+        raise RecipeError(f"{path}: `extends` chain longer than {MAX_EXTENDS} files")
     data = _read_yaml(path)
     parent = data.pop("extends", None)
     if parent is None:
         return data
     if not isinstance(parent, str):
-        raise RecipeError(f"{path}: extends: expected a file path, got {parent!r}")
+        raise RecipeError(f"{path}: extends: expected a file path, got {shorten(parent)}")
     base = _read_with_extends(path.parent / parent, (*seen, resolved))
     base.pop("name", None)  # a name belongs to the file that sets it, not to its children
     return deep_merge(base, data)
@@ -70,14 +75,29 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def apply_overrides(data: dict[str, Any], items: list[str]) -> None:
+    """Applies `key=value` overrides in order; a key given twice is an error, not the last."""
+    given: dict[str, str] = {}
+    for item in items:
+        key = item.partition("=")[0]
+        if key in given:
+            raise RecipeError(f"override {shorten(item)}: {key} is already set by "
+                              f"{shorten(given[key])}; give each key once")
+        apply_override(data, item)
+        given[key] = item
+
+
 def apply_override(data: dict[str, Any], item: str) -> None:
     """Applies one `a.b.c=value` override in place; the value is parsed as YAML (1, true, [..])."""
     key, sep, raw = item.partition("=")
     if not sep or not key or any(not part for part in key.split(".")):
-        raise RecipeError(f"override {item!r}: expected key.sub=value")
+        raise RecipeError(f"override {shorten(item)}: expected key.sub=value")
+    if len(item) > MAX_OVERRIDE_CHARS:
+        raise RecipeError(f"override {key}: {len(item):,} characters; an override may be at "
+                          f"most {MAX_OVERRIDE_CHARS:,} (put big values in the recipe file)")
     try:
-        value = yaml.safe_load(raw) if raw != "" else ""
-    except yaml.YAMLError:
+        value = load_bounded(raw, f"override {key}") if raw != "" else ""
+    except yaml.YAMLError:  # not YAML: the text itself (bounds and duplicates still raise)
         value = raw
     *parents, leaf = key.split(".")
     node = data
@@ -87,7 +107,8 @@ def apply_override(data: dict[str, Any], item: str) -> None:
             child = node[part] = {}
         if not isinstance(child, dict):
             where = ".".join(parents[: i + 1])
-            raise RecipeError(f"override {item!r}: {where} is {child!r}, not a mapping")
+            raise RecipeError(f"override {shorten(item)}: {where} is {shorten(child)}, "
+                              "not a mapping")
         node = child
     node[leaf] = value
 
@@ -102,8 +123,9 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
         if sep and _FIELD.match(field):  # validators name the sub-key: "scheme: ..."
             loc, msg = f"{loc}.{field}" if loc != "(top level)" else field, rest
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = unknown_key_message(err["loc"])
         got = err.get("input")
-        shown = "" if err["type"] in ("missing",) or isinstance(got, dict) else f" (got {got!r})"
+        shown = ("" if err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict)
+                 else f" (got {shorten(got)})")
         lines.append(f"  {loc}: {msg}{shown}")
     return "\n".join(lines)
