@@ -21,10 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from pipeline import progress
 from pipeline.engines import Engine, Server, installed_versions, register_engine
+from pipeline.engines.options import parse_options as parse_engine_options
 from pipeline.engines.vllm import healthy, log_tail, pick_port, stop_process_group
 from pipeline.errors import StageError
 from pipeline.strict import StrictModel
@@ -67,15 +68,7 @@ class TrtllmOptions(StrictModel):
 
 def parse_options(options: dict[str, Any]) -> TrtllmOptions:
     """target.options as TrtllmOptions; ValueError naming the key otherwise."""
-    try:
-        return TrtllmOptions.model_validate(options)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(["target.options", *(str(p) for p in first["loc"])])
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            message = f"unknown option; allowed: {', '.join(TrtllmOptions.model_fields)}"
-        raise ValueError(f"{where}: {message}") from None
+    return parse_engine_options(TrtllmOptions, options, "tensorrt-llm")
 
 
 def cuda_devices() -> int:

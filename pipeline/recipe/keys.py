@@ -1,4 +1,4 @@
-"""Unknown-key messages: the closest allowed key ("did you mean") and the full list at that level."""
+"""Unknown-key messages: the closest allowed key ("did you mean") and every allowed one."""
 
 from __future__ import annotations
 

@@ -7,7 +7,12 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from pipeline.methods import get_method, method_names
+from pipeline.recipe.keys import suggest
 from pipeline.strict import StrictModel
+
+# A run name is a folder name (with suffixes such as `.tmp-<pid>`: well under 255 bytes) and
+# the MLflow run and registered-model name; 100 characters leave room for both.
+MAX_NAME_CHARS = 100
 
 
 class ModelSpec(StrictModel):
@@ -69,8 +74,8 @@ class QuantizationSpec(StrictModel):
             where = ".".join(str(p) for p in first["loc"])
             message = first["msg"].removeprefix("Value error, ")
             if first["type"] == "extra_forbidden":
-                allowed = ", ".join(method.options_model.model_fields) or "none"
-                message = f"unknown option for method {self.method!r}; allowed: {allowed}"
+                message = suggest(str(first["loc"][-1]), method.options_model.model_fields,
+                                  f"option for method {self.method!r}")
             raise ValueError(f"options.{where}: {message}") from None
         return self
 
@@ -314,10 +319,12 @@ class OutputSpec(StrictModel):
 
 class Recipe(StrictModel):
     name: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-        description="Run name: the folder under output.dir and the MLflow run name.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=MAX_NAME_CHARS,
+        description="Run name: the folder under output.dir and the MLflow run name "
+        f"(letters, digits, . _ -; at most {MAX_NAME_CHARS} characters).",
     )
-    description: str = Field("", description="Free text, shown in the report.")
+    description: str = Field("", max_length=10_000, description="Free text, shown in the "
+                             "report (at most 10,000 characters).")
     model: ModelSpec
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
     quantization: QuantizationSpec = Field(default_factory=QuantizationSpec)

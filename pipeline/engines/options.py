@@ -1,0 +1,34 @@
+"""Typed `target.options`: each engine names a pydantic model; errors name the key and the
+allowed ones, with a "did you mean" for a near miss."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from pipeline.recipe.keys import suggest
+from pipeline.recipe.yaml_bounds import shorten
+from pipeline.strict import StrictModel
+
+M = TypeVar("M", bound=StrictModel)
+
+
+class NoOptions(StrictModel):
+    """An engine that takes no target.options (hf: transformers in this process)."""
+
+
+def parse_options(model: type[M], options: dict[str, Any], engine: str) -> M:
+    """`options` as `model`; a ValueError `target.options.<key>: message (got value)`."""
+    try:
+        return model.model_validate(options)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(["target.options", *(str(p) for p in first["loc"])])
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = suggest(str(first["loc"][-1]), model.model_fields,
+                              f"option for engine {engine!r}")
+        elif first["loc"]:
+            message += f" (got {shorten(first.get('input'))})"
+        raise ValueError(f"{where}: {message}") from None
