@@ -7,7 +7,6 @@ Order: an existing local path; else the mirror folder named by $QUENCH_MIRROR (l
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,17 +142,16 @@ def resolve_spec(model: ModelRef, download: bool = True) -> ResolvedModel:
 
 
 def model_config(resolved: ResolvedModel) -> dict[str, Any]:
-    """The model's transformers config: config.json, or what a GGUF file's metadata says."""
+    """The model's transformers config: config.json, or what a GGUF file's metadata says.
+
+    Invalid JSON, or a known field of the wrong type, is a QuenchError naming file and field.
+    """
     if resolved.gguf_file is not None:
         return read_gguf(resolved.gguf_file).config
+    from pipeline.textfiles import check_config_types, read_json_object
+
     path = resolved.path / "config.json"
-    try:
-        config = json.loads(path.read_text())
-    except ValueError as exc:
-        raise QuenchError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(config, dict):
-        raise QuenchError(f"{path}: expected a JSON object, got {type(config).__name__}")
-    return config
+    return check_config_types(read_json_object(path), path)
 
 
 def _resolve_local(ref: str, local: Path, gguf_file: str | None) -> ResolvedModel:
@@ -214,36 +212,19 @@ def resolve_text_source(
     return TextSource("hub", hub_path=ref, hub_config=config_name, hub_split=split, field=field)
 
 
-def load_texts(source: TextSource) -> list[str]:
-    """The non-empty text records of a source (lines of a text file, rows of a dataset)."""
+def load_texts(source: TextSource, key: str = "") -> list[str]:
+    """The non-empty text records of a source (lines of a text file, rows of a dataset);
+    an unreadable file is a QuenchError naming `key` (the recipe field), file and line."""
     if source.kind == "hub":
         import datasets
 
         rows = datasets.load_dataset(source.hub_path, source.hub_config, split=source.hub_split)
         texts = [str(r) for r in rows[source.field]]
     else:
-        texts = _read_file_texts(source.path, source.field)
+        from pipeline.textfiles import read_file_texts
+
+        texts = read_file_texts(source.path, source.field, key)
     return [t.strip("\r\n") for t in texts if t.strip()]
-
-
-def _read_file_texts(path: Path, field: str) -> list[str]:
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        texts = []
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            if field not in record:
-                raise QuenchError(f"{path}:{lineno}: no field {field!r} (has {sorted(record)})")
-            texts.append(str(record[field]))
-        return texts
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(path, columns=[field])
-        return [str(v) for v in table.column(field).to_pylist()]
-    return path.read_text(encoding="utf-8").replace("\r\n", "\n").split("\n")
 
 
 def fingerprint_path(path: Path) -> dict[str, Any]:

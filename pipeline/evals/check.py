@@ -4,21 +4,53 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
+import os
+from importlib import metadata
+from pathlib import Path
 
 from pipeline.errors import OfflineMiss, QuenchError
 from pipeline.evals import LocalTask, local_tasks
-from pipeline.evals.render import adapter, mirror_sources
+from pipeline.evals.render import adapter, builtin_tasks_dir, mirror_sources
 from pipeline.sources import MIRROR_ENV, is_offline, mirror_dir
 
 KEY = "evaluation.lm_eval.tasks"
 
 
+def index_file() -> Path:
+    """Where the names of lm-eval's built-in tasks are kept, per lm-eval version and install."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "quench"
+    return root / f"lm-eval-{metadata.version('lm_eval')}-{_install_tag()}-tasks.json"
+
+
+def _install_tag() -> str:
+    """A short stable tag of lm-eval's task folder (two installs of one version differ)."""
+    import hashlib
+
+    return hashlib.sha256(str(builtin_tasks_dir()).encode()).hexdigest()[:12]
+
+
 @functools.cache
 def builtin_task_names() -> frozenset[str]:
-    """Every task, group and tag lm-eval ships (indexing them takes ~7 s on a small CPU)."""
+    """Every task, group and tag lm-eval ships. Indexing them with lm-eval's TaskManager takes
+    ~13 s on a small CPU, so the names are kept in a cache file after the first time: later
+    checks (an unknown name included) take milliseconds."""
+    path = index_file()
+    try:
+        return frozenset(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        pass
     from lm_eval.tasks import TaskManager
 
-    return frozenset(TaskManager().all_tasks)
+    names = frozenset(TaskManager().all_tasks)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(sorted(names)))
+        os.replace(tmp, path)
+    except OSError:  # a read-only home: correct, only slower next time
+        pass
+    return names
 
 
 def check_tasks(tasks: list[str]) -> None:

@@ -27,9 +27,13 @@ PLACEHOLDER = re.compile(r"\$\{([A-Za-z_]+)\}")
 
 
 def builtin_tasks_dir() -> Path:
-    import lm_eval.tasks
+    """lm-eval's task folder, found without importing lm-eval (that takes ~2 s)."""
+    import importlib.util
 
-    return Path(lm_eval.tasks.__file__).parent
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("lm_eval is not installed")
+    return Path(spec.origin).parent / "tasks"
 
 
 def mirror_sources(task: LocalTask, mirror: Path | None) -> list[Path] | None:

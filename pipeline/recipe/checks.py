@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.compute import DeviceUnavailable
@@ -19,26 +20,46 @@ def check_recipe(recipe: Recipe, for_run: bool = True) -> list[str]:
     With for_run=False (`quench validate`), a hub reference that cannot be looked up offline
     is returned as a warning instead: the recipe may be right for a connected machine.
     """
-    problems, warnings = [], []
-    for check in (_check_model, _check_calibration, _check_perplexity, _check_lm_eval,
-                  _check_output, _check_license, _check_target, _check_compute):
-        try:
-            warnings += check(recipe) or []
-        except OfflineMiss as exc:
-            (problems if for_run else warnings).append(f"not checked offline: {exc}")
-        except (MemoryShortfall, DeviceUnavailable) as exc:
-            (problems if for_run else warnings).append(str(exc))
-        except QuenchError as exc:
-            problems.append(str(exc))
+    problems: list[str] = []
+    warnings: list[str] = []
+    model_ok = _collect(_check_model, recipe, for_run, problems, warnings)
+    for check in (_check_calibration, _check_perplexity, _check_lm_eval, _check_output,
+                  _check_license, _check_target, _check_compute):
+        if model_ok or check not in (_check_license, _check_compute):  # they read the model
+            _collect(check, recipe, for_run, problems, warnings)
     if problems:
         raise RecipeError(f"recipe {recipe.name!r} cannot run:\n  " + "\n  ".join(problems))
     return warnings
 
 
-def _check_model(recipe: Recipe) -> None:
+def _collect(check: Callable[[Recipe], list[str] | None], recipe: Recipe, for_run: bool,
+             problems: list[str], warnings: list[str]) -> bool:
+    """Runs one check into `problems`/`warnings`; False when its input is bad (not merely
+    unreachable offline or too big for this machine)."""
+    try:
+        warnings += check(recipe) or []
+    except OfflineMiss as exc:
+        (problems if for_run else warnings).append(f"not checked offline: {exc}")
+    except (MemoryShortfall, DeviceUnavailable) as exc:
+        (problems if for_run else warnings).append(str(exc))
+    except QuenchError as exc:
+        problems.append(str(exc))
+        return False
+    return True
+
+
+def _check_model(recipe: Recipe) -> list[str]:
     resolved = resolve_spec(recipe.model, download=False)
-    if resolved.origin != "hub":  # a bad GGUF file fails here, before anything is written
-        _check_group_size(recipe, model_config(resolved))
+    if resolved.origin == "hub":
+        return []
+    config = model_config(resolved)  # a bad GGUF file or config.json fails here
+    _check_group_size(recipe, config)
+    if config.get("auto_map") and not recipe.model.trust_remote_code:
+        return [f"model.id: {recipe.model.id} ships its own Python code (config.json auto_map: "
+                f"{', '.join(sorted(config['auto_map']))[:200]}); transformers will refuse to "
+                "load it unless the recipe sets model.trust_remote_code: true (only for code "
+                "you trust)"]
+    return []
 
 
 def _check_group_size(recipe: Recipe, config: dict) -> None:
@@ -73,7 +94,7 @@ def _check_calibration(recipe: Recipe) -> None:
                                  "calibration.source")
     if source.kind != "file":
         return
-    records = len(load_texts(source))
+    records = len(load_texts(source, "calibration.source"))
     if records == 0:
         raise QuenchError(f"calibration.source: {source.path} holds no non-empty text")
     if records < c.num_samples:
@@ -85,9 +106,12 @@ def _check_calibration(recipe: Recipe) -> None:
 
 def _check_perplexity(recipe: Recipe) -> None:
     p = recipe.evaluation.perplexity
-    if p is not None:
-        resolve_text_source(p.dataset, p.config_name, p.split, p.text_field,
-                            "evaluation.perplexity.dataset")
+    if p is None:
+        return
+    key = "evaluation.perplexity.dataset"
+    source = resolve_text_source(p.dataset, p.config_name, p.split, p.text_field, key)
+    if source.kind == "file" and not load_texts(source, key):  # decoded here, not after quantize
+        raise QuenchError(f"{key}: {source.path} holds no non-empty text")
 
 
 def _check_lm_eval(recipe: Recipe) -> None:
@@ -137,8 +161,14 @@ def _check_target(recipe: Recipe) -> list[str]:
 
 
 def _check_output(recipe: Recipe) -> None:
-    path = Path(recipe.output.dir).expanduser().resolve()
-    existing = next(p for p in (path, *path.parents) if p.exists())
+    try:
+        path = Path(recipe.output.dir).expanduser().resolve()
+    except (RuntimeError, OSError) as exc:  # Python 3.11 raises RuntimeError on a loop
+        raise QuenchError(f"output.dir: {recipe.output.dir} cannot be resolved ({exc}); "
+                          "allowed: a folder, or a path whose existing part is one") from None
+    existing = next(p for p in (path, *path.parents) if p.exists() or p.is_symlink())
+    if existing.is_symlink() and not existing.exists():
+        raise QuenchError(f"output.dir: {existing} is a broken symbolic link (or a loop)")
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise QuenchError(f"output.dir: {path} is not writable ({existing} is not a writable "
                           "folder)")
