@@ -48,7 +48,7 @@ class CalibrateStage(Stage):
 
         c = ctx.recipe.calibration
         source = calibration_source(ctx.recipe)
-        texts = load_texts(source)
+        texts = load_texts(source, "calibration.source")
         where = source.path or source.hub_path
         if not texts:
             raise StageError(f"calibration.source: {where} holds no non-empty text")
@@ -61,7 +61,8 @@ class CalibrateStage(Stage):
         chosen = rng.sample(range(len(texts)), c.num_samples)
         rest = sorted(set(range(len(texts))) - set(chosen))
         heldout = rng.sample(rest, min(HELDOUT_SAMPLES, len(rest)))
-        tokenizer = load_tokenizer(ctx.inputs["model"].path("model_dir"))
+        tokenizer = load_tokenizer(ctx.inputs["model"].path("model_dir"),
+                                   ctx.recipe.model.trust_remote_code)
         encoded = tokenizer(
             [texts[i] for i in chosen], truncation=True, max_length=c.max_seq_length
         )

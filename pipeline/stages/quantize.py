@@ -175,6 +175,8 @@ def _oneshot(model: Any, recipe_in: list[Any] | str, ctx: StageContext) -> list[
         }
     if ctx.recipe.compute.pipeline != "auto":
         kwargs["pipeline"] = ctx.recipe.compute.pipeline
+    # oneshot loads the config and processor itself: without this it refuses custom code
+    kwargs["trust_remote_code_model"] = ctx.recipe.model.trust_remote_code
     warnings: list[str] = []
     sink = logger.add(
         lambda m: warnings.append(m.record["message"]),
