@@ -22,7 +22,8 @@ MERGE_TAG = "tag:yaml.org,2002:merge"
 def shorten(value: Any, limit: int = MAX_SHOWN) -> str:
     """repr(value), cut to `limit` characters: messages never echo megabytes of input."""
     text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+    size = len(value) if isinstance(value, str) else len(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({size} characters)"
 
 
 class YamlLimitError(RecipeError):
