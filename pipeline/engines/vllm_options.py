@@ -52,8 +52,9 @@ class VllmOptions(StrictModel):
     def _check_extra_args(self) -> VllmOptions:
         for arg in self.extra_args:
             name = arg.split("=", 1)[0].lstrip("-").replace("-", "_")
-            if arg.startswith("-") and (name in type(self).model_fields or
-                                        name.removeprefix("no_") in type(self).model_fields):
+            if name not in type(self).model_fields:
+                name = name.removeprefix("no_")
+            if arg.startswith("-") and name in type(self).model_fields:
                 raise ValueError(f"extra_args: {arg!r} is the typed option `{name}`; set "
                                  "it there")
         return self
