@@ -70,12 +70,14 @@ def run_quench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[
     )
 
 
-def small_run_args(out: Path) -> list[str]:
-    """Overrides that keep a run small and inside a test's own folder."""
+def small_run_args(out: Path, max_windows: int = 24, tracking_uri: str | None = None
+                   ) -> list[str]:
+    """Overrides that keep a run small and inside a test's own folder (a key may be given
+    once only, so callers change these through the arguments)."""
     return [
         f"output.dir={out}",
-        f"tracking.tracking_uri=sqlite:///{out}/mlflow.db",
-        "evaluation.perplexity.max_windows=24",
+        f"tracking.tracking_uri={tracking_uri or f'sqlite:///{out}/mlflow.db'}",
+        f"evaluation.perplexity.max_windows={max_windows}",
     ]
 
 

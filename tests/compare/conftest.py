@@ -14,7 +14,7 @@ LM_EVAL = "evaluation.lm_eval={tasks: [arc_easy], limit: 20}"
 
 
 def small(out: Path) -> list[str]:
-    return [*small_run_args(out), "evaluation.perplexity.max_windows=8"]
+    return small_run_args(out, max_windows=8)
 
 
 @pytest.fixture(scope="session")

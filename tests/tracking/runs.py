@@ -21,8 +21,8 @@ RUN_NAME = "tinystories-rtn-w4a16"
 def run_against(uri: str, out: Path) -> str:
     """The default recipe, small, logged to `uri`; returns the parent run id."""
     began = time.perf_counter()
-    result = run_quench("run", str(DEFAULT_RECIPE), *small_run_args(out),
-                        "evaluation.perplexity.max_windows=8", f"tracking.tracking_uri={uri}")
+    result = run_quench("run", str(DEFAULT_RECIPE),
+                        *small_run_args(out, max_windows=8, tracking_uri=uri))
     assert result.returncode == 0, result.stderr[-3000:]
     print(f"\npipeline run logged to {uri.split('@')[-1]}: {time.perf_counter() - began:.1f} s")
     return run_id_of(result)
