@@ -51,8 +51,10 @@ class Engine:
         return {}
 
     @contextmanager
-    def serve(self, model_dir: Path, workdir: Path, options: dict[str, Any]) -> Iterator[Server]:
-        """Starts a server for model_dir, yields it once healthy, and always stops it."""
+    def serve(self, model_dir: Path, workdir: Path, options: dict[str, Any],
+              trust_remote_code: bool = False) -> Iterator[Server]:
+        """Starts a server for model_dir, yields it once healthy, and always stops it;
+        trust_remote_code: the recipe's model.trust_remote_code (the server loads the model)."""
         raise NotImplementedError(f"engine {self.name!r} does not serve")
         yield  # pragma: no cover
 

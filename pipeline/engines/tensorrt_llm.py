@@ -138,9 +138,11 @@ class TensorRtLlmEngine(Engine):
         return name if options.container else str(self.env_dir / "bin" / name)
 
     @contextmanager
-    def serve(self, model_dir: Path, workdir: Path, options: dict[str, Any]) -> Iterator[Server]:
+    def serve(self, model_dir: Path, workdir: Path, options: dict[str, Any],
+              trust_remote_code: bool = False) -> Iterator[Server]:
         """trtllm-serve on 127.0.0.1; options are target.options plus, from the build stage,
-        `backend` (default pytorch) and `tokenizer` (an engine folder has none)."""
+        `backend` (default pytorch) and `tokenizer` (an engine folder has none).
+        trust_remote_code is not passed on (not verified against trtllm-serve here)."""
         opts = parse_options({k: v for k, v in options.items()
                               if k not in ("backend", "tokenizer")})
         reason = self.unavailable_reason(options)

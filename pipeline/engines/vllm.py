@@ -107,7 +107,8 @@ class VllmEngine(Engine):
         return []
 
     @contextmanager
-    def serve(self, model_dir: Path, workdir: Path, options: dict[str, Any]) -> Iterator[Server]:
+    def serve(self, model_dir: Path, workdir: Path, options: dict[str, Any],
+              trust_remote_code: bool = False) -> Iterator[Server]:
         reason = self.unavailable_reason()
         if reason:
             raise StageError(reason)
@@ -118,6 +119,8 @@ class VllmEngine(Engine):
         workdir.mkdir(parents=True, exist_ok=True)
         flags = typed.flags()
         flags.setdefault("served_model_name", "quench")
+        if trust_remote_code:
+            flags["trust_remote_code"] = True
         options = typed.model_dump()
         timeout = typed.startup_timeout_s
         log_path = workdir / "server.log"

@@ -157,7 +157,8 @@ def _run_engine(ctx: StageContext, engine: Any, model_dir: Path, manager: Any) -
         with _console_to(workdir / "lm_eval.log"):
             lm = hf_model(model, tokenizer, recipe.evaluation.lm_eval.batch_size)
         return _evaluate(ctx, lm, engine.name, manager)
-    with engine.serve(model_dir, workdir, serve_options(recipe, engine.name)) as server:
+    with engine.serve(model_dir, workdir, serve_options(recipe, engine.name),
+                      trust_remote_code=recipe.model.trust_remote_code) as server:
         with _console_to(workdir / "lm_eval.log"):
             lm = served_model(server.base_url, server.model, model_dir,
                               recipe.evaluation.lm_eval.batch_size,

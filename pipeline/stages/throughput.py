@@ -78,7 +78,8 @@ class ThroughputStage(Stage):
         params = spec.model_dump()
         rows: list[dict[str, Any]] = []
         start = time.perf_counter()
-        with engine.serve(model_dir, ctx.out_dir / "server", target.options) as server, \
+        with engine.serve(model_dir, ctx.out_dir / "server", target.options,
+                          trust_remote_code=recipe.model.trust_remote_code) as server, \
                 Sampler(server.pid) as sampler:
             startup_s = time.perf_counter() - start
             idle = sampler.level_peak()

@@ -58,7 +58,7 @@ def test_cpu_build_refuses_head_dim_16_before_starting(tiny_model):
 def test_failed_start_is_a_clear_error_and_leaves_nothing(servable_model, tmp_path):
     engine = get_engine("vllm")
     with pytest.raises(StageError) as err, \
-            engine.serve(servable_model, tmp_path, {"no_such_flag": 1}):
+            engine.serve(servable_model, tmp_path, {"extra_args": ["--no-such-flag", "1"]}):
         pass
     message = str(err.value)
     assert "exited with code" in message and "no-such-flag" in message
