@@ -10,6 +10,8 @@ from typing import Any
 from pipeline.errors import QuenchError
 
 BINARY_PROBE_BYTES = 8192  # a NUL byte in the first 8 KiB: not a text file
+# A local text or jsonl dataset is read whole; beyond this, a parquet file or a hub dataset.
+MAX_TEXT_BYTES = 1024**3
 # config.json fields quench and transformers do arithmetic with: positive integers when present.
 CONFIG_INTS = ("hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
                "num_hidden_layers", "head_dim", "vocab_size", "max_position_embeddings")
@@ -22,6 +24,11 @@ def _where(key: str, path: Path) -> str:
 def read_utf8(path: Path, key: str = "") -> str:
     """A text file's content; binary or non-UTF-8 content is a QuenchError naming the line."""
     try:
+        size = path.stat().st_size
+        if size > MAX_TEXT_BYTES:
+            raise QuenchError(f"{_where(key, path)}: {size:,} bytes; a local text or jsonl "
+                              f"file may be at most {MAX_TEXT_BYTES:,} bytes (1 GiB): use a "
+                              ".parquet file or a hub dataset")
         raw = path.read_bytes()
     except OSError as exc:
         raise QuenchError(f"{_where(key, path)}: cannot read ({exc.strerror})") from None

@@ -94,3 +94,13 @@ def symlink_loop(tmp: Path) -> Inputs:
     (tmp / "loop-a").symlink_to(tmp / "loop-b")
     (tmp / "loop-b").symlink_to(tmp / "loop-a")
     return DEFAULT_RECIPE, [f"output.dir={tmp / 'loop-a' / 'out'}"]
+
+
+def huge_calibration(tmp: Path) -> Inputs:
+    """A sparse calibration file just over the 1 GiB bound (no disk space used)."""
+    from pipeline.textfiles import MAX_TEXT_BYTES
+
+    path = tmp / "huge.txt"
+    with path.open("wb") as fh:
+        fh.truncate(MAX_TEXT_BYTES + 1)
+    return GPTQ, [f"calibration.source={path}", "calibration.num_samples=2"]
