@@ -15,3 +15,8 @@ class StageError(QuenchError):
 
 class OfflineMiss(QuenchError):
     """A hub reference that cannot be looked up offline; `validate` warns, `run` fails."""
+
+
+class UntrustedCode(QuenchError):
+    """A model that ships its own code, and a recipe that does not allow it: `validate` warns,
+    `run` refuses before any stage (transformers would refuse to load it mid-run)."""

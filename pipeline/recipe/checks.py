@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.compute import DeviceUnavailable
-from pipeline.errors import OfflineMiss, QuenchError, RecipeError
+from pipeline.errors import OfflineMiss, QuenchError, RecipeError, UntrustedCode
 from pipeline.memory import MemoryShortfall
 from pipeline.methods import get_method
 from pipeline.recipe.schema import Recipe
@@ -40,7 +40,7 @@ def _collect(check: Callable[[Recipe], list[str] | None], recipe: Recipe, for_ru
         warnings += check(recipe) or []
     except OfflineMiss as exc:
         (problems if for_run else warnings).append(f"not checked offline: {exc}")
-    except (MemoryShortfall, DeviceUnavailable) as exc:
+    except (MemoryShortfall, DeviceUnavailable, UntrustedCode) as exc:
         (problems if for_run else warnings).append(str(exc))
     except QuenchError as exc:
         problems.append(str(exc))
@@ -55,10 +55,10 @@ def _check_model(recipe: Recipe) -> list[str]:
     config = model_config(resolved)  # a bad GGUF file or config.json fails here
     _check_group_size(recipe, config)
     if config.get("auto_map") and not recipe.model.trust_remote_code:
-        return [f"model.id: {recipe.model.id} ships its own Python code (config.json auto_map: "
-                f"{', '.join(sorted(config['auto_map']))[:200]}); transformers will refuse to "
-                "load it unless the recipe sets model.trust_remote_code: true (only for code "
-                "you trust)"]
+        raise UntrustedCode(
+            f"model.id: {recipe.model.id} ships its own Python code (config.json auto_map: "
+            f"{', '.join(sorted(config['auto_map']))[:200]}); transformers refuses to load it "
+            "unless the recipe sets model.trust_remote_code: true (only for code you trust)")
     return []
 
 
