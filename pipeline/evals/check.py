@@ -12,6 +12,7 @@ from pathlib import Path
 from pipeline.errors import OfflineMiss, QuenchError
 from pipeline.evals import LocalTask, local_tasks
 from pipeline.evals.render import adapter, builtin_tasks_dir, mirror_sources
+from pipeline.recipe.yaml_bounds import shorten
 from pipeline.sources import MIRROR_ENV, is_offline, mirror_dir
 
 KEY = "evaluation.lm_eval.tasks"
@@ -82,4 +83,4 @@ def check_tasks(tasks: list[str]) -> None:
 
 def _unknown(name: str, known: set[str]) -> str:
     close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
-    return f"{name!r}" + (f" (did you mean {' or '.join(close)}?)" if close else "")
+    return shorten(name) + (f" (did you mean {' or '.join(close)}?)" if close else "")

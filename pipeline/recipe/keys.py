@@ -14,7 +14,7 @@ from pydantic import BaseModel
 def suggest(name: str, allowed: Iterable[str], noun: str = "key") -> str:
     """"unknown key; did you mean `x`? allowed: a, b" (no guess when nothing is close)."""
     allowed = list(allowed)
-    close = difflib.get_close_matches(str(name), allowed, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(str(name)[:200], allowed, n=1, cutoff=0.6)
     guess = f"; did you mean `{close[0]}`?" if close else ";"
     return f"unknown {noun}{guess} allowed: {', '.join(allowed) or 'none'}"
 

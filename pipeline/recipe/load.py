@@ -13,7 +13,13 @@ from pydantic import ValidationError
 from pipeline.errors import RecipeError
 from pipeline.recipe.keys import unknown_key_message
 from pipeline.recipe.schema import Recipe
-from pipeline.recipe.yaml_bounds import describe_yaml_error, load_bounded, read_text, shorten
+from pipeline.recipe.yaml_bounds import (
+    MAX_SHOWN,
+    describe_yaml_error,
+    load_bounded,
+    read_text,
+    shorten,
+)
 
 _FIELD = re.compile(r"^[A-Za-z_][\w.]*$")
 MAX_EXTENDS = 16  # files in one `extends:` chain
@@ -117,7 +123,7 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
     """One line per problem: `file: key.path: message (got value)`."""
     lines = [f"{path}: invalid recipe"]
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = ".".join(str(p)[:MAX_SHOWN] for p in err["loc"]) or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         field, sep, rest = msg.partition(": ")
         if sep and _FIELD.match(field):  # validators name the sub-key: "scheme: ..."

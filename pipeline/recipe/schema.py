@@ -8,6 +8,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from pipeline.methods import get_method, method_names
 from pipeline.recipe.keys import suggest
+from pipeline.recipe.yaml_bounds import shorten
 from pipeline.strict import StrictModel
 
 # A run name is a folder name (with suffixes such as `.tmp-<pid>`: well under 255 bytes) and
@@ -57,14 +58,15 @@ class QuantizationSpec(StrictModel):
         method = get_method(self.method)
         if method is None:
             raise ValueError(
-                f"method: unknown method {self.method!r}; allowed: {', '.join(method_names())}"
+                f"method: unknown method {shorten(self.method)}; allowed: "
+                f"{', '.join(method_names())}"
             )
         if self.scheme is None:
             self.scheme = method.default_scheme
         if self.scheme not in method.schemes:
             allowed = ", ".join(str(s) for s in method.schemes)
             raise ValueError(
-                f"scheme: {self.scheme!r} is not allowed for method {self.method!r}; "
+                f"scheme: {shorten(self.scheme)} is not allowed for method {shorten(self.method)}; "
                 f"allowed: {allowed}"
             )
         try:
@@ -75,7 +77,7 @@ class QuantizationSpec(StrictModel):
             message = first["msg"].removeprefix("Value error, ")
             if first["type"] == "extra_forbidden":
                 message = suggest(str(first["loc"][-1]), method.options_model.model_fields,
-                                  f"option for method {self.method!r}")
+                                  f"option for method {shorten(self.method)}")
             raise ValueError(f"options.{where}: {message}") from None
         return self
 
@@ -139,7 +141,7 @@ class LmEvalSpec(StrictModel):
                 raise ValueError(f"{field}: listed more than once: {', '.join(repeated)}")
         unknown = [e for e in self.engines if e not in engine_names()]
         if unknown:
-            raise ValueError(f"engines: unknown engine {unknown[0]!r}; allowed: "
+            raise ValueError(f"engines: unknown engine {shorten(unknown[0])}; allowed: "
                              f"{', '.join(engine_names())}")
         return self
 
@@ -217,7 +219,8 @@ class TargetSpec(StrictModel):
 
         if self.engine not in engine_names():
             raise ValueError(
-                f"engine: unknown engine {self.engine!r}; allowed: {', '.join(engine_names())}"
+                f"engine: unknown engine {shorten(self.engine)}; allowed: "
+                f"{', '.join(engine_names())}"
             )
         return self
 
