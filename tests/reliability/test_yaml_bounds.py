@@ -80,3 +80,8 @@ def test_unknown_lm_eval_task_is_rejected_in_under_2_seconds():
                                                  check=True, timeout=60).stdout)
     assert "unknown task 'pika'" in message and "piqa" in message
     assert seconds < 2.0
+
+
+def test_a_recursive_alias_is_rejected_not_expanded_forever():
+    with pytest.raises(RecipeError, match="aliases"):
+        load_bounded("a: &a [*a]\n", "t")
