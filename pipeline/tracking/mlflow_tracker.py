@@ -54,10 +54,13 @@ def is_http(uri: str) -> bool:
 def short_reason(exc: BaseException) -> str:
     """A failure in a few words: the OS error when there is one, else the first line, cut."""
     text = str(exc)
-    found = re.search(r"\[Errno -?\d+\] [^'\")\]]+", text)
-    reason = found.group(0) if found else f"{type(exc).__name__}: {text.splitlines()[0][:160]}" \
-        if text else type(exc).__name__
-    return redact(reason.strip())
+    found = re.search(r"\[Errno -?\d+\] [^\n\"()\]]{1,200}", text)
+    if found:
+        reason = found.group(0)
+    else:
+        reason = f"{type(exc).__name__}: {text.splitlines()[0][:160]}" if text else \
+            type(exc).__name__
+    return redact(reason.strip(" :"))
 
 
 def _print_notice(line: str) -> None:
