@@ -192,7 +192,7 @@ class MlflowTracker(Tracker):
             raise RuntimeError("the parent run was not opened")
         run_id, _ = open_run(self.client, self.experiment_id, child, self.parent_id,
                              search=False)
-        log_contents(self.client, run_id, child)
+        log_contents(self.client, run_id, {**child, "tags": {}})  # tags came with the run
         close_run(self.client, run_id, child)
         if child["inputs"]:
             log_contents(self.client, self.parent_id, {"inputs": child["inputs"]})

@@ -139,7 +139,8 @@ def tracking_line(tracking: dict[str, Any]) -> str | None:
     if "pending_upload" in tracking:
         pending = Path(tracking["pending_upload"])
         if not pending.exists():
-            return f"tracking: uploaded by quench sync (upload id {tracking['upload_id']})"
+            return (f"tracking: uploaded after the run to {tracking['tracking_uri']} (its "
+                    f"MLflow run has tag quench.upload_id = {tracking['upload_id']})")
         return (f"tracking: not logged to {tracking['tracking_uri']}; kept in {pending}: "
                 f"quench sync {pending.parent.parent.parent}")
     return None

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipeline.cli import main
 from pipeline.recipe import load_recipe
@@ -83,3 +84,14 @@ def test_sync_with_nothing_pending_and_against_a_down_server(tmp_path, capsys):
     assert len(list(pending_dir(tmp_path).glob("*.json"))) == 1
     assert main(["sync", str(tmp_path / "nope")]) == 2
     assert "neither a recipe file nor an output folder" in capsys.readouterr().err
+
+
+def test_sync_of_a_recipe_uses_its_output_folder(tmp_path, capsys):
+    recipe = yaml.safe_load(DEFAULT_RECIPE.read_text())
+    recipe["extends"] = str(DEFAULT_RECIPE.parent / recipe["extends"])
+    recipe["output"] = {**recipe.get("output", {}), "dir": str(tmp_path / "out")}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    (tmp_path / "out").mkdir()
+    assert main(["sync", str(path)]) == 0
+    assert f"no pending runs in {tmp_path / 'out'}" in capsys.readouterr().out
