@@ -100,8 +100,9 @@ class MlflowTracker(Tracker):
 
     def _mark_down(self, what: str, exc: BaseException) -> None:
         self.down = short_reason(exc)
-        log.warning("tracking: %s failed; the store is not used again in this run",
-                    what, exc_info=exc)
+        # INFO: into quench.log with its traceback during a run, never onto a bare terminal
+        log.info("tracking: %s failed; the store is not used again in this run", what,
+                 exc_info=exc)
         self.notice(f"tracking: {self.shown_uri} unavailable ({self.down}); this run is kept "
                     f"for upload: quench sync {self.root}")
 
