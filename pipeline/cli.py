@@ -51,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
                       "instead of the candidate run's")
     gate.add_argument("--summary", help="also append the Markdown verdict to this file")
     gate.add_argument("--strict", action="store_true", help="an INCONCLUSIVE metric fails too")
+    sync = sub.add_parser("sync", help="upload runs a tracking outage kept on disk "
+                          "(each exactly once)")
+    sync.add_argument("target", nargs="?", help="output folder or recipe file "
+                      "(default: artifacts)")
+    sync.add_argument("--tracking-uri", help="upload there instead of the URI each run "
+                      "was meant for")
     from pipeline.compare.cli import add_parsers as add_compare_parsers
 
     add_compare_parsers(sub)  # compare, promote
@@ -87,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except QuenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from pipeline.redact import redact
+
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -110,6 +118,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return gate_main(args.run, args.baseline, args.tracking_uri, args.summary, args.strict,
                          args.recipe)
+    if args.command == "sync":
+        from pipeline.tracking.sync import sync_main
+
+        return sync_main(args.target, args.tracking_uri)
     if args.command == "plan":
         from pipeline.plan import plan, render
 
@@ -129,8 +141,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if isinstance(summary, int):
         return summary
     print(f"report: {summary.run_dir / 'report.md'}")
-    if summary.tracking:
-        print(f"mlflow: {summary.tracking['tracking_uri']} run {summary.tracking['run_id']}")
+    from pipeline.tracking.sync import tracking_line
+
+    line = tracking_line(summary.tracking)
+    if line:
+        print(line)
     return 0
 
 

@@ -34,6 +34,9 @@ def _recipe_run(ref: str, uri: str) -> str:
                         f"reads {uri}: set --tracking-uri or the recipe's tracking.tracking_uri")
     check_recipe(recipe)
     summary = run_pipeline(recipe)
+    if "run_id" not in summary.tracking:
+        raise GateError(f"{ref}: the run was not logged ({uri} unavailable); it is kept for "
+                        "upload: run `quench sync`, then gate its run")
     return summary.tracking["run_id"]
 
 

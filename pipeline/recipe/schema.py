@@ -197,6 +197,15 @@ class TrackingSpec(StrictModel):
         description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, "
         "else sqlite:///<output.dir>/mlflow.db.",
     )
+    timeout_s: float = Field(
+        15.0, gt=0, le=600, strict=True,
+        description="Longest one tracking call may take, retries included, before the run "
+        "goes on without the tracking store (the run is kept for `quench sync`).",
+    )
+    retries: int = Field(
+        2, ge=0, le=10, strict=True,
+        description="HTTP retries of a failed tracking call (within timeout_s).",
+    )
 
 
 class TargetSpec(StrictModel):

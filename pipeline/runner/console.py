@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 from pipeline.errors import QuenchError
+from pipeline.redact import RedactingFormatter, redact, redact_file
 from pipeline.runner.progress import Progress
 
 LOG_NAME = "quench.log"
@@ -88,7 +89,7 @@ class _Echo:
             if final and self._partial:
                 lines, self._partial = [*lines, self._partial], b""
             for raw in lines:
-                text = collapse(raw.decode(errors="replace"))
+                text = redact(collapse(raw.decode(errors="replace")))
                 if (text or not raw) and STAGE_MARK not in text:  # stage lines: shown already
                     self._console.print(Text(text, style="dim"), soft_wrap=True)
 
@@ -145,7 +146,7 @@ class RunConsole:
         sends its library's output to a file of its own, as lm_eval does)."""
         root = logging.getLogger()
         self._handler = _CurrentStderr()
-        self._handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        self._handler.setFormatter(RedactingFormatter(LOG_FORMAT))
         root.addHandler(self._handler)
         self._root_level = root.level
         root.setLevel(logging.INFO)
@@ -164,8 +165,10 @@ class RunConsole:
         tail = log_tail(self.log_path, since=f"quench: stage {failed}: started") if failed else []
         if exc is not None:
             print(f"quench: {type(exc).__name__} (stage {failed or '-'}):", file=sys.stderr)
-            traceback.print_exception(exc_type, exc, tb, file=sys.stderr)
+            print(redact("".join(traceback.format_exception(exc_type, exc, tb))),
+                  file=sys.stderr, end="")
         self._restore()
+        redact_file(self.log_path)  # what libraries printed straight to the file, too
         if failed and tail:
             print(f"{failed} failed; its last log lines ({self.log_path}):", file=sys.stderr)
             print("\n".join(f"  | {line}" for line in tail), file=sys.stderr)

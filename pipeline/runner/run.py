@@ -71,7 +71,9 @@ def run_pipeline(
     store.remove_stale_temporaries()
     progress = progress or Progress()
     summary = RunSummary(recipe, root / recipe.name)
-    tracker = make_tracker(recipe, root)
+    tracker = make_tracker(recipe, root, notice=lambda line: progress.console.print(
+        line, markup=False, highlight=False, soft_wrap=True))
+    tracker.retry_pending()
     try:
         manifests: dict[str, Manifest] = {}
         for node in PIPELINE:

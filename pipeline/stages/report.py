@@ -9,6 +9,7 @@ from pipeline.evals.report import lm_eval_markdown, lm_eval_summary
 from pipeline.model_card import render_model_card
 from pipeline.models import dir_size_bytes
 from pipeline.recipe.schema import Recipe
+from pipeline.redact import redact_data
 from pipeline.runner.manifest import Manifest
 from pipeline.stages import Stage, StageContext, StageResult, register_stage
 from pipeline.stages.export import deployment_markdown, deployment_summary
@@ -20,7 +21,7 @@ class ReportStage(Stage):
     name = "report"
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
-        return recipe.model_dump(mode="json")
+        return redact_data(recipe.model_dump(mode="json"))
 
     def run(self, ctx: StageContext) -> StageResult:
         report = build_report(ctx.recipe, ctx.inputs)
@@ -45,7 +46,7 @@ def build_report(recipe: Recipe, inputs: dict[str, Manifest]) -> dict[str, Any]:
     return {
         "run": recipe.name,
         "artifact": recipe.license.artifact_name or recipe.name,
-        "recipe": recipe.model_dump(mode="json"),
+        "recipe": redact_data(recipe.model_dump(mode="json")),
         "versions": versions,
         "stages": stages,
         "metrics": _metrics(inputs),

@@ -1,4 +1,5 @@
-"""track: closes the invocation's tracking run with the report's metrics and files."""
+"""track: closes the invocation's tracking run with the report's metrics and files (or keeps
+it on disk for `quench sync` when the tracking store is unavailable)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ class TrackStage(Stage):
     libraries = ("mlflow",)
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
+        from pipeline.redact import redact_data
         from pipeline.tracking import tracking_target
 
-        return tracking_target(recipe)
+        return redact_data(tracking_target(recipe))  # the manifest keeps no credentials
 
     def run(self, ctx: StageContext) -> StageResult:
         tracker = ctx.extra["tracker"]

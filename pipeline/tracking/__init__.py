@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ class Tracker:
     stages are all cached touches no tracking store; stages finished before begin() are
     handed over when it comes.
     """
+
+    def retry_pending(self) -> None:
+        """Called once at the start: uploads runs an earlier tracking outage kept on disk."""
 
     def begin(self, recipe: Recipe) -> None:
         """Called before the first stage that executes (idempotent)."""
@@ -43,13 +47,14 @@ def tracking_target(recipe: Recipe) -> dict[str, Any]:
             "tracking_uri": tracking_uri(spec, root)}
 
 
-def make_tracker(recipe: Recipe, root: Path) -> Tracker:
-    """The tracker the recipe asks for."""
+def make_tracker(recipe: Recipe, root: Path,
+                 notice: Callable[[str], None] | None = None) -> Tracker:
+    """The tracker the recipe asks for; `notice` shows a one-line message on the console."""
     if recipe.tracking.backend == "none":
         return Tracker()
     from pipeline.tracking.mlflow_tracker import MlflowTracker
 
-    return MlflowTracker(recipe.tracking, root)
+    return MlflowTracker(recipe.tracking, root, notice)
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:

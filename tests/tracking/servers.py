@@ -80,11 +80,13 @@ class MlflowServer:
         return group_members(self.proc.pid)
 
 
-def start_mlflow_server(backend_uri: str, folder: Path, timeout: float = 120) -> MlflowServer:
-    """The lean server (one worker, no job runner) with proxied artifacts under folder."""
+def start_mlflow_server(backend_uri: str, folder: Path, timeout: float = 120,
+                        port: int | None = None) -> MlflowServer:
+    """The lean server (one worker, no job runner) with proxied artifacts under folder, on
+    `port` (default: a free one)."""
     artifacts, log = folder / "server-artifacts", folder / "mlflow-server.log"
     artifacts.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     env.pop("MLFLOW_TRACKING_URI", None)
     started = time.perf_counter()
