@@ -8,6 +8,7 @@ turns the metadata into the facts later stages need (shape, license, base models
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -15,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import QuenchError
+from pipeline.user_cache import read_cached, user_cache_dir, write_cached
 
 METADATA_FILE = "gguf_metadata.json"  # written beside the dense checkpoint by `resolve`
 SUFFIX = ".gguf"
+CACHE_VERSION = 1  # bump when GgufInfo or what fills it changes
 
 
 class GgufError(QuenchError):
@@ -59,7 +62,24 @@ def read_gguf(path: Path) -> GgufInfo:
 
 @functools.lru_cache(maxsize=4)
 def _read_gguf(path: Path, size: int, mtime_ns: int) -> GgufInfo:
-    """Cached by size and mtime: pre-flight, plan and the stages ask for the same file."""
+    """Cached by path, size and mtime, in memory and on disk: pre-flight, plan and the stages
+    of every later command ask for the same file, and parsing a header takes ~10 s (the
+    tokenizer's arrays); a file that changes gets a new entry."""
+    key = hashlib.sha256(f"{path}|{size}|{mtime_ns}|{CACHE_VERSION}".encode()).hexdigest()[:24]
+    cache = user_cache_dir() / "gguf" / f"{key}.json"
+    cached = read_cached(cache)
+    if isinstance(cached, dict):
+        try:
+            return GgufInfo(**cached)
+        except TypeError:  # written by another version of this class
+            pass
+    info = _parse_gguf(path)
+    write_cached(cache, info.to_json())
+    return info
+
+
+def _parse_gguf(path: Path) -> GgufInfo:
+    """Reads the header with the `gguf` package and transformers' config mapping."""
     from gguf import GGUFReader
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 

@@ -84,3 +84,24 @@ def test_validate_reads_the_shape_from_the_gguf(smollm2_gguf: Path) -> None:
     bad = run_quench("validate", recipe, "quantization.options.group_size=128")
     assert bad.returncode == 2
     assert "group_size: 128 does not divide the model's hidden_size (576)" in bad.stderr
+
+
+def test_a_later_command_reads_the_header_from_the_user_cache(smollm2_gguf: Path,
+                                                                tmp_path: Path) -> None:
+    """Parsing SmolLM2's header takes ~10 s (its tokenizer arrays); the next process reuses it
+    (the entry's key is the file's path, size and mtime)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    code = ("import sys; from pathlib import Path; from pipeline.gguf import read_gguf; "
+            "info = read_gguf(Path(sys.argv[1])); print(info.license, 'gguf' in sys.modules)")
+
+    def read(path: Path) -> str:
+        return subprocess.run([sys.executable, "-c", code, str(path)], env=env, cwd=REPO,
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    assert read(smollm2_gguf) == "apache-2.0 True"  # parsed, then kept
+    assert read(smollm2_gguf) == "apache-2.0 False"  # the gguf package is not even imported
+    assert len(list((tmp_path / "cache" / "quench" / "gguf").glob("*.json"))) == 1

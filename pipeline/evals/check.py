@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import json
-import os
 from importlib import metadata
 from pathlib import Path
 
@@ -14,14 +12,14 @@ from pipeline.evals import LocalTask, local_tasks
 from pipeline.evals.render import adapter, builtin_tasks_dir, mirror_sources
 from pipeline.recipe.yaml_bounds import shorten
 from pipeline.sources import MIRROR_ENV, is_offline, mirror_dir
+from pipeline.user_cache import read_cached, user_cache_dir, write_cached
 
 KEY = "evaluation.lm_eval.tasks"
 
 
 def index_file() -> Path:
     """Where the names of lm-eval's built-in tasks are kept, per lm-eval version and install."""
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "quench"
-    return root / f"lm-eval-{metadata.version('lm_eval')}-{_install_tag()}-tasks.json"
+    return user_cache_dir() / f"lm-eval-{metadata.version('lm_eval')}-{_install_tag()}-tasks.json"
 
 
 def _install_tag() -> str:
@@ -37,20 +35,13 @@ def builtin_task_names() -> frozenset[str]:
     ~13 s on a small CPU, so the names are kept in a cache file after the first time: later
     checks (an unknown name included) take milliseconds."""
     path = index_file()
-    try:
-        return frozenset(json.loads(path.read_text()))
-    except (OSError, ValueError):
-        pass
+    cached = read_cached(path)
+    if isinstance(cached, list):
+        return frozenset(cached)
     from lm_eval.tasks import TaskManager
 
     names = frozenset(TaskManager().all_tasks)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(sorted(names)))
-        os.replace(tmp, path)
-    except OSError:  # a read-only home: correct, only slower next time
-        pass
+    write_cached(path, sorted(names))
     return names
 
 
