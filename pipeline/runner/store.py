@@ -2,7 +2,10 @@
 
 Layout: `<root>/<stage>/<key>/manifest.json`. A stage writes into a temporary sibling folder
 and renames it into place only when complete, so a killed run never leaves a folder that a
-later run would take for a finished stage.
+later run would take for a finished stage. The manifest records every file the folder holds
+(pipeline/runner/verify.py), so a damaged entry is found and re-run rather than reused.
+Processes sharing a store take turns per entry with `<root>/<stage>/.lock-<key>`, and each
+run holds a shared `<root>/.lock-runs` that `quench cache gc` needs exclusively.
 """
 
 from __future__ import annotations
@@ -13,13 +16,15 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
+from pipeline.runner.locks import LOCK_PREFIX, Lease, file_lock
 from pipeline.runner.manifest import MANIFEST, Manifest
+from pipeline.runner.verify import FILES, entry_damage, record_files
 
 TMP_PREFIX = ".tmp-"
 KEY_LENGTH = 24
@@ -67,6 +72,12 @@ class Store:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._lease: Lease | None = None
+
+    def hold(self) -> None:
+        """Takes the store's run lease for as long as this Store object lives."""
+        if self._lease is None:
+            self._lease = self.lease()
 
     def final_dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key
@@ -75,6 +86,21 @@ class Store:
         """The finished output for (stage, key), or None."""
         found = Manifest.read(self.final_dir(stage, key))
         return found if found is not None and found.data.get("key") == key else None
+
+    def lookup(self, stage: str, key: str) -> tuple[Manifest | None, str | None]:
+        """A reusable entry for (stage, key), else None and why a present one is not reusable."""
+        found = self.load(stage, key)
+        damage = None if found is None else entry_damage(found)
+        return (found, None) if damage is None else (None, damage)
+
+    def entry_lock(self, stage: str, key: str,
+                   on_wait: Callable[[], None] | None = None) -> AbstractContextManager[None]:
+        """The lock a process holds while it looks up and (re)writes the entry (stage, key)."""
+        return file_lock(self.root / stage / f"{LOCK_PREFIX}{key}", on_wait=on_wait)
+
+    def lease(self) -> Lease:
+        """A shared lock, held for a run, that stops `quench cache gc` deleting under it."""
+        return Lease(self.root / f"{LOCK_PREFIX}runs")
 
     def remove_stale_temporaries(self) -> list[Path]:
         """Deletes temporary folders left by runs that died (their process is gone)."""
@@ -103,10 +129,12 @@ class Store:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def write_manifest(self, directory: Path, data: dict[str, Any]) -> None:
-        """Writes manifest.json last (fsynced), the marker that a stage folder is complete."""
+        """Writes manifest.json last (fsynced), the marker that a stage folder is complete, with
+        the size and digests of every file the folder holds."""
         path = directory / MANIFEST
+        record = {**data, FILES: record_files(directory)}
         with path.open("w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True, default=str)
+            json.dump(record, fh, indent=2, sort_keys=True, default=str)
             fh.flush()
             os.fsync(fh.fileno())
 

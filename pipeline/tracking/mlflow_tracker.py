@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.recipe.schema import Recipe, TrackingSpec
+from pipeline.runner.locks import store_creation_lock
 from pipeline.runner.manifest import Manifest
 from pipeline.runner.store import pid_alive
 from pipeline.tracking import Tracker, flatten
@@ -54,8 +55,9 @@ class MlflowTracker(Tracker):
             return
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=self.uri)
-        self.experiment_id = self._experiment(self.spec.experiment, self.root / "mlartifacts")
+        with store_creation_lock(self.uri):  # one process at a time creates a SQLite store
+            self.client = MlflowClient(tracking_uri=self.uri)
+            self.experiment_id = self._experiment(self.spec.experiment, self.root / "mlartifacts")
         self._close_dead_runs(recipe.name)
         q = recipe.quantization
         tags = {
