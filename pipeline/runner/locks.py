@@ -49,11 +49,18 @@ def file_lock(path: Path, *, shared: bool = False, blocking: bool = True,
 
 
 class Lease:
-    """A shared lock held until close() (or the process ends): "a run is using this cache"."""
+    """A lock held until close() (or the process ends), e.g. "a run is using this cache"."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, shared: bool = True,
+                 on_wait: Callable[[], None] | None = None) -> None:
         self._fd: int | None = _open(path)
-        fcntl.flock(self._fd, fcntl.LOCK_SH)
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+        try:
+            fcntl.flock(self._fd, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(self._fd, mode)
 
     def close(self) -> None:
         if self._fd is not None:

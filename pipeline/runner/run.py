@@ -75,9 +75,10 @@ def run_pipeline(
         raise QuenchError(f"--force: unknown stage(s) {sorted(unknown)}; known: {node_names()}")
     root = output_root(recipe)
     store = Store(root / "cache")
-    store.hold()  # `quench cache gc` deletes nothing while this run uses the cache
-    store.remove_stale_temporaries()
     progress = progress or Progress()
+    store.hold(recipe.name, on_wait=lambda: _note(  # one run of a recipe at a time
+        progress, f"another quench run of {recipe.name} is using {root}; waiting for it"))
+    store.remove_stale_temporaries()
     summary = RunSummary(recipe, root / recipe.name)
     tracker = make_tracker(recipe, root)
     try:

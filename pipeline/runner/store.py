@@ -4,8 +4,10 @@ Layout: `<root>/<stage>/<key>/manifest.json`. A stage writes into a temporary si
 and renames it into place only when complete, so a killed run never leaves a folder that a
 later run would take for a finished stage. The manifest records every file the folder holds
 (pipeline/runner/verify.py), so a damaged entry is found and re-run rather than reused.
-Processes sharing a store take turns per entry with `<root>/<stage>/.lock-<key>`, and each
-run holds a shared `<root>/.lock-runs` that `quench cache gc` needs exclusively.
+Two runs of one recipe take turns as a whole (`<root>/.lock-run-<name digest>`); processes
+sharing a store take turns per entry (`<root>/<stage>/.lock-<key>`: runs of different recipes
+share the baseline entries); each run holds a shared `<root>/.lock-runs` that
+`quench cache gc` needs exclusively.
 """
 
 from __future__ import annotations
@@ -72,12 +74,15 @@ class Store:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._lease: Lease | None = None
+        self._held: list[Lease] = []
 
-    def hold(self) -> None:
-        """Takes the store's run lease for as long as this Store object lives."""
-        if self._lease is None:
-            self._lease = self.lease()
+    def hold(self, run: str, on_wait: Callable[[], None] | None = None) -> None:
+        """Waits until no other process is running `run` on this store, then holds that run's
+        lock and the store's run lease for as long as this Store object lives."""
+        if not self._held:
+            digest = hashlib.sha256(run.encode()).hexdigest()[:16]
+            self._held = [Lease(self.root / f"{LOCK_PREFIX}run-{digest}", shared=False,
+                                on_wait=on_wait), self.lease()]
 
     def final_dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key

@@ -172,7 +172,7 @@ def test_cache_gc_lists_then_deletes_only_what_no_run_uses(warm, tmp_path, capsy
     out = capsys.readouterr().out
     assert f"unused  quantize/{orphan.name}" in out and "dry run" in out and orphan.is_dir()
     live = Store(copy / "cache")
-    live.hold()  # a run in progress: nothing is deleted under it
+    live.hold(NAME)  # a run in progress: nothing is deleted under it
     assert main(["cache", "gc", "--root", str(copy), "--yes"]) == 2
     assert "a quench run is using" in capsys.readouterr().err and orphan.is_dir()
     del live
