@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import QuenchError
-from pipeline.runner.locks import LOCK_PREFIX, Busy, file_lock
+from pipeline.runner.locks import Busy, file_lock
 from pipeline.runner.manifest import Manifest
-from pipeline.runner.store import TMP_PREFIX, pid_alive
+from pipeline.runner.store import RUNS_LOCK, TMP_PREFIX, Store, pid_alive
 from pipeline.runner.verify import entry_problems
 
 EXIT_DAMAGED = 1
@@ -156,7 +156,7 @@ def gc(out: Path, delete: bool = False) -> int:
               f"{cache} (dry run: --yes deletes them)")
         return 0
     try:
-        with file_lock(cache / f"{LOCK_PREFIX}runs", blocking=False):
+        with file_lock(Store(cache).lock_path(RUNS_LOCK), blocking=False):
             deleted = [e for e in unused if _delete(cache, e)]
             for tmp in leftovers:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -183,7 +183,7 @@ def _dead_temporaries(cache: Path) -> list[Path]:
 def _delete(cache: Path, entry: Entry) -> bool:
     """Deletes an entry (moved aside first, so it vanishes at once) unless a run holds it."""
     try:
-        with file_lock(cache / entry.stage / f"{LOCK_PREFIX}{entry.key}", blocking=False):
+        with Store(cache).entry_lock(entry.stage, entry.key, blocking=False):
             aside = entry.dir.with_name(f"{TMP_PREFIX}gc-{entry.key}-{os.getpid()}")
             entry.dir.rename(aside)
             shutil.rmtree(aside, ignore_errors=True)

@@ -7,7 +7,6 @@ import logging
 import os
 import shutil
 import time
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ from pipeline.recipe.schema import Recipe
 from pipeline.runner.clone import publish_file
 from pipeline.runner.graph import PIPELINE, Node, node_names
 from pipeline.runner.headline import headline
-from pipeline.runner.locks import LOCK_PREFIX, file_lock
 from pipeline.runner.manifest import Manifest
 from pipeline.runner.progress import Progress
 from pipeline.runner.store import Store, cache_key, code_digest, library_versions, pid_alive
@@ -213,9 +211,8 @@ def _publish_report(summary: RunSummary) -> None:
     """Copies the report to <output>/<run>/, where users look for it."""
     summary.run_dir.mkdir(parents=True, exist_ok=True)
     report = summary.manifest("report")
-    with _publishing(summary):
-        for name in ("report.md", "report.json"):
-            _write_atomic(summary.run_dir / name, report.path(name.replace(".", "_")).read_text())
+    for name in ("report.md", "report.json"):
+        _write_atomic(summary.run_dir / name, report.path(name.replace(".", "_")).read_text())
 
 
 TOKENIZER_FILES = ("tokenizer", "special_tokens_map", "generation_config", "chat_template")
@@ -224,20 +221,20 @@ TOKENIZER_FILES = ("tokenizer", "special_tokens_map", "generation_config", "chat
 def _publish_artifact(summary: RunSummary) -> None:
     """<output>/<run>/model: the checkpoint plus every stage's `artifact_files` (LICENSE, NOTICE,
     README.md model card), copied from the cache (reflinked where the file system can: never a
-    hard link, so damage to one side cannot reach the other), replaced atomically."""
+    hard link, so damage to one side cannot reach the other), replaced atomically. Runs of one
+    recipe never publish at once: each holds the recipe's run lock (Store.hold)."""
     files = _artifact_files(summary)
     final = summary.run_dir / "model"
-    with _publishing(summary):
-        _remove_dead_leftovers(summary.run_dir)
-        tmp, old = (summary.run_dir / f".model.{kind}-{os.getpid()}" for kind in ("tmp", "old"))
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        for name, source in files.items():
-            publish_file(source, tmp / name, final / name)
-        if final.exists():
-            final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
+    _remove_dead_leftovers(summary.run_dir)
+    tmp, old = (summary.run_dir / f".model.{kind}-{os.getpid()}" for kind in ("tmp", "old"))
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, source in files.items():
+        publish_file(source, tmp / name, final / name)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _artifact_files(summary: RunSummary) -> dict[str, Path]:
@@ -253,12 +250,6 @@ def _artifact_files(summary: RunSummary) -> dict[str, Path]:
         extra = o.manifest.outputs.get("artifact_files", {})
         files.update({name: o.manifest.dir / rel for name, rel in extra.items()})
     return files
-
-
-def _publishing(summary: RunSummary) -> AbstractContextManager[None]:
-    """The lock two runs of one recipe take turns on to replace <output>/<run>/ files."""
-    summary.run_dir.mkdir(parents=True, exist_ok=True)
-    return file_lock(summary.run_dir / f"{LOCK_PREFIX}publish")
 
 
 def _remove_dead_leftovers(run_dir: Path) -> None:
@@ -281,9 +272,8 @@ def _publish_run(summary: RunSummary) -> None:
     ran = [o.manifest.metrics.get("stage_peak_rss_mb") for o in summary.outcomes
            if o.status == "ran"]
     peak = max((x for x in ran if x is not None), default=None)
-    with _publishing(summary):
-        _write_atomic(summary.run_dir / "run.json",
-                      json.dumps({"nodes": nodes, "peak_rss_mb": peak}, indent=2))
+    _write_atomic(summary.run_dir / "run.json",
+                  json.dumps({"nodes": nodes, "peak_rss_mb": peak}, indent=2))
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -4,9 +4,9 @@ Layout: `<root>/<stage>/<key>/manifest.json`. A stage writes into a temporary si
 and renames it into place only when complete, so a killed run never leaves a folder that a
 later run would take for a finished stage. The manifest records every file the folder holds
 (pipeline/runner/verify.py), so a damaged entry is found and re-run rather than reused.
-Two runs of one recipe take turns as a whole (`<root>/.lock-run-<name digest>`); processes
-sharing a store take turns per entry (`<root>/<stage>/.lock-<key>`: runs of different recipes
-share the baseline entries); each run holds a shared `<root>/.lock-runs` that
+Locks live in `<root>/.locks/`: two runs of one recipe take turns as a whole
+(`run-<name digest>`); processes sharing a store take turns per entry (`<stage>-<key>`: runs
+of different recipes share the baseline entries); each run holds `runs` shared, which
 `quench cache gc` needs exclusively.
 """
 
@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
-from pipeline.runner.locks import LOCK_PREFIX, Lease, file_lock
+from pipeline.runner.locks import Lease, file_lock
 from pipeline.runner.manifest import MANIFEST, Manifest
 from pipeline.runner.verify import FILES, entry_damage, record_files
 
 TMP_PREFIX = ".tmp-"
+LOCKS, RUNS_LOCK = ".locks", "runs"
 KEY_LENGTH = 24
 
 
@@ -81,8 +82,8 @@ class Store:
         lock and the store's run lease for as long as this Store object lives."""
         if not self._held:
             digest = hashlib.sha256(run.encode()).hexdigest()[:16]
-            self._held = [Lease(self.root / f"{LOCK_PREFIX}run-{digest}", shared=False,
-                                on_wait=on_wait), self.lease()]
+            self._held = [Lease(self.lock_path(f"run-{digest}"), shared=False, on_wait=on_wait),
+                          self.lease()]
 
     def final_dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key
@@ -98,14 +99,17 @@ class Store:
         damage = None if found is None else entry_damage(found)
         return (found, None) if damage is None else (None, damage)
 
-    def entry_lock(self, stage: str, key: str,
-                   on_wait: Callable[[], None] | None = None) -> AbstractContextManager[None]:
+    def lock_path(self, name: str) -> Path:
+        return self.root / LOCKS / name
+
+    def entry_lock(self, stage: str, key: str, on_wait: Callable[[], None] | None = None,
+                   blocking: bool = True) -> AbstractContextManager[None]:
         """The lock a process holds while it looks up and (re)writes the entry (stage, key)."""
-        return file_lock(self.root / stage / f"{LOCK_PREFIX}{key}", on_wait=on_wait)
+        return file_lock(self.lock_path(f"{stage}-{key}"), on_wait=on_wait, blocking=blocking)
 
     def lease(self) -> Lease:
         """A shared lock, held for a run, that stops `quench cache gc` deleting under it."""
-        return Lease(self.root / f"{LOCK_PREFIX}runs")
+        return Lease(self.lock_path(RUNS_LOCK))
 
     def remove_stale_temporaries(self) -> list[Path]:
         """Deletes temporary folders left by runs that died (their process is gone)."""

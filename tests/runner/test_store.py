@@ -213,7 +213,7 @@ with file_lock(Path(sys.argv[1])):
 
 def test_entry_lock_makes_a_second_process_wait(tmp_path):
     store = Store(tmp_path)
-    lock = tmp_path / "quantize" / ".lock-k1"
+    lock = store.lock_path("quantize-k1")
     holder = subprocess.Popen([sys.executable, "-c", LOCKER, str(lock), "1.0"],
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
