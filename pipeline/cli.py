@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     from pipeline.compare.cli import add_parsers as add_compare_parsers
 
     add_compare_parsers(sub)  # compare, promote
+    from pipeline.runner.cache_cli import add_parser as add_cache_parser
+
+    add_cache_parser(sub)  # cache verify, cache gc
     return parser
 
 
@@ -109,6 +112,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "schema":
         print(json.dumps(Recipe.model_json_schema(), indent=2))
         return 0
+    if args.command == "cache":
+        from pipeline.runner.cache_cli import dispatch as cache_dispatch
+
+        return cache_dispatch(args)
     if args.command in ("compare", "promote"):
         from pipeline.compare.cli import dispatch
 

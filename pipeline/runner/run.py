@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -13,13 +14,17 @@ from typing import Any
 from pipeline.compute import peak_memory, release_memory, reset_peak_memory
 from pipeline.errors import QuenchError
 from pipeline.recipe.schema import Recipe
+from pipeline.runner.clone import publish_file
 from pipeline.runner.graph import PIPELINE, Node, node_names
 from pipeline.runner.headline import headline
 from pipeline.runner.manifest import Manifest
 from pipeline.runner.progress import Progress
-from pipeline.runner.store import Store, cache_key, code_digest, library_versions
+from pipeline.runner.store import Store, cache_key, code_digest, library_versions, pid_alive
+from pipeline.runner.verify import UNRECORDED
 from pipeline.stages import Stage, StageContext, get_stage
 from pipeline.tracking import Tracker, make_tracker
+
+log = logging.getLogger("quench")
 
 
 @dataclass
@@ -68,8 +73,10 @@ def run_pipeline(
         raise QuenchError(f"--force: unknown stage(s) {sorted(unknown)}; known: {node_names()}")
     root = output_root(recipe)
     store = Store(root / "cache")
-    store.remove_stale_temporaries()
     progress = progress or Progress()
+    store.hold(recipe.name, on_wait=lambda: _note(  # one run of a recipe at a time
+        progress, f"another quench run of {recipe.name} is using {root}; waiting for it"))
+    store.remove_stale_temporaries()
     summary = RunSummary(recipe, root / recipe.name)
     tracker = make_tracker(recipe, root, notice=lambda line: progress.console.print(
         line, markup=False, highlight=False, soft_wrap=True))
@@ -108,13 +115,21 @@ def _run_node(
         start = time.perf_counter()
         parts = _key_parts(stage, recipe, inputs)
         key = cache_key(parts)
-        found = None if rerun else store.load(stage.name, key)
-        if found is not None:
-            status = "cached"
-        else:
-            tracker.begin(recipe)
-            found = _execute(stage, recipe, inputs, parts, key, store, {"tracker": tracker})
-            status = found.status
+        waiting = f"{node.name}: another quench run is writing this stage; waiting for it"
+        # One process at a time looks up and writes an entry: a second run of the same recipe
+        # waits here, then reuses what the first wrote.
+        with store.entry_lock(stage.name, key, on_wait=lambda: _note(progress, waiting)):
+            found, damage = (None, None) if rerun else store.lookup(stage.name, key)
+            if damage is not None:
+                kind = "unverified" if damage == UNRECORDED else "damaged"
+                _note(progress, f"{node.name}: cache entry {kind} ({damage}), re-running "
+                      f"[{store.final_dir(stage.name, key)}]")
+            if found is not None:
+                status = "cached"
+            else:
+                tracker.begin(recipe)
+                found = _execute(stage, recipe, inputs, parts, key, store, {"tracker": tracker})
+                status = found.status
         elapsed = time.perf_counter() - start
     shown = "skipped" if found.skipped else status  # a cached skip still did nothing
     progress.done(node.name, shown, elapsed, headline(stage.name, found))
@@ -179,6 +194,12 @@ def _execute(
     return final
 
 
+def _note(progress: Progress, text: str) -> None:
+    """A line on the console and in the log, between the stage lines."""
+    log.info(text)
+    progress.console.print(f"  {text}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _memory_metrics() -> dict[str, float]:
     """The stage's peak host RSS and accelerator memory (MiB), measured since it started."""
     peak = peak_memory()
@@ -201,8 +222,25 @@ TOKENIZER_FILES = ("tokenizer", "special_tokens_map", "generation_config", "chat
 
 def _publish_artifact(summary: RunSummary) -> None:
     """<output>/<run>/model: the checkpoint plus every stage's `artifact_files` (LICENSE, NOTICE,
-    README.md model card), hard-linked from the cache where possible, replaced atomically."""
-    manifests = [o.manifest for o in summary.outcomes]
+    README.md model card), copied from the cache (reflinked where the file system can: never a
+    hard link, so damage to one side cannot reach the other), replaced atomically. Runs of one
+    recipe never publish at once: each holds the recipe's run lock (Store.hold)."""
+    files = _artifact_files(summary)
+    final = summary.run_dir / "model"
+    _remove_dead_leftovers(summary.run_dir)
+    tmp, old = (summary.run_dir / f".model.{kind}-{os.getpid()}" for kind in ("tmp", "old"))
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, source in files.items():
+        publish_file(source, tmp / name, final / name)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _artifact_files(summary: RunSummary) -> dict[str, Path]:
+    """The published model folder's files by name, each a path in a cache entry."""
     quantized = summary.manifest("quantize").path("model_dir")
     files = {p.name: p for p in sorted(quantized.iterdir()) if p.is_file()}
     exported = next((o.manifest for o in summary.outcomes if o.node == "export"), None)
@@ -210,22 +248,18 @@ def _publish_artifact(summary: RunSummary) -> None:
         tokenizer = {n: p for n, p in files.items() if n.startswith(TOKENIZER_FILES)}
         checkpoint = exported.path("model_dir")
         files = {**tokenizer, **{p.name: p for p in sorted(checkpoint.iterdir()) if p.is_file()}}
-    for m in manifests:
-        extra = m.outputs.get("artifact_files", {})
-        files.update({name: m.dir / rel for name, rel in extra.items()})
-    final = summary.run_dir / "model"
-    tmp, old = (summary.run_dir / f".model.{kind}-{os.getpid()}" for kind in ("tmp", "old"))
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name, source in files.items():
-        try:
-            os.link(source, tmp / name)
-        except OSError:  # another file system: copy
-            shutil.copy2(source, tmp / name)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    for o in summary.outcomes:
+        extra = o.manifest.outputs.get("artifact_files", {})
+        files.update({name: o.manifest.dir / rel for name, rel in extra.items()})
+    return files
+
+
+def _remove_dead_leftovers(run_dir: Path) -> None:
+    """Deletes model folders half-published by a process that died (kill -9 mid-publish)."""
+    for left in run_dir.glob(".model.*-*"):
+        pid = left.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
 
 
 def _publish_run(summary: RunSummary) -> None:
@@ -245,8 +279,12 @@ def _publish_run(summary: RunSummary) -> None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    """Writes a file whole or not at all: a reader sees the old text or the new, never half."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
+    with tmp.open("w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
 
 

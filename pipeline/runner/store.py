@@ -2,7 +2,12 @@
 
 Layout: `<root>/<stage>/<key>/manifest.json`. A stage writes into a temporary sibling folder
 and renames it into place only when complete, so a killed run never leaves a folder that a
-later run would take for a finished stage.
+later run would take for a finished stage. The manifest records every file the folder holds
+(pipeline/runner/verify.py), so a damaged entry is found and re-run rather than reused.
+Locks live in `<root>/.locks/`: two runs of one recipe take turns as a whole
+(`run-<name digest>`); processes sharing a store take turns per entry (`<stage>-<key>`: runs
+of different recipes share the baseline entries); each run holds `runs` shared, which
+`quench cache gc` needs exclusively.
 """
 
 from __future__ import annotations
@@ -13,15 +18,18 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
+from pipeline.runner.locks import Lease, file_lock
 from pipeline.runner.manifest import MANIFEST, Manifest
+from pipeline.runner.verify import FILES, entry_damage, record_files
 
 TMP_PREFIX = ".tmp-"
+LOCKS, RUNS_LOCK = ".locks", "runs"
 KEY_LENGTH = 24
 
 
@@ -67,6 +75,15 @@ class Store:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._held: list[Lease] = []
+
+    def hold(self, run: str, on_wait: Callable[[], None] | None = None) -> None:
+        """Waits until no other process is running `run` on this store, then holds that run's
+        lock and the store's run lease for as long as this Store object lives."""
+        if not self._held:
+            digest = hashlib.sha256(run.encode()).hexdigest()[:16]
+            self._held = [Lease(self.lock_path(f"run-{digest}"), shared=False, on_wait=on_wait),
+                          self.lease()]
 
     def final_dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key
@@ -75,6 +92,24 @@ class Store:
         """The finished output for (stage, key), or None."""
         found = Manifest.read(self.final_dir(stage, key))
         return found if found is not None and found.data.get("key") == key else None
+
+    def lookup(self, stage: str, key: str) -> tuple[Manifest | None, str | None]:
+        """A reusable entry for (stage, key), else None and why a present one is not reusable."""
+        found = self.load(stage, key)
+        damage = None if found is None else entry_damage(found)
+        return (found, None) if damage is None else (None, damage)
+
+    def lock_path(self, name: str) -> Path:
+        return self.root / LOCKS / name
+
+    def entry_lock(self, stage: str, key: str, on_wait: Callable[[], None] | None = None,
+                   blocking: bool = True) -> AbstractContextManager[None]:
+        """The lock a process holds while it looks up and (re)writes the entry (stage, key)."""
+        return file_lock(self.lock_path(f"{stage}-{key}"), on_wait=on_wait, blocking=blocking)
+
+    def lease(self) -> Lease:
+        """A shared lock, held for a run, that stops `quench cache gc` deleting under it."""
+        return Lease(self.lock_path(RUNS_LOCK))
 
     def remove_stale_temporaries(self) -> list[Path]:
         """Deletes temporary folders left by runs that died (their process is gone)."""
@@ -103,10 +138,12 @@ class Store:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def write_manifest(self, directory: Path, data: dict[str, Any]) -> None:
-        """Writes manifest.json last (fsynced), the marker that a stage folder is complete."""
+        """Writes manifest.json last (fsynced), the marker that a stage folder is complete, with
+        the size and digests of every file the folder holds."""
         path = directory / MANIFEST
+        record = {**data, FILES: record_files(directory)}
         with path.open("w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True, default=str)
+            json.dump(record, fh, indent=2, sort_keys=True, default=str)
             fh.flush()
             os.fsync(fh.fileno())
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from pipeline.recipe.schema import Recipe, TrackingSpec
 from pipeline.redact import redact
+from pipeline.runner.locks import store_creation_lock
 from pipeline.runner.manifest import Manifest
 from pipeline.runner.store import pid_alive
 from pipeline.tracking import Tracker, flatten
@@ -151,9 +152,10 @@ class MlflowTracker(Tracker):
         return run_record(recipe.name, tags, params=flatten(recipe.model_dump(mode="json")))
 
     def _open_parent(self, recipe_name: str) -> None:
-        self._connect()
         assert self.record is not None
-        self.experiment_id = experiment_id(self.client, self.record)
+        with store_creation_lock(self.uri):  # one process at a time creates a SQLite store
+            self._connect()
+            self.experiment_id = experiment_id(self.client, self.record)
         self._close_dead_runs(recipe_name)
         parent = self.record["parent"]
         self.parent_id, _ = open_run(self.client, self.experiment_id, parent, None, search=False)
