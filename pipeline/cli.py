@@ -160,8 +160,12 @@ def _run(recipe: Recipe, force: set[str], verbose: bool) -> RunSummary | int:
     """Runs the pipeline with library output in quench.log; an exit code when it did not end."""
     from pipeline.runner.console import LOG_NAME, RunConsole
     from pipeline.runner.run import output_root, run_pipeline
+    from pipeline.runner.store import Store
 
-    log_path = output_root(recipe) / recipe.name / LOG_NAME
+    root = output_root(recipe)
+    log_path = root / recipe.name / LOG_NAME
+    Store(root / "cache").wait_turn(recipe.name, on_wait=lambda: print(
+        f"another quench run of {recipe.name} is using {root}; waiting for it", file=sys.stderr))
     try:
         with RunConsole(log_path, verbose) as console:
             return run_pipeline(recipe, force=force, progress=console.progress)

@@ -81,9 +81,16 @@ class Store:
         """Waits until no other process is running `run` on this store, then holds that run's
         lock and the store's run lease for as long as this Store object lives."""
         if not self._held:
-            digest = hashlib.sha256(run.encode()).hexdigest()[:16]
-            self._held = [Lease(self.lock_path(f"run-{digest}"), shared=False, on_wait=on_wait),
+            self._held = [Lease(self._run_lock(run), shared=False, on_wait=on_wait),
                           self.lease()]
+
+    def wait_turn(self, run: str, on_wait: Callable[[], None] | None = None) -> None:
+        """Waits until no other process is running `run`, without holding it: the CLI calls it
+        before it truncates the run's log, which the running process is still writing."""
+        Lease(self._run_lock(run), shared=False, on_wait=on_wait).close()
+
+    def _run_lock(self, run: str) -> Path:
+        return self.lock_path(f"run-{hashlib.sha256(run.encode()).hexdigest()[:16]}")
 
     def final_dir(self, stage: str, key: str) -> Path:
         return self.root / stage / key
