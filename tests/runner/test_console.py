@@ -92,10 +92,10 @@ def test_verbose_also_shows_library_logs(gptq_run):
 
 def test_failing_stage_prints_the_log_path_and_its_tail(gptq_run):
     out, _ = gptq_run
-    empty = out / "empty.txt"
-    empty.write_text("")
+    short = out / "short.txt"  # an empty one is refused before any stage (by validate)
+    short.write_text("Once upon a time.\n")
     result = run_quench("run", str(RECIPE), *small_run_args(out),
-                        f"evaluation.perplexity.dataset={empty}")
+                        f"evaluation.perplexity.dataset={short}")
     assert result.returncode == 2, result.stderr[-3000:]
     log = out / NAME / "quench.log"
     shown = stage_lines(result.stderr)
@@ -104,7 +104,7 @@ def test_failing_stage_prints_the_log_path_and_its_tail(gptq_run):
     assert after[0] in (f"baseline_eval failed; its last log lines ({log}):",
                         f"baseline_eval failed; it logged nothing (log: {log})")
     assert all(x.startswith("  | ") for x in after[1:-1]) and len(after) <= 2 + 15
-    assert after[-1] == ("error: evaluation.perplexity: the corpus has 0 tokens, fewer than one "
+    assert after[-1] == ("error: evaluation.perplexity: the corpus has 6 tokens, fewer than one "
                          "window (256)")
     assert "Traceback" not in result.stderr
     text = log.read_text()

@@ -55,7 +55,9 @@ def baseline(tmp_path_factory, corpus, tiny_model):
 
 def _evaluate(tmp_path, corpus, model_dir, reference=None, *overrides: str):
     dataset = f"evaluation.perplexity.dataset={corpus}"
-    recipe = load_recipe(DEFAULT_RECIPE, [*OVERRIDES, dataset, *overrides])
+    changed = {item.partition("=")[0] for item in overrides}  # a key may be given once
+    kept = [item for item in OVERRIDES if item.partition("=")[0] not in changed]
+    recipe = load_recipe(DEFAULT_RECIPE, [*kept, dataset, *overrides])
     inputs = {"model": Manifest(tmp_path, {"key": "m", "status": "ran",
                                            "outputs": {"model_dir": str(model_dir)}})}
     if reference is not None:
