@@ -118,14 +118,26 @@ def resolve_model(
         )
     if not download:
         return ResolvedModel(Path(ref), "hub", Path(gguf_file) if gguf_file else None)
-    if gguf_file:
-        from huggingface_hub import hf_hub_download
+    return _download(ref, revision, gguf_file)
 
-        file = Path(hf_hub_download(ref, gguf_file, revision=revision))
-        return ResolvedModel(file.parent, "hub", file)
-    from huggingface_hub import snapshot_download
 
-    return ResolvedModel(Path(snapshot_download(ref, revision=revision)), "hub")
+def _download(ref: str, revision: str | None, gguf_file: str | None) -> ResolvedModel:
+    """Fetches from the Hub; an unreachable Hub or an unknown id is a clear exit-2 error."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        if gguf_file:
+            file = Path(hf_hub_download(ref, gguf_file, revision=revision))
+            return ResolvedModel(file.parent, "hub", file)
+        return ResolvedModel(Path(snapshot_download(ref, revision=revision)), "hub")
+    except (LocalEntryNotFoundError, HfHubHTTPError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        where = f" (revision {revision})" if revision else ""
+        raise OfflineMiss(
+            f"model.id: {ref!r}{where} could not be fetched from the Hugging Face Hub "
+            f"({type(exc).__name__}: {first}); check the id and the network, or point model.id "
+            f"at a local folder or ${MIRROR_ENV} at a mirror") from None
 
 
 class ModelRef(Protocol):

@@ -59,3 +59,27 @@ def test_truncated_safetensors_fails_the_run_cleanly(truncated_model, tmp_path):
     runs = client.search_runs([experiment.experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
     assert "truncated safetensors" in runs[0].data.tags["quench.error"]
+
+
+def test_a_hub_id_the_hub_cannot_serve_is_exit_2(tmp_path):
+    """Online mode (no mirror, no HF_HUB_OFFLINE), an id that does not exist: whether the Hub is
+    unreachable (this machine) or answers 404, the run stops in resolve with a clear message."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE",
+                        "QUENCH_MIRROR")}
+    env["HF_HOME"] = str(tmp_path / "hf")  # nothing cached
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", str(DEFAULT_RECIPE), *small_run_args(out),
+         "model.id=quench-tests/no-such-model"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "model.id: 'quench-tests/no-such-model' could not be fetched from the Hugging Face " \
+           "Hub" in result.stderr
+    assert "Traceback" not in result.stderr and "unexpected" not in result.stderr
