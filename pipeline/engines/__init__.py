@@ -14,7 +14,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
 
+from pipeline.engines.options import NoOptions, parse_options
 from pipeline.registry import Registry
+from pipeline.strict import StrictModel
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,19 @@ class Engine:
     name: ClassVar[str]
     served: ClassVar[bool] = True  # False: evaluated in the main environment, no server
     make_target: ClassVar[str | None] = None  # the make target that creates its environment
+    options_model: ClassVar[type[StrictModel]] = NoOptions  # what `target.options` may hold
 
     def __init__(self, environment: str | None = None) -> None:
         # recipe `target.environment`: the venv the engine runs from; None: the default one
         self.environment = environment
+
+    def option_errors(self, options: dict[str, Any]) -> list[str]:
+        """Pre-flight (`quench validate`): problems with target.options, read as options_model."""
+        try:
+            parse_options(self.options_model, options, self.name)
+        except ValueError as exc:
+            return [str(exc)]
+        return []
 
     def unavailable_reason(self) -> str | None:
         """Why this engine cannot run on this machine (missing environment, no CUDA), or None."""

@@ -86,19 +86,13 @@ def cuda_devices() -> int:
 @register_engine
 class TensorRtLlmEngine(Engine):
     name = "tensorrt-llm"
+    options_model = TrtllmOptions
     make_target = None  # not installable here: NVIDIA's container or a venv on a GPU host
 
     @property
     def env_dir(self) -> Path:
         return Path(self.environment).expanduser().resolve() if self.environment else DEFAULT_ENV
 
-    def option_errors(self, options: dict[str, Any]) -> list[str]:
-        """Pre-flight: problems with target.options (used by `quench validate`)."""
-        try:
-            parse_options(options)
-        except ValueError as exc:
-            return [str(exc)]
-        return []
 
     def unavailable_reason(self, options: dict[str, Any] | None = None) -> str | None:
         if cuda_devices() == 0:

@@ -58,6 +58,7 @@ BENCH_MAIN = (
 @register_engine
 class VllmEngine(Engine):
     name = "vllm"
+    options_model = VllmOptions
     make_target = "setup-vllm"
 
     @property
@@ -98,13 +99,6 @@ class VllmEngine(Engine):
                     f"(supported: {', '.join(map(str, CPU_HEAD_SIZES))})")
         return None
 
-    def option_errors(self, options: dict[str, Any]) -> list[str]:
-        """Pre-flight: problems with target.options (used by `quench validate`)."""
-        try:
-            parse_options(VllmOptions, options, self.name)
-        except ValueError as exc:
-            return [str(exc)]
-        return []
 
     @contextmanager
     def serve(self, model_dir: Path, workdir: Path, options: dict[str, Any],

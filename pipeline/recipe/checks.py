@@ -153,8 +153,7 @@ def _check_target(recipe: Recipe) -> list[str]:
 
     verdict = compat.check(recipe)
     engine = get_engine(recipe.target.engine, recipe.target.environment)
-    errors = verdict.errors + list(getattr(engine, "option_errors", lambda o: [])(
-        recipe.target.options))
+    errors = verdict.errors + engine.option_errors(recipe.target.options)
     if errors:
         raise QuenchError("\n  ".join(errors))
     return verdict.warnings
