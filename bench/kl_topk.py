@@ -25,10 +25,10 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pipeline.contract.manifest import Manifest  # noqa: E402
 from pipeline.metrics.kl import exact_kl, topk_arrays, topk_kl  # noqa: E402
 from pipeline.models import load_model  # noqa: E402
 from pipeline.recipe import load_recipe  # noqa: E402
-from pipeline.runner.manifest import Manifest  # noqa: E402
 from pipeline.stages.evaluate import prepare_windows  # noqa: E402
 
 OUT = REPO / "artifacts" / "bench"

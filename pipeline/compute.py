@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import QuenchError
+from pipeline.gpu import cuda_device_count
 
 DTYPES = ("float32", "bfloat16", "float16")
 GGUF_AUTO_DTYPE = "bfloat16"  # a GGUF file records no torch dtype; its sources mostly are bf16
@@ -39,22 +40,6 @@ def resolve_device(setting: str) -> str:
     return f"cuda:{index}"
 
 
-def cuda_device_count() -> int:
-    """CUDA (or ROCm) devices torch sees; 0 without importing torch where no GPU driver is
-    present, so the pre-flight stays fast on a CPU host."""
-    import sys
-
-    if "torch" not in sys.modules and not _gpu_driver_present():
-        return 0
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def _gpu_driver_present() -> bool:
-    dev = Path("/dev")
-    return (Path("/proc/driver/nvidia").exists() or (dev / "kfd").exists()
-            or any(dev.glob("nvidia[0-9]*")))
 
 
 def checkpoint_dtype(config: dict[str, Any]) -> str:

@@ -16,7 +16,8 @@ from typing import Any
 
 from pipeline.compute import resolve_device
 from pipeline.errors import QuenchError
-from pipeline.plan import DTYPE_BYTES, GIB, Shape, _size
+from pipeline.geometry import Geometry
+from pipeline.plan import DTYPE_BYTES, GIB, _size
 from pipeline.recipe.schema import Recipe
 
 RUNTIME_BYTES = int(0.9 * GIB)  # resident before any model: interpreter and libraries
@@ -34,24 +35,24 @@ class StepMemory:
     note: str
 
 
-def load_dtype_bytes(recipe: Recipe, shape: Shape) -> int:
+def load_dtype_bytes(recipe: Recipe, shape: Geometry) -> int:
     """Bytes per weight at model.dtype (auto: the checkpoint's torch_dtype)."""
     name = shape.dtype if recipe.model.dtype == "auto" else recipe.model.dtype
     return DTYPE_BYTES.get(name, 4)
 
 
-def layer_weight_bytes(shape: Shape, dtype_bytes: int) -> float:
+def layer_weight_bytes(shape: Geometry, dtype_bytes: int) -> float:
     return shape.linear_params / shape.layers * dtype_bytes
 
 
-def gptq_hessian_bytes(shape: Shape) -> float:
+def gptq_hessian_bytes(shape: Geometry) -> float:
     """One float32 Hessian per Linear of a decoder layer: q, k, v, o, gate, up and down."""
     q_in = shape.hidden
     o_in = shape.heads * shape.head_dim
     return 4.0 * (3 * q_in**2 + o_in**2 + 2 * shape.hidden**2 + shape.intermediate**2)
 
 
-def predict(recipe: Recipe, shape: Shape, device: str | None = None) -> list[StepMemory]:
+def predict(recipe: Recipe, shape: Geometry, device: str | None = None) -> list[StepMemory]:
     """Every in-process step's predicted peak on `device` (default: the recipe's, resolved)."""
     device = device or resolve_device(recipe.compute.device)
     on_gpu = device != "cpu"
@@ -74,7 +75,7 @@ def predict(recipe: Recipe, shape: Shape, device: str | None = None) -> list[Ste
     return steps
 
 
-def _quantize(recipe: Recipe, shape: Shape, dtype: int, model: float, on_gpu: bool
+def _quantize(recipe: Recipe, shape: Geometry, dtype: int, model: float, on_gpu: bool
               ) -> StepMemory:
     """llm-compressor: model on the host, one layer onloaded; ModelOpt: all of it on device."""
     from pipeline.methods import get_method
@@ -133,7 +134,7 @@ REMEDY = {"quantize": "a smaller model.dtype, compute.offload_folder or a GPU (c
           "lm_eval (hf)": "a smaller evaluation.lm_eval.batch_size or a GPU"}
 
 
-def check_fits(recipe: Recipe, shape: Shape) -> None:
+def check_fits(recipe: Recipe, shape: Geometry) -> None:
     """Raises MemoryShortfall, with the numbers, when a step cannot fit this machine."""
     device = resolve_device(recipe.compute.device)
     host, accelerator = machine_memory(device)

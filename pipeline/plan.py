@@ -16,6 +16,7 @@ from typing import Any
 
 from pipeline.compute import resolve_device
 from pipeline.errors import OfflineMiss, QuenchError
+from pipeline.geometry import Geometry
 from pipeline.recipe.schema import Recipe
 
 GIB = 1024**3
@@ -67,50 +68,6 @@ KNOWN_SHAPES: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class Shape:
-    """What sizing needs from a Llama-style config.json."""
-
-    hidden: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    intermediate: int
-    vocab: int
-    tied: bool
-    dtype: str
-
-    @classmethod
-    def from_config(cls, c: dict[str, Any]) -> Shape:
-        try:
-            heads = c["num_attention_heads"]
-            return cls(c["hidden_size"], c["num_hidden_layers"], heads,
-                       c.get("num_key_value_heads") or heads,
-                       c.get("head_dim") or c["hidden_size"] // heads, c["intermediate_size"],
-                       c["vocab_size"], bool(c.get("tie_word_embeddings", False)),
-                       str(c.get("torch_dtype") or c.get("dtype") or "bfloat16"))
-        except KeyError as exc:
-            raise QuenchError(f"config.json has no {exc.args[0]}: not a Llama-style "
-                              "decoder that sizing knows") from None
-
-    @property
-    def linear_params(self) -> int:
-        """Decoder linear weights (attention q/k/v/o and the gated MLP): what schemes quantize."""
-        attn = self.hidden * self.head_dim * (2 * self.heads + 2 * self.kv_heads)
-        return self.layers * (attn + 3 * self.hidden * self.intermediate)
-
-    @property
-    def other_params(self) -> int:
-        """Embeddings, lm_head (unless tied) and norms: kept at the serving dtype."""
-        embeddings = self.vocab * self.hidden * (1 if self.tied else 2)
-        return embeddings + (2 * self.layers + 1) * self.hidden
-
-    @property
-    def gqa_factor(self) -> float:
-        return self.heads / self.kv_heads
-
-
-@dataclass(frozen=True)
 class Scheme:
     """A quantization scheme as sizing sees it: weight bits, group, KV cache bytes."""
 
@@ -143,12 +100,12 @@ class Estimate:
                 "margin": self.margin, "total_gib": self.total_bytes / GIB}
 
 
-def kv_cache_bytes(shape: Shape, batch: int, seq_len: int, elem_bytes: float) -> float:
+def kv_cache_bytes(shape: Geometry, batch: int, seq_len: int, elem_bytes: float) -> float:
     """batch x seq_len x layers x 2 (K and V) x hidden x bytes / gqa_factor."""
     return batch * seq_len * shape.layers * 2 * shape.hidden * elem_bytes / shape.gqa_factor
 
 
-def estimate(shape: Shape, scheme: Scheme, dense_bytes: int, batch: int, seq_len: int,
+def estimate(shape: Geometry, scheme: Scheme, dense_bytes: int, batch: int, seq_len: int,
              margin: float = DEFAULT_MARGIN) -> Estimate:
     weights = (shape.linear_params * scheme.bits_per_weight(dense_bytes) / 8
                + shape.other_params * dense_bytes)
@@ -191,7 +148,7 @@ EXAMPLES = {FP8.label: "recipes/examples/llama31-8b-fp8-h100.yaml",
             INT4.label: "recipes/examples/llama31-8b-int4-awq.yaml"}
 
 
-def max_batch(gpu: Gpu, shape: Shape, scheme: Scheme, dense_bytes: int, seq_len: int,
+def max_batch(gpu: Gpu, shape: Geometry, scheme: Scheme, dense_bytes: int, seq_len: int,
               margin: float) -> int:
     """The largest batch of seq_len-token sequences that fits (0: not even the weights)."""
     one = estimate(shape, scheme, dense_bytes, 1, seq_len, 0.0)
@@ -199,7 +156,7 @@ def max_batch(gpu: Gpu, shape: Shape, scheme: Scheme, dense_bytes: int, seq_len:
     return max(0, int(room // one.kv_bytes))
 
 
-def recommend(gpu: Gpu, shape: Shape, dense_bytes: int, batch: int, seq_len: int,
+def recommend(gpu: Gpu, shape: Geometry, dense_bytes: int, batch: int, seq_len: int,
               margin: float) -> tuple[Scheme, int] | None:
     """Hopper/Ada: FP8 + FP8 KV; Ampere (and Turing): INT8 SmoothQuant; tight memory: INT4 AWQ.
 
@@ -215,14 +172,14 @@ def recommend(gpu: Gpu, shape: Shape, dense_bytes: int, batch: int, seq_len: int
     return (best, fits[best]) if fits[best] >= 1 else None
 
 
-def serving_dtype_bytes(shape: Shape, option: str | None = None) -> int:
+def serving_dtype_bytes(shape: Geometry, option: str | None = None) -> int:
     """vLLM's `auto` dtype: the checkpoint's, but float32 checkpoints are served in bfloat16."""
     if option and option != "auto":
         return DTYPE_BYTES.get(option, 2)
     return 2 if shape.dtype == "float32" else DTYPE_BYTES.get(shape.dtype, 2)
 
 
-def model_shape(recipe: Recipe) -> tuple[Shape, str]:
+def model_shape(recipe: Recipe) -> tuple[Geometry, str]:
     """The model's shape and where it came from: its config.json, or the known-shapes table."""
     from pipeline.sources import model_config, resolve_spec
 
@@ -231,12 +188,12 @@ def model_shape(recipe: Recipe) -> tuple[Shape, str]:
         resolved = resolve_spec(recipe.model, download=False)
         if resolved.origin != "hub":
             where = resolved.gguf_file or resolved.path / "config.json"
-            return Shape.from_config(model_config(resolved)), str(where)
+            return Geometry.for_sizing(model_config(resolved)), str(where)
     except OfflineMiss:
         pass
     key = ref.rsplit("/", 1)[-1].lower().removesuffix("-instruct")
     if key in KNOWN_SHAPES:
-        return Shape.from_config(KNOWN_SHAPES[key]), f"known shape of {key} (quench.plan)"
+        return Geometry.for_sizing(KNOWN_SHAPES[key]), f"known shape of {key} (quench.plan)"
     raise QuenchError(f"model.id: {ref!r}: no config.json offline (local folder or mirror) and "
                       f"not a known shape ({', '.join(KNOWN_SHAPES)})")
 
@@ -328,5 +285,5 @@ def _size(gib: float) -> str:
     return f"{gib:.2f} GiB" if gib >= 1 else f"{gib * 1024:.1f} MiB"
 
 
-def config_shape(model_dir: Path) -> Shape:
-    return Shape.from_config(json.loads((Path(model_dir) / "config.json").read_text()))
+def config_shape(model_dir: Path) -> Geometry:
+    return Geometry.for_sizing(json.loads((Path(model_dir) / "config.json").read_text()))

@@ -8,13 +8,13 @@ import shutil
 import pytest
 
 from pipeline.compute import (
-    cuda_device_count,
     peak_memory,
     reset_peak_memory,
     resolve_device,
     resolve_dtype,
 )
 from pipeline.errors import QuenchError, RecipeError
+from pipeline.gpu import cuda_device_count
 from pipeline.models import load_kwargs, load_model
 from pipeline.recipe import load_recipe
 from pipeline.recipe.checks import check_recipe

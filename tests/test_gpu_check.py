@@ -32,7 +32,7 @@ gpu_check = _load_script()
 
 
 def _has_cuda() -> bool:
-    from pipeline.compute import cuda_device_count
+    from pipeline.gpu import cuda_device_count
 
     return shutil.which("nvidia-smi") is not None and cuda_device_count() > 0
 

@@ -8,13 +8,14 @@ import pytest
 
 from pipeline import memory
 from pipeline.errors import RecipeError
-from pipeline.plan import GIB, KNOWN_SHAPES, Shape, plan, render
+from pipeline.geometry import Geometry
+from pipeline.plan import GIB, KNOWN_SHAPES, plan, render
 from pipeline.recipe import load_recipe
 from pipeline.recipe.checks import check_recipe
 from tests.conftest import DEFAULT_RECIPE, REPO, run_quench
 
 EIGHT_B = REPO / "recipes" / "examples" / "llama31-8b-int4-awq.yaml"
-LLAMA_8B = Shape.from_config(KNOWN_SHAPES["llama-3.1-8b"])
+LLAMA_8B = Geometry.for_sizing(KNOWN_SHAPES["llama-3.1-8b"])
 
 
 def test_plan_of_an_8b_recipe_prints_every_steps_memory(mirror):

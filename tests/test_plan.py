@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import plan
+from pipeline.geometry import Geometry
 from pipeline.recipe import load_recipe
 from tests.conftest import REPO, run_quench
 
@@ -23,12 +24,12 @@ LLAMA_LINEAR, LLAMA_OTHER = 6_979_321_856, 1_050_939_392
 
 
 def test_llama_8b_parameters_from_the_shape():
-    shape = plan.Shape.from_config(plan.KNOWN_SHAPES["llama-3.1-8b"])
+    shape = Geometry.for_sizing(plan.KNOWN_SHAPES["llama-3.1-8b"])
     assert (shape.linear_params, shape.other_params) == (LLAMA_LINEAR, LLAMA_OTHER)
 
 
 def test_bf16_weights_and_kv_cache_by_hand():
-    shape = plan.Shape.from_config(plan.KNOWN_SHAPES["llama-3.1-8b"])
+    shape = Geometry.for_sizing(plan.KNOWN_SHAPES["llama-3.1-8b"])
     est = plan.estimate(shape, plan.Scheme("bf16", None), 2, batch=16, seq_len=4096, margin=0.2)
     assert est.weights_bytes == 16_060_522_496  # 8,030,261,248 * 2
     # 16 * 4096 * 32 layers * 2 (K, V) * 4096 hidden * 2 bytes / (32 / 8) = 8 GiB
@@ -37,7 +38,7 @@ def test_bf16_weights_and_kv_cache_by_hand():
 
 
 def test_int4_awq_weights_and_fp8_kv_by_hand():
-    shape = plan.Shape.from_config(plan.KNOWN_SHAPES["llama-3.1-8b"])
+    shape = Geometry.for_sizing(plan.KNOWN_SHAPES["llama-3.1-8b"])
     awq = plan.estimate(shape, plan.INT4, 2, batch=1, seq_len=1, margin=0)
     # 4 bits + a 16-bit scale and a 4-bit zero point per group of 128: 4.15625 bits per weight
     assert awq.weights_bytes == 6_979_321_856 * 4.15625 / 8 + LLAMA_OTHER * 2
@@ -99,7 +100,7 @@ def test_cost_per_million_tokens():
 def test_modelopt_int4_awq_scheme_by_hand():
     recipe = load_recipe(EXAMPLES / "llama31-8b-trtllm-int4-awq-l4.yaml")
     scheme = plan.recipe_scheme(recipe)
-    est = plan.estimate(plan.Shape.from_config(plan.KNOWN_SHAPES["llama-3.1-8b"]), scheme, 2,
+    est = plan.estimate(Geometry.for_sizing(plan.KNOWN_SHAPES["llama-3.1-8b"]), scheme, 2,
                         batch=1, seq_len=1, margin=0)
     # symmetric int4 in blocks of 128: 4 bits + one 16-bit scale per 128 weights = 4.125 bits
     assert est.weights_bytes == LLAMA_LINEAR * 4.125 / 8 + LLAMA_OTHER * 2

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -30,27 +29,6 @@ class CheckpointError(StageError):
 def spec() -> dict[str, Any]:
     """The accepted values (spec.yaml), with the documentation each comes from."""
     return yaml.safe_load((Path(__file__).with_name("spec.yaml")).read_text())
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """The shapes a checkpoint's tensors must agree with."""
-
-    layers: int
-    hidden: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    intermediate: int | None
-
-    @classmethod
-    def of(cls, config: dict[str, Any]) -> Geometry:
-        """From an HF config.json (or a TensorRT-LLM one: head_size, num_key_value_heads)."""
-        heads, hidden = int(config["num_attention_heads"]), int(config["hidden_size"])
-        head_dim = config.get("head_dim") or config.get("head_size") or hidden // heads
-        return cls(int(config["num_hidden_layers"]), hidden, heads,
-                   int(config.get("num_key_value_heads") or heads), int(head_dim),
-                   config.get("intermediate_size"))
 
 
 def read_json(path: Path, problems: list[str]) -> dict[str, Any] | None:

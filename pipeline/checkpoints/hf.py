@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pipeline.checkpoints import Geometry, check_linear, read_header, read_json, spec
+from pipeline.checkpoints import check_linear, read_header, read_json, spec
+from pipeline.geometry import Geometry
 
 LAYER = re.compile(r"^(?:model\.)?layers\.(\d+)\.(.+)\.weight$")
 # HF module name -> (rows, cols) of the unpacked weight, from the geometry.

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.checkpoints import Geometry, check_linear, read_header, read_json, spec
+from pipeline.checkpoints import check_linear, read_header, read_json, spec
+from pipeline.geometry import Geometry
 
 GATED_ACTS = ("silu", "swiglu", "gelu_new_gated", "geglu")  # MLPs with a separate gate GEMM
 

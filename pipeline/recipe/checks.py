@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipeline.compute import DeviceUnavailable
 from pipeline.errors import OfflineMiss, QuenchError, RecipeError, UntrustedCode
+from pipeline.geometry import head_dim_of
 from pipeline.memory import MemoryShortfall
 from pipeline.methods import get_method
 from pipeline.recipe.schema import Recipe
@@ -69,7 +70,7 @@ def _check_group_size(recipe: Recipe, config: dict) -> None:
     if not group:
         return
     heads, hidden = config.get("num_attention_heads"), config.get("hidden_size")
-    head_dim = config.get("head_dim") or (hidden // heads if hidden and heads else None)
+    head_dim = head_dim_of(config)
     widths = {
         "hidden_size": hidden,
         "intermediate_size": config.get("intermediate_size"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from pipeline.runner.manifest import Manifest
+from pipeline.contract.manifest import Manifest
 
 MAX_REASON = 110  # a skip reason longer than this is cut (the report has it whole)
 LM_EVAL_METRIC = re.compile(r"lm_eval\.(?P<task>[^.]+)\.(?P<metric>[^.]+)$")  # hf rows only

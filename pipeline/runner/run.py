@@ -12,16 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.compute import peak_memory, release_memory, reset_peak_memory
+from pipeline.contract.manifest import Manifest
+from pipeline.contract.processes import pid_alive
+from pipeline.contract.stage import Stage, StageContext
 from pipeline.errors import QuenchError
 from pipeline.recipe.schema import Recipe
 from pipeline.runner.clone import publish_file
 from pipeline.runner.graph import PIPELINE, Node, node_names
 from pipeline.runner.headline import headline
-from pipeline.runner.manifest import Manifest
 from pipeline.runner.progress import Progress
-from pipeline.runner.store import Store, cache_key, code_digest, library_versions, pid_alive
+from pipeline.runner.store import Store, cache_key, code_digest, library_versions
 from pipeline.runner.verify import UNRECORDED
-from pipeline.stages import Stage, StageContext, get_stage
+from pipeline.stages import get_stage
 from pipeline.tracking import Tracker, make_tracker
 
 log = logging.getLogger("quench")
@@ -128,7 +130,8 @@ def _run_node(
                 status = "cached"
             else:
                 tracker.begin(recipe)
-                found = _execute(stage, recipe, inputs, parts, key, store, {"tracker": tracker})
+                found = _execute(stage, recipe, inputs, parts, key, store,
+                                 tracker if stage.needs_tracker else None)
                 status = found.status
         elapsed = time.perf_counter() - start
     shown = "skipped" if found.skipped else status  # a cached skip still did nothing
@@ -154,14 +157,14 @@ def _execute(
     parts: dict[str, Any],
     key: str,
     store: Store,
-    extra: dict[str, Any],
+    tracker: Tracker | None,
 ) -> Manifest:
     """Runs (or skips) a stage into a temporary folder that becomes its cache entry."""
     with store.writing(stage.name, key) as tmp:
         start = time.perf_counter()
         reason = stage.skip_reason(recipe, inputs)
         if reason is None:
-            ctx = StageContext(recipe, inputs, tmp, parts["config"], extra)
+            ctx = StageContext(recipe, inputs, tmp, parts["config"], tracker)
             reset_peak_memory()
             try:
                 result = stage.run(ctx)

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
+from pipeline.contract.manifest import MANIFEST, Manifest
+from pipeline.contract.processes import pid_alive
 from pipeline.runner.locks import Lease, file_lock
-from pipeline.runner.manifest import MANIFEST, Manifest
 from pipeline.runner.verify import FILES, entry_damage, record_files
 
 TMP_PREFIX = ".tmp-"
@@ -58,16 +59,6 @@ def cache_key(parts: dict[str, Any]) -> str:
     blob = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:KEY_LENGTH]
 
-
-def pid_alive(pid: int) -> bool:
-    """True while a process with this id exists on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Store:

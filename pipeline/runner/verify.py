@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipeline.runner.manifest import MANIFEST, Manifest
+from pipeline.contract.manifest import MANIFEST, Manifest
 
 FILES = "files"  # the manifest key holding the record
 EDGE = 1 << 20  # bytes hashed at each end of a file by the fast check

@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import compat
+from pipeline.contract.manifest import Manifest
+from pipeline.contract.stage import Stage, StageContext, StageResult
 from pipeline.engines import get_engine
 from pipeline.engines import tensorrt_llm as trt
 from pipeline.errors import StageError
+from pipeline.gpu import cuda_device_count
 from pipeline.recipe.schema import Recipe
-from pipeline.runner.manifest import Manifest
-from pipeline.stages import Stage, StageContext, StageResult, register_stage
+from pipeline.stages import register_stage
 
 HERE = "__HERE__"  # the stage folder: "$PWD" in build_plan.sh, its real path when run here
 PLAN_PORT = 8000
@@ -50,7 +52,7 @@ class BuildStage(Stage):
         if recipe.target is None or recipe.target.engine != "tensorrt-llm":
             return {}
         engine = get_engine("tensorrt-llm", recipe.target.environment)
-        return {"cuda_devices": trt.cuda_devices(), "versions": engine.versions()}
+        return {"cuda_devices": cuda_device_count(), "versions": engine.versions()}
 
     def code_files(self) -> list[Path]:
         return [*super().code_files(), Path(inspect.getfile(trt))]

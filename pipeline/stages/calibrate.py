@@ -5,13 +5,14 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from pipeline.contract.manifest import Manifest
+from pipeline.contract.stage import Stage, StageContext, StageResult
 from pipeline.errors import StageError
 from pipeline.methods import get_method
 from pipeline.models import load_tokenizer
 from pipeline.recipe.schema import Recipe
-from pipeline.runner.manifest import Manifest
 from pipeline.sources import TextSource, fingerprint_path, load_texts, resolve_text_source
-from pipeline.stages import Stage, StageContext, StageResult, register_stage
+from pipeline.stages import register_stage
 
 HELDOUT_SAMPLES = 4  # records not drawn for calibration, for the output-cosine check
 

@@ -12,6 +12,8 @@ import numpy as np
 
 from pipeline import progress
 from pipeline.compute import resolve_device
+from pipeline.contract.manifest import Manifest
+from pipeline.contract.stage import Stage, StageContext, StageResult
 from pipeline.errors import StageError
 from pipeline.metrics.kl import EXACT_KL_FLOOR
 from pipeline.metrics.perplexity import (
@@ -24,9 +26,8 @@ from pipeline.metrics.perplexity import (
 from pipeline.metrics.reference import Reference, ReferenceWriter, open_reference
 from pipeline.models import load_model, load_tokenizer
 from pipeline.recipe.schema import Recipe
-from pipeline.runner.manifest import Manifest
 from pipeline.sources import TextSource, fingerprint_path, load_texts, resolve_text_source
-from pipeline.stages import Stage, StageContext, StageResult, register_stage
+from pipeline.stages import register_stage
 
 
 def perplexity_source(recipe: Recipe) -> TextSource:

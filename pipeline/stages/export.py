@@ -19,10 +19,11 @@ from typing import Any
 
 from pipeline import compat
 from pipeline.checkpoints import detect_kind, validate
+from pipeline.contract.manifest import Manifest
+from pipeline.contract.stage import Stage, StageContext, StageResult
 from pipeline.models import dir_size_bytes, load_model, load_tokenizer
 from pipeline.recipe.schema import Recipe
-from pipeline.runner.manifest import Manifest
-from pipeline.stages import Stage, StageContext, StageResult, register_stage
+from pipeline.stages import register_stage
 
 
 @register_stage

@@ -11,13 +11,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from pipeline.contract.manifest import Manifest
+from pipeline.contract.stage import Stage, StageContext, StageResult
 from pipeline.errors import StageError
 from pipeline.license import artifact_name, assess, failures
 from pipeline.license.kb import KB_FILE
 from pipeline.recipe.schema import Recipe
-from pipeline.runner.manifest import Manifest
 from pipeline.sources import file_sha256, resolve_spec
-from pipeline.stages import Stage, StageContext, StageResult, register_stage
+from pipeline.stages import register_stage
 
 LICENSE_PACKAGE = KB_FILE.parent
 

@@ -32,6 +32,8 @@ from typing import Any
 
 from pipeline import evals
 from pipeline.compute import resolve_device
+from pipeline.contract.manifest import Manifest
+from pipeline.contract.stage import Stage, StageContext, StageResult
 from pipeline.engines import Engine, get_engine
 from pipeline.errors import StageError
 from pipeline.evals import results as lmres
@@ -39,9 +41,8 @@ from pipeline.evals.models import hf_model, served_model
 from pipeline.evals.render import render
 from pipeline.models import load_model, load_tokenizer
 from pipeline.recipe.schema import Recipe
-from pipeline.runner.manifest import Manifest
 from pipeline.sources import fingerprint_path, mirror_dir
-from pipeline.stages import Stage, StageContext, StageResult, register_stage
+from pipeline.stages import register_stage
 
 REFERENCE = "hf"
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline import methods, progress
 from pipeline.compute import peak_memory, release_memory, resolve_device
+from pipeline.contract.stage import Stage, StageContext, StageResult
 from pipeline.errors import StageError
 from pipeline.methods import get_method
 from pipeline.metrics.fidelity import (
@@ -24,7 +25,7 @@ from pipeline.metrics.fidelity import (
 from pipeline.models import check_safetensors, dir_size_bytes, load_model, load_tokenizer
 from pipeline.recipe.schema import Recipe
 from pipeline.sources import file_sha256
-from pipeline.stages import Stage, StageContext, StageResult, register_stage
+from pipeline.stages import register_stage
 
 RELOAD_PROMPT = "Once upon a time, there was a little girl"
 WARNING = 30  # loguru's WARNING level number

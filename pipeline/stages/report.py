@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pipeline.contract.manifest import Manifest
+from pipeline.contract.stage import Stage, StageContext, StageResult
 from pipeline.evals.report import lm_eval_markdown, lm_eval_summary
 from pipeline.model_card import render_model_card
 from pipeline.models import dir_size_bytes
 from pipeline.recipe.schema import Recipe
 from pipeline.redact import redact_data
-from pipeline.runner.manifest import Manifest
-from pipeline.stages import Stage, StageContext, StageResult, register_stage
+from pipeline.stages import register_stage
 from pipeline.stages.export import deployment_markdown, deployment_summary
 from pipeline.stages.throughput import throughput_markdown, throughput_summary
 

@@ -12,12 +12,13 @@ from typing import Any
 
 from pipeline import gguf
 from pipeline.compute import GGUF_AUTO_DTYPE
+from pipeline.contract.stage import Stage, StageContext, StageResult
 from pipeline.errors import StageError
 from pipeline.gguf import dequantize_to_checkpoint
 from pipeline.models import check_safetensors
 from pipeline.recipe.schema import Recipe
 from pipeline.sources import ResolvedModel, fingerprint_path, model_config, resolve_spec
-from pipeline.stages import Stage, StageContext, StageResult, register_stage
+from pipeline.stages import register_stage
 
 
 @register_stage

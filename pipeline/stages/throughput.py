@@ -19,11 +19,13 @@ from typing import Any
 import psutil
 
 from pipeline import plan, progress
+from pipeline.contract.manifest import Manifest
+from pipeline.contract.stage import Stage, StageContext, StageResult
 from pipeline.engines import Engine, Server, get_engine
 from pipeline.errors import StageError
+from pipeline.gpu import gpu_names, nvml_handles
 from pipeline.recipe.schema import Recipe
-from pipeline.runner.manifest import Manifest
-from pipeline.stages import Stage, StageContext, StageResult, register_stage
+from pipeline.stages import register_stage
 
 MB = 1024 * 1024
 STATS = ("mean", "p50", "p95", "p99")
@@ -45,7 +47,7 @@ class ThroughputStage(Stage):
         if recipe.target is None or recipe.evaluation.throughput is None:
             return {}
         engine = _engine(recipe)
-        return {"engine_versions": engine.versions(), "gpus": _gpu_names()}
+        return {"engine_versions": engine.versions(), "gpus": gpu_names()}
 
     def code_files(self) -> list[Path]:
         from pipeline.engines import vllm
@@ -65,7 +67,7 @@ class ThroughputStage(Stage):
         if reason:
             return reason
         gpu = (target.gpu or "cpu").lower()
-        if gpu != "cpu" and not _gpu_names():
+        if gpu != "cpu" and not gpu_names():
             return f"target.gpu {target.gpu} needs a CUDA GPU; this machine has none"
         if inputs["model"].skipped:
             return "no quantized checkpoint (quantize was skipped)"
@@ -119,7 +121,7 @@ class Sampler:
         self.power: list[float] = []
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._nvml = _nvml_handles()
+        self._nvml = nvml_handles()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def __enter__(self) -> Sampler:
@@ -174,25 +176,6 @@ def _tree_memory(pid: int) -> dict[str, float]:
         pss += getattr(info, "pss", info.rss) / MB
     return {"rss_mb": rss, "pss_mb": pss}
 
-
-def _nvml_handles() -> list[Any]:
-    """NVML device handles, or [] where there is no NVIDIA driver."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        return [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-    except Exception:  # no library, no driver, no device: NVML does not exist here
-        return []
-
-
-def _gpu_names() -> list[str]:
-    handles = _nvml_handles()
-    if not handles:
-        return []
-    import pynvml
-
-    return [str(pynvml.nvmlDeviceGetName(h)) for h in handles]
 
 
 def _nvml_sample(handles: list[Any]) -> dict[str, float]:

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.contract.stage import Stage, StageContext, StageResult
 from pipeline.recipe.schema import Recipe
-from pipeline.stages import Stage, StageContext, StageResult, register_stage
+from pipeline.stages import register_stage
 
 
 @register_stage
 class TrackStage(Stage):
     name = "track"
     libraries = ("mlflow",)
+    needs_tracker = True
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
         from pipeline.redact import redact_data
@@ -21,5 +23,5 @@ class TrackStage(Stage):
         return redact_data(tracking_target(recipe))  # the manifest keeps no credentials
 
     def run(self, ctx: StageContext) -> StageResult:
-        tracker = ctx.extra["tracker"]
-        return StageResult(outputs=tracker.finish(ctx.inputs["report"]))
+        assert ctx.tracker is not None  # the runner passes it: needs_tracker
+        return StageResult(outputs=ctx.tracker.finish(ctx.inputs["report"]))

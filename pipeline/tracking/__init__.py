@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.contract.manifest import Manifest
 from pipeline.recipe.schema import Recipe
-from pipeline.runner.manifest import Manifest
 
 
 class Tracker:

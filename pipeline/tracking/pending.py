@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline.contract.processes import pid_alive
 from pipeline.redact import redact_data
-from pipeline.runner.store import pid_alive
 
 VERSION = 1
 

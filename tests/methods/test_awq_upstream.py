@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+from pipeline.gpu import accelerator_present
 from pipeline.methods import get_method
-from pipeline.methods.awq import accelerator_present, cpu_pin_memory_workaround
+from pipeline.methods.awq import cpu_pin_memory_workaround
 from pipeline.models import load_model, load_tokenizer
 
 

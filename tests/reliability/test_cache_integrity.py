@@ -13,7 +13,7 @@ import pytest
 from safetensors import safe_open
 
 from pipeline.cli import main
-from pipeline.runner.manifest import Manifest
+from pipeline.contract.manifest import Manifest
 from pipeline.runner.store import Store
 from pipeline.runner.verify import entry_damage
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.runner.manifest import Manifest
+from pipeline.contract.manifest import Manifest
 from pipeline.runner.verify import entry_damage
 
 from ..conftest import DEFAULT_RECIPE, REPO, read_json, run_quench, small_run_args

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.contract.manifest import Manifest
 from pipeline.runner.console import collapse, log_tail
 from pipeline.runner.headline import headline, size
-from pipeline.runner.manifest import Manifest
 
 
 def manifest(status: str = "ran", metrics: dict | None = None, outputs: dict | None = None):

@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.engines import get_engine
 from pipeline.engines import tensorrt_llm as trt
+from pipeline.gpu import cuda_device_count
 
 from ..conftest import REPO, read_json, run_quench
 
@@ -31,7 +32,7 @@ BENCH_FLAGS = {"--model", "--model_path", "--dataset", "--backend", "--engine_di
                "--kv_cache_free_gpu_mem_fraction", "--tp", "--concurrency", "--report_json",
                "--extra_llm_api_options"}
 OPTS = trt.parse_options({"max_batch_size": 8, "max_input_len": 256, "max_seq_len": 512})
-CUDA = trt.cuda_devices() > 0
+CUDA = cuda_device_count() > 0
 
 
 def flags(cmd: list[str]) -> set[str]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import datasets
 import pytest
 
+from pipeline.contract.manifest import Manifest
+from pipeline.contract.stage import StageContext
 from pipeline.errors import StageError
 from pipeline.recipe import load_recipe
-from pipeline.runner.manifest import Manifest
-from pipeline.stages import StageContext, get_stage
+from pipeline.stages import get_stage
 
 from ..conftest import DEFAULT_RECIPE
 

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.compute import cuda_device_count
+from pipeline.contract.manifest import Manifest
+from pipeline.contract.stage import StageContext
+from pipeline.gpu import cuda_device_count
 from pipeline.metrics.perplexity import score_windows
 from pipeline.models import load_model
 from pipeline.recipe import load_recipe
-from pipeline.runner.manifest import Manifest
-from pipeline.stages import StageContext, get_stage
+from pipeline.stages import get_stage
 from pipeline.stages.evaluate import prepare_windows
 
 from ..conftest import DEFAULT_RECIPE

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.contract.manifest import Manifest
+from pipeline.contract.stage import StageContext
 from pipeline.errors import OfflineMiss, QuenchError, RecipeError
 from pipeline.evals.check import check_tasks
 from pipeline.evals.report import lm_eval_markdown, lm_eval_summary
 from pipeline.evals.results import read_samples
 from pipeline.recipe import load_recipe
 from pipeline.recipe.checks import check_recipe
-from pipeline.runner.manifest import Manifest
-from pipeline.stages import StageContext, get_stage
+from pipeline.stages import get_stage
 from tests.engines.helpers import build_llama, requires_vllm, server_pids
 
 from ..conftest import DEFAULT_RECIPE

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.contract.manifest import Manifest
 from pipeline.recipe import load_recipe
-from pipeline.runner.manifest import Manifest
 from pipeline.stages.throughput import ThroughputStage
 from tests.conftest import REPO, read_json, run_quench, small_run_args
 from tests.engines.helpers import (

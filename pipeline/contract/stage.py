@@ -1,0 +1,73 @@
+"""The Stage base class: what determines a stage's output (config, fingerprint, code) and how
+it is made (run), plus what it declares to the runner (publishes, needs_tracker).
+
+A stage reads its inputs' manifests and writes one output folder; the runner owns caching,
+atomic writes, tracking and publishing.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from pipeline.contract.manifest import Manifest
+
+if TYPE_CHECKING:  # the recipe model is only a type here: no import at run time
+    from pipeline.recipe.schema import Recipe
+
+
+class RunTracker(Protocol):
+    """What a stage that declares `needs_tracker` may call: close the run with the report."""
+
+    def finish(self, report: Manifest) -> dict[str, Any]: ...
+
+
+@dataclass
+class StageContext:
+    """What a stage's run() gets: the recipe, its inputs' manifests and its output folder."""
+
+    recipe: Recipe
+    inputs: dict[str, Manifest]
+    out_dir: Path
+    config: dict[str, Any]
+    tracker: RunTracker | None = None  # set only for a stage with needs_tracker = True
+
+
+@dataclass
+class StageResult:
+    """What run() returns: outputs (paths relative to out_dir, facts) and metrics for tracking."""
+
+    outputs: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    # A stage that did part of its work (e.g. wrote a build plan but could not build here)
+    # reports "skipped: <reason>" with its outputs; None means "ran".
+    status: str | None = None
+
+
+class Stage:
+    """Base class. Subclasses set `name` and `libraries` and implement config() and run()."""
+
+    name: ClassVar[str]
+    libraries: ClassVar[tuple[str, ...]] = ()  # distributions whose versions enter the cache key
+    needs_tracker: ClassVar[bool] = False  # True: run() gets ctx.tracker (the run's tracker)
+
+    def config(self, recipe: Recipe) -> dict[str, Any]:
+        """The part of the recipe that determines this stage's output."""
+        return {}
+
+    def fingerprint(self, recipe: Recipe) -> dict[str, Any]:
+        """Fingerprints of external inputs (files) that the config does not capture."""
+        return {}
+
+    def skip_reason(self, recipe: Recipe, inputs: dict[str, Manifest]) -> str | None:
+        """A reason to skip this stage for this recipe, or None to run it."""
+        return None
+
+    def code_files(self) -> list[Path]:
+        """Source files whose content enters the cache key (the stage's own module by default)."""
+        return [Path(inspect.getfile(type(self)))]
+
+    def run(self, ctx: StageContext) -> StageResult:
+        raise NotImplementedError
