@@ -1,7 +1,15 @@
 """Base for every config model: unknown keys are errors and values are never coerced, so typos
 and lax types (`"on"` for true, `true` for 1, `"256"` for 256, `.inf`) never pass silently."""
 
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
+
+MAX_SHOWN = 80  # characters of a user value echoed in a message
 
 
 class StrictModel(BaseModel):
@@ -12,3 +20,18 @@ class StrictModel(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+def shorten(value: Any, limit: int = MAX_SHOWN) -> str:
+    """repr(value), cut to `limit` characters: messages never echo megabytes of input."""
+    text = repr(value)
+    size = len(value) if isinstance(value, str) else len(text)
+    return text if len(text) <= limit else f"{text[:limit]}... ({size} characters)"
+
+
+def suggest(name: str, allowed: Iterable[str], noun: str = "key") -> str:
+    """"unknown key; did you mean `x`? allowed: a, b" (no guess when nothing is close)."""
+    allowed = list(allowed)
+    close = difflib.get_close_matches(str(name)[:200], allowed, n=1, cutoff=0.6)
+    guess = f"; did you mean `{close[0]}`?" if close else ";"
+    return f"unknown {noun}{guess} allowed: {', '.join(allowed) or 'none'}"

@@ -7,9 +7,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from pipeline.recipe.keys import suggest
-from pipeline.recipe.yaml_bounds import shorten
-from pipeline.strict import StrictModel
+from pipeline.strict import StrictModel, shorten, suggest
 
 M = TypeVar("M", bound=StrictModel)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from pipeline.errors import OfflineMiss, QuenchError
 from pipeline.evals import LocalTask, local_tasks
 from pipeline.evals.render import adapter, builtin_tasks_dir, mirror_sources
-from pipeline.recipe.yaml_bounds import shorten
 from pipeline.sources import MIRROR_ENV, is_offline, mirror_dir
+from pipeline.strict import shorten
 from pipeline.user_cache import read_cached, user_cache_dir, write_cached
 
 KEY = "evaluation.lm_eval.tasks"

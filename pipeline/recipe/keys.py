@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
 
-
-def suggest(name: str, allowed: Iterable[str], noun: str = "key") -> str:
-    """"unknown key; did you mean `x`? allowed: a, b" (no guess when nothing is close)."""
-    allowed = list(allowed)
-    close = difflib.get_close_matches(str(name)[:200], allowed, n=1, cutoff=0.6)
-    guess = f"; did you mean `{close[0]}`?" if close else ";"
-    return f"unknown {noun}{guess} allowed: {', '.join(allowed) or 'none'}"
+from pipeline.strict import suggest
 
 
 def unknown_key_message(loc: Sequence[Any], root: type[BaseModel] | None = None) -> str:

@@ -14,12 +14,11 @@ from pipeline.errors import RecipeError
 from pipeline.recipe.keys import unknown_key_message
 from pipeline.recipe.schema import Recipe
 from pipeline.recipe.yaml_bounds import (
-    MAX_SHOWN,
     describe_yaml_error,
     load_bounded,
     read_text,
-    shorten,
 )
+from pipeline.strict import MAX_SHOWN, shorten
 
 _FIELD = re.compile(r"^[A-Za-z_][\w.]*$")
 MAX_EXTENDS = 16  # files in one `extends:` chain

@@ -7,9 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from pipeline.methods import get_method, method_names
-from pipeline.recipe.keys import suggest
-from pipeline.recipe.yaml_bounds import shorten
-from pipeline.strict import StrictModel
+from pipeline.strict import StrictModel, shorten, suggest
 
 # A run name is a folder name (with suffixes such as `.tmp-<pid>`: well under 255 bytes) and
 # the MLflow run and registered-model name; 100 characters leave room for both.

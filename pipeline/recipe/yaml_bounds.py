@@ -11,19 +11,13 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from pipeline.errors import RecipeError
+from pipeline.strict import shorten
 
 MAX_RECIPE_BYTES = 1024 * 1024  # a recipe is a page of settings; 1 MiB is far beyond any
 MAX_DEPTH = 64  # nested mappings/lists; recipes use 5
 MAX_NODES = 100_000  # values after alias expansion (an anchor bomb expands to billions)
-MAX_SHOWN = 80  # characters of a user value echoed in a message
 MERGE_TAG = "tag:yaml.org,2002:merge"
 
-
-def shorten(value: Any, limit: int = MAX_SHOWN) -> str:
-    """repr(value), cut to `limit` characters: messages never echo megabytes of input."""
-    text = repr(value)
-    size = len(value) if isinstance(value, str) else len(text)
-    return text if len(text) <= limit else f"{text[:limit]}... ({size} characters)"
 
 
 class YamlLimitError(RecipeError):

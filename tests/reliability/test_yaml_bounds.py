@@ -13,7 +13,8 @@ import pytest
 
 from pipeline.errors import RecipeError
 from pipeline.recipe import load_recipe
-from pipeline.recipe.yaml_bounds import MAX_NODES, load_bounded, shorten
+from pipeline.recipe.yaml_bounds import MAX_NODES, load_bounded
+from pipeline.strict import shorten
 
 from ..conftest import REPO
 from .cases import anchor_bomb
