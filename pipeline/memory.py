@@ -17,9 +17,11 @@ from typing import Any
 from pipeline.compute import resolve_device
 from pipeline.errors import QuenchError
 from pipeline.geometry import Geometry
-from pipeline.plan import DTYPE_BYTES, GIB, _size
+from pipeline.methods import get_method
 from pipeline.recipe.schema import Recipe
 
+GIB = 1024**3
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 RUNTIME_BYTES = int(0.9 * GIB)  # resident before any model: interpreter and libraries
 SLACK = 1.10  # allocator fragmentation and transient copies
 LM_EVAL_TOKENS = 2048  # the longest lm-eval request assumed per sequence of a batch
@@ -78,14 +80,12 @@ def predict(recipe: Recipe, shape: Geometry, device: str | None = None) -> list[
 def _quantize(recipe: Recipe, shape: Geometry, dtype: int, model: float, on_gpu: bool
               ) -> StepMemory:
     """llm-compressor: model on the host, one layer onloaded; ModelOpt: all of it on device."""
-    from pipeline.methods import get_method
-
     q, c = recipe.quantization, recipe.calibration
     method = get_method(q.method)
     calibrated = method.needs_calibration(q.scheme, q.options)
     activations = c.num_samples * c.max_seq_length * shape.hidden * dtype * 1.0 \
         if calibrated else 0.0
-    hessians = gptq_hessian_bytes(shape) if q.method == "gptq" else 0.0
+    hessians = gptq_hessian_bytes(shape) if method.keeps_hessians else 0.0
     layer = layer_weight_bytes(shape, dtype) + hessians + activations / max(c.num_samples, 1)
     if recipe.compute.offload_folder:
         return _step("quantize", RUNTIME_BYTES + activations + hessians + layer,
@@ -164,6 +164,11 @@ def render_run_memory(run: dict[str, Any]) -> list[str]:
     lines = ["", f"Running this recipe on {run['device']} (predicted peak per step):",
              f"{'step':<13} {'host RAM':>10} {'accelerator':>12}  what dominates"]
     for r in run["steps"]:
-        accel = _size(r["accelerator_gib"]) if r["accelerator_gib"] else "-"
-        lines.append(f"{r['step']:<13} {_size(r['host_gib']):>10} {accel:>12}  {r['note']}")
+        accel = format_size(r["accelerator_gib"]) if r["accelerator_gib"] else "-"
+        lines.append(f"{r['step']:<13} {format_size(r['host_gib']):>10} {accel:>12}  {r['note']}")
     return lines
+
+
+def format_size(gib: float) -> str:
+    """GiB with two decimals, or MiB below one GiB."""
+    return f"{gib:.2f} GiB" if gib >= 1 else f"{gib * 1024:.1f} MiB"

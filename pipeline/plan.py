@@ -14,38 +14,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline import memory
+from pipeline.compat import Gpu, sized_gpus
 from pipeline.compute import resolve_device
 from pipeline.errors import OfflineMiss, QuenchError
 from pipeline.geometry import Geometry
+from pipeline.memory import DTYPE_BYTES, GIB, format_size
+from pipeline.methods import Storage, get_method
 from pipeline.recipe.schema import Recipe
 
-GIB = 1024**3
 DEFAULT_BATCH, DEFAULT_SEQ_LEN, DEFAULT_MARGIN = 16, 4096, 0.2
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-
-
-@dataclass(frozen=True)
-class Gpu:
-    """A GPU: nominal memory, compute capability (FP8 tensor cores from 8.9) and a price."""
-
-    name: str
-    arch: str
-    memory_gib: float
-    compute: float
-    usd_per_hour: float
-
-
-# Prices: approximate on-demand cloud list prices per GPU-hour (USD), for orientation only;
-# they differ between providers and change often: set cost.gpu_usd_per_hour in the recipe.
-GPUS = (
-    Gpu("T4", "Turing", 16, 7.5, 0.53),
-    Gpu("L4", "Ada", 24, 8.9, 0.80),
-    Gpu("A10G", "Ampere", 24, 8.6, 1.01),
-    Gpu("A100-40G", "Ampere", 40, 8.0, 4.10),
-    Gpu("A100-80G", "Ampere", 80, 8.0, 5.12),
-    Gpu("H100", "Hopper", 80, 9.0, 6.88),
-    Gpu("H200", "Hopper", 141, 9.0, 7.60),
-)
+FP8_COMPUTE = 8.9  # compute capability of the first FP8 tensor cores (Ada)
+GPUS: tuple[Gpu, ...] = sized_gpus()  # pipeline/compat/matrix.yaml `gpus:`, smallest first
 
 # Shapes of common hub models, from their config.json, for sizing without the hub.
 KNOWN_SHAPES: dict[str, dict[str, Any]] = {
@@ -76,12 +56,21 @@ class Scheme:
     group_size: int | None = None
     asymmetric: bool = False
     fp8_kv: bool = False
+    scale_bits: int = 16  # one scale per group
+    fp8_compute: bool = False  # FP8 activations: FP8 tensor cores needed
+
+    @classmethod
+    def of(cls, label: str, storage: Storage) -> Scheme:
+        """The scheme a method's Storage describes."""
+        return cls(label, storage.weight_bits, storage.group_size, storage.zero_points,
+                   storage.kv_cache_dtype == "fp8", 8 * storage.scale_bytes,
+                   storage.needs_fp8_compute)
 
     def bits_per_weight(self, dense_bytes: int) -> float:
         if self.weight_bits is None:
             return 8.0 * dense_bytes
-        extra = (16 + (self.weight_bits if self.asymmetric else 0)) / self.group_size \
-            if self.group_size else 0.0
+        extra = (self.scale_bits + (self.weight_bits if self.asymmetric else 0)) \
+            / self.group_size if self.group_size else 0.0
         return self.weight_bits + extra
 
 
@@ -114,35 +103,28 @@ def estimate(shape: Geometry, scheme: Scheme, dense_bytes: int, batch: int, seq_
 
 
 def recipe_scheme(recipe: Recipe) -> Scheme:
-    """The recipe's method/scheme in sizing terms."""
+    """The recipe's method/scheme in sizing terms, as the method says it stores them."""
     q = recipe.quantization
-    opts, scheme = q.options, str(q.scheme)
-    if q.method == "none":
-        return Scheme("unquantized", None)
-    if q.method == "llmcompressor":
-        raise QuenchError("quantization.method: llmcompressor (a raw recipe) has no scheme "
-                          "sizing can read; size the scheme it applies instead")
-    kv = bool(opts.get("kv_cache"))  # fp8 and modelopt: an FP8 KV cache
-    if scheme.startswith("FP8"):
-        return Scheme(scheme + (" + FP8 KV" if kv else ""), 8, fp8_kv=kv)
-    if scheme.startswith("INT") and scheme[3:4].isdigit():  # modelopt: INT8_SQ, INT4_AWQ
-        bits = int(scheme[3])
-        group = opts.get("group_size") if bits == 4 else None
-        return Scheme(scheme + (" + FP8 KV" if kv else ""), bits, group, fp8_kv=kv)
-    bits = int(scheme[1]) if scheme[:1] == "W" and scheme[1:2].isdigit() else None
-    if bits is None:
-        raise QuenchError(f"quantization.scheme: sizing does not know {scheme!r}")
-    from pipeline.methods import get_method
+    storage = get_method(q.method).storage(q.scheme, q.options)
+    if storage is None:
+        raise QuenchError(f"quantization.method: {q.method} ({q.scheme}) has no scheme sizing "
+                          "can read; size the scheme it applies instead")
+    if not storage.quantized:
+        return Scheme.of("unquantized", storage)
+    return Scheme.of(str(q.scheme) + (" + FP8 KV" if storage.kv_cache_dtype == "fp8" else ""),
+                     storage)
 
-    group = get_method(q.method).group_size(scheme, opts)
-    asym = scheme.endswith("_ASYM") or opts.get("symmetric") is False
-    return Scheme(scheme, bits, group, asym)
+
+def _candidate(label: str, method: str, scheme: str, **options: object) -> Scheme:
+    """A scheme of the decision tree, sized from its method's own Storage."""
+    m = get_method(method)
+    return Scheme.of(label, m.storage(scheme, m.parse_options(options)))
 
 
 # The seed decision tree's candidates, each with the bundled example recipe it corresponds to.
-FP8 = Scheme("FP8_DYNAMIC + FP8 KV", 8, fp8_kv=True)
-INT8 = Scheme("W8A8 (SmoothQuant)", 8)
-INT4 = Scheme("W4A16_ASYM (AWQ)", 4, 128, asymmetric=True)
+FP8 = _candidate("FP8_DYNAMIC + FP8 KV", "fp8", "FP8_DYNAMIC", kv_cache=True)
+INT8 = _candidate("W8A8 (SmoothQuant)", "smoothquant", "W8A8")
+INT4 = _candidate("W4A16_ASYM (AWQ)", "awq", "W4A16_ASYM")
 EXAMPLES = {FP8.label: "recipes/examples/llama31-8b-fp8-h100.yaml",
             INT8.label: "recipes/examples/llama31-8b-int8-sq-a100.yaml",
             INT4.label: "recipes/examples/llama31-8b-int4-awq.yaml"}
@@ -163,7 +145,7 @@ def recommend(gpu: Gpu, shape: Geometry, dense_bytes: int, batch: int, seq_len: 
     Returns the scheme and the largest batch it fits at (below `batch` when only INT4 fits
     at a smaller one), or None when not even one sequence fits.
     """
-    first = FP8 if gpu.compute >= 8.9 else INT8
+    first = FP8 if gpu.compute >= FP8_COMPUTE else INT8
     fits = {s: max_batch(gpu, shape, s, dense_bytes, seq_len, margin) for s in (first, INT4)}
     for scheme in (first, INT4):
         if fits[scheme] >= batch:
@@ -226,21 +208,20 @@ def plan(recipe: Recipe, batch: int | None = None, seq_len: int | None = None,
         rec = recommend(gpu, shape, dense, batch, seq_len, margin)
         rec_est = estimate(shape, rec[0], dense, batch, seq_len, margin) if rec else None
         rows.append({
-            "gpu": gpu.name, "arch": gpu.arch, "memory_gib": gpu.memory_gib,
+            "gpu": gpu.name, "arch": gpu.arch.capitalize(), "memory_gib": gpu.memory_gib,
             "usd_per_hour": gpu_price(recipe, gpu.name),
             "fits": mine.total_bytes <= gpu.memory_gib * GIB,
-            "fp8_compute": gpu.compute >= 8.9,
+            "fp8_compute": gpu.compute >= FP8_COMPUTE,
             "max_batch": max_batch(gpu, shape, scheme, dense, seq_len, margin),
             "recommended": rec[0].label if rec else None,
             "recommended_max_batch": rec[1] if rec else None,
             "recommended_total_gib": rec_est.total_bytes / GIB if rec_est else None,
             "example": EXAMPLES[rec[0].label] if rec else None,
         })
-    from pipeline import memory  # memory builds on this module's shapes
-
     return {"model": recipe.model.id, "shape": asdict(shape), "shape_source": source,
             "params": shape.linear_params + shape.other_params, "dense_bytes": dense,
-            "scheme": scheme.label, "batch": batch, "seq_len": seq_len,
+            "scheme": scheme.label, "scheme_needs_fp8_compute": scheme.fp8_compute,
+            "batch": batch, "seq_len": seq_len,
             "estimate": mine.as_gib(), "gpus": rows,
             "run_memory": {"device": resolve_device(recipe.compute.device),
                            "steps": memory.as_rows(memory.predict(recipe, shape))}}
@@ -253,19 +234,19 @@ def render(p: dict[str, Any]) -> str:
         f"model {p['model']}: {p['params'] / 1e9:.3f} B parameters ({p['shape_source']})",
         f"recipe scheme {p['scheme']}, other weights {p['dense_bytes']} bytes each; "
         f"batch {p['batch']} x seq_len {p['seq_len']}:",
-        f"  weights {_size(e['weights_gib'])} + KV cache {_size(e['kv_cache_gib'])}, "
-        f"+{e['margin']:.0%} margin = {_size(e['total_gib'])}",
+        f"  weights {format_size(e['weights_gib'])} + KV cache {format_size(e['kv_cache_gib'])}, "
+        f"+{e['margin']:.0%} margin = {format_size(e['total_gib'])}",
         "",
         f"{'GPU':<9} {'arch':<7} {'GiB':>4} {'$/h':>5}  {'this recipe':<13} {'max batch':>9}"
         "  recommended",
     ]
-    fp8 = p["scheme"].startswith("FP8")
+    fp8 = p["scheme_needs_fp8_compute"]
     for r in p["gpus"]:
         mine = ("fits" if r["fits"] else "does not fit") + ("*" if fp8 and not r["fp8_compute"]
                                                               else "")
         rec = "nothing fits on one GPU: tensor parallelism"
         if r["recommended"]:
-            rec = f"{r['recommended']}, {_size(r['recommended_total_gib'])}"
+            rec = f"{r['recommended']}, {format_size(r['recommended_total_gib'])}"
             if r["recommended_max_batch"] < p["batch"]:
                 rec = f"{r['recommended']} at batch <= {r['recommended_max_batch']} only"
             rec += f" (like {r['example']})"
@@ -276,13 +257,7 @@ def render(p: dict[str, Any]) -> str:
         lines += ["", "* no FP8 compute: FP8 W8A8 needs compute capability >= 8.9 (Ada, Hopper)."]
     lines += ["", "GPU memory is nominal (usable memory is a little lower); $/h are approximate "
               "on-demand prices: override with cost.gpu_usd_per_hour."]
-    from pipeline.memory import render_run_memory
-
-    return "\n".join(lines + render_run_memory(p["run_memory"]))
-
-
-def _size(gib: float) -> str:
-    return f"{gib:.2f} GiB" if gib >= 1 else f"{gib * 1024:.1f} MiB"
+    return "\n".join(lines + memory.render_run_memory(p["run_memory"]))
 
 
 def config_shape(model_dir: Path) -> Geometry:

@@ -48,12 +48,32 @@ class Verdict:
     rule: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True)
+class Gpu:
+    """A GPU `quench plan` sizes: nominal memory, compute capability (FP8 from 8.9), a price."""
+
+    name: str
+    arch: str
+    memory_gib: float
+    compute: float
+    usd_per_hour: float
+
+
 def gpu_arch(gpu: str | None) -> str | None:
     """Architecture of a GPU name (case and spaces ignored); None when unknown or unset."""
     if gpu is None:
         return None
     key = re.sub(r"-\d+GB?$", "", gpu.replace(" ", "").upper()).replace("-", "")  # A100-80G
-    return next((arch for name, arch in matrix()["gpus"].items() if name.upper() == key), None)
+    return next((spec["arch"] for name, spec in matrix()["gpus"].items() if name.upper() == key),
+                None)
+
+
+def sized_gpus() -> tuple[Gpu, ...]:
+    """Every memory variant of matrix.yaml's `gpus` with a `plan` entry, smallest first."""
+    gpus = [Gpu(variant, spec["arch"], memory, spec["compute"], price)
+            for spec in matrix()["gpus"].values()
+            for variant, (memory, price) in spec.get("plan", {}).items()]
+    return tuple(sorted(gpus, key=lambda g: (g.memory_gib, g.usd_per_hour)))
 
 
 def backend_of(engine: str, backend: str | None) -> str | None:

@@ -4,16 +4,34 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import Field
 
+from pipeline.methods.storage import Storage
 from pipeline.registry import Registry
 from pipeline.strict import StrictModel
 
+__all__ = ["METHODS", "Method", "MethodOptions", "ModuleOptions", "NoOptions", "Storage",
+           "get_method", "method_names", "register_method"]
 
-class ModuleOptions(StrictModel):
-    """Which modules a method quantizes; the base of every method's options."""
+
+class MethodOptions(StrictModel):
+    """The base of every method's options model: validated once, handed typed to the method."""
+
+    def __getitem__(self, key: str) -> Any:
+        """Read access by name, for callers written when options were a dict (transitional)."""
+        if key not in type(self).model_fields:
+            raise KeyError(key)
+        return getattr(self, key)
+
+
+class NoOptions(MethodOptions):
+    """The options of a method that takes none."""
+
+
+class ModuleOptions(MethodOptions):
+    """Which modules a method quantizes; the base of most methods' options."""
 
     targets: list[str] = Field(default_factory=lambda: ["Linear"], description="Modules to "
                                "quantize (class names or `re:` patterns).")
@@ -21,29 +39,59 @@ class ModuleOptions(StrictModel):
                               "in full precision.")
 
 
-class Method:
-    """A quantization method: its schemes, its options model and the llmcompressor modifiers."""
+O = TypeVar("O", bound=MethodOptions)  # noqa: E741 - the method's options model
+
+
+class Method(Generic[O]):
+    """A quantization method: its schemes, its options model and the llmcompressor modifiers.
+
+    Every hook receives the options as the validated instance of `options_model`.
+    """
 
     name: ClassVar[str]
     schemes: ClassVar[tuple[str, ...]]
     default_scheme: ClassVar[str]
-    options_model: ClassVar[type[StrictModel]] = StrictModel
+    options_model: ClassVar[type[MethodOptions]] = NoOptions
 
-    def needs_calibration(self, scheme: str, options: dict[str, Any]) -> bool:
+    def parse_options(self, options: dict[str, Any] | MethodOptions | None = None) -> O:
+        """The options as this method's typed model (a dict is validated, defaults filled)."""
+        if isinstance(options, self.options_model):
+            return options  # type: ignore[return-value]
+        raw = options.model_dump() if isinstance(options, MethodOptions) else options or {}
+        return self.options_model.model_validate(raw)  # type: ignore[return-value]
+
+    def needs_calibration(self, scheme: str, options: O) -> bool:
         """Whether this scheme/options combination needs calibration data."""
         return False
 
-    def group_size(self, scheme: str, options: dict[str, Any]) -> int | None:
+    def group_size(self, scheme: str, options: O) -> int | None:
         """The weight group size the checkpoint will use (None: per channel or not grouped)."""
         return None
 
-    def modifiers(self, scheme: str, options: dict[str, Any]) -> list[Any] | str:
+    def storage(self, scheme: str, options: O) -> Storage | None:
+        """What the checkpoint stores per weight, activation and KV entry, for sizing.
+
+        None: the method cannot know before it runs (a raw llmcompressor recipe).
+        """
+        return None
+
+    def modifiers(self, scheme: str, options: O) -> list[Any] | str:
         """The llmcompressor recipe for `oneshot` (modifiers or YAML); empty: no quantization."""
         raise NotImplementedError
 
-    def context(self) -> AbstractContextManager[Any]:
+    def context(self, options: O) -> AbstractContextManager[Any]:
         """Entered around `oneshot`; a method's workaround for a library limitation goes here."""
         return nullcontext()
+
+    def input_file(self, options: O) -> Path | None:
+        """A file the options name whose content shapes the checkpoint (a raw recipe)."""
+        return None
+
+    def targets(self, options: O) -> tuple[list[str], list[str]] | None:
+        """The module targets and ignore patterns (compressed-tensors); None: not by module."""
+        if isinstance(options, ModuleOptions):
+            return options.targets, options.ignore
+        return None
 
     # Methods quantizing with another library (ModelOpt) override the three hooks below; the
     # llmcompressor ones keep the defaults.
@@ -55,8 +103,10 @@ class Method:
     # The saved weights are dense and a quantizer state rounds them at load (ModelOpt's fake
     # quantization): weight errors are read from the in-memory model, not the checkpoint.
     fake_quantized: ClassVar[bool] = False
+    # Keeps one float32 Hessian per Linear of the layer being quantized (GPTQ), for sizing.
+    keeps_hessians: ClassVar[bool] = False
 
-    def quantize(self, model: Any, scheme: str, options: dict[str, Any],
+    def quantize(self, model: Any, scheme: str, options: O,
                  dataset: Any | None) -> list[str] | None:
         """Quantizes `model` in place itself, returning the library warnings worth reporting.
 
@@ -74,11 +124,11 @@ class Method:
         return None
 
 
-METHODS: Registry[Method] = Registry("method", __name__)
+METHODS: Registry[Method[Any]] = Registry("method", __name__)
 register_method = METHODS.register
 
 
-def get_method(name: str) -> Method | None:
+def get_method(name: str) -> Method[Any] | None:
     """The registered method called `name`, or None."""
     cls = METHODS.get(name)
     return cls() if cls else None

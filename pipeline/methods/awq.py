@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field
 
 from pipeline.gpu import accelerator_present
-from pipeline.methods import Method, ModuleOptions, register_method
+from pipeline.methods import Method, ModuleOptions, Storage, register_method
 
 
 class AWQOptions(ModuleOptions):
@@ -20,35 +20,38 @@ class AWQOptions(ModuleOptions):
 
 
 @register_method
-class AWQ(Method):
+class AWQ(Method[AWQOptions]):
     name = "awq"
     schemes = ("W4A16_ASYM", "W4A16")
     default_scheme = "W4A16_ASYM"
     options_model = AWQOptions
 
-    def needs_calibration(self, scheme: str, options: dict[str, Any]) -> bool:
+    def needs_calibration(self, scheme: str, options: AWQOptions) -> bool:
         return True
 
-    def group_size(self, scheme: str, options: dict[str, Any]) -> int | None:
-        return options["group_size"]
+    def group_size(self, scheme: str, options: AWQOptions) -> int | None:
+        return options.group_size
 
-    def modifiers(self, scheme: str, options: dict[str, Any]) -> list[Any]:
+    def storage(self, scheme: str, options: AWQOptions) -> Storage:
+        return Storage(weight_bits=4, group_size=options.group_size,
+                       zero_points=scheme == "W4A16_ASYM")
+
+    def modifiers(self, scheme: str, options: AWQOptions) -> list[Any]:
         from llmcompressor.modifiers.quantization import QuantizationModifier
         from llmcompressor.modifiers.transform.awq import AWQModifier
 
         weights = {
             "num_bits": 4, "type": "int", "symmetric": scheme == "W4A16",
-            "strategy": "group", "group_size": options["group_size"],
+            "strategy": "group", "group_size": options.group_size,
         }
-        groups = {"group_0": {"targets": options["targets"], "weights": weights}}
+        groups = {"group_0": {"targets": options.targets, "weights": weights}}
         return [
-            AWQModifier(duo_scaling=options["duo_scaling"], n_grid=options["n_grid"]),
-            QuantizationModifier(config_groups=groups, ignore=options["ignore"]),
+            AWQModifier(duo_scaling=options.duo_scaling, n_grid=options.n_grid),
+            QuantizationModifier(config_groups=groups, ignore=options.ignore),
         ]
 
-    def context(self) -> Any:
+    def context(self, options: AWQOptions) -> Any:
         return cpu_pin_memory_workaround()
-
 
 
 @contextmanager

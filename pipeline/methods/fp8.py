@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from pipeline.methods import Method, ModuleOptions, register_method
+from pipeline.methods import Method, ModuleOptions, Storage, register_method
 
 KV_CACHE_FP8 = {"num_bits": 8, "type": "float", "strategy": "tensor", "dynamic": False,
                 "symmetric": True}
@@ -17,18 +17,23 @@ class FP8Options(ModuleOptions):
 
 
 @register_method
-class FP8(Method):
+class FP8(Method[FP8Options]):
     name = "fp8"
     schemes = ("FP8_DYNAMIC", "FP8")
     default_scheme = "FP8_DYNAMIC"
     options_model = FP8Options
 
-    def needs_calibration(self, scheme: str, options: dict[str, Any]) -> bool:
-        return scheme == "FP8" or options["kv_cache"]
+    def needs_calibration(self, scheme: str, options: FP8Options) -> bool:
+        return scheme == "FP8" or options.kv_cache
 
-    def modifiers(self, scheme: str, options: dict[str, Any]) -> list[Any]:
+    def storage(self, scheme: str, options: FP8Options) -> Storage:
+        """E4M3 weights (per channel, FP8_DYNAMIC, or per tensor) and activations."""
+        return Storage(weight_bits=8, weight_type="float", activation_bits=8,
+                       activation_type="float", kv_cache_dtype="fp8" if options.kv_cache else None)
+
+    def modifiers(self, scheme: str, options: FP8Options) -> list[Any]:
         from llmcompressor.modifiers.quantization import QuantizationModifier
 
-        kv = KV_CACHE_FP8 if options["kv_cache"] else None
-        return [QuantizationModifier(targets=options["targets"], scheme=scheme,
-                                     ignore=options["ignore"], kv_cache_scheme=kv)]
+        kv = KV_CACHE_FP8 if options.kv_cache else None
+        return [QuantizationModifier(targets=options.targets, scheme=scheme,
+                                     ignore=options.ignore, kv_cache_scheme=kv)]

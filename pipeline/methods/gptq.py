@@ -4,12 +4,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from pipeline.methods import Method, register_method
+from pipeline.methods import Method, Storage, register_method
 from pipeline.methods.weights import (
     WEIGHT_BITS,
     WeightOnlyOptions,
     resolved_group_size,
     weight_config_groups,
+    weight_storage,
 )
 
 
@@ -22,27 +23,31 @@ class GPTQOptions(WeightOnlyOptions):
 
 
 @register_method
-class GPTQ(Method):
+class GPTQ(Method[GPTQOptions]):
     name = "gptq"
     schemes = tuple(WEIGHT_BITS)
     default_scheme = "W4A16"
     options_model = GPTQOptions
+    keeps_hessians = True
 
-    def needs_calibration(self, scheme: str, options: dict[str, Any]) -> bool:
+    def needs_calibration(self, scheme: str, options: GPTQOptions) -> bool:
         return True
 
-    def group_size(self, scheme: str, options: dict[str, Any]) -> int | None:
+    def group_size(self, scheme: str, options: GPTQOptions) -> int | None:
         return resolved_group_size(scheme, options)
 
-    def modifiers(self, scheme: str, options: dict[str, Any]) -> list[Any]:
+    def storage(self, scheme: str, options: GPTQOptions) -> Storage:
+        return weight_storage(scheme, options)
+
+    def modifiers(self, scheme: str, options: GPTQOptions) -> list[Any]:
         from llmcompressor.modifiers.gptq import GPTQModifier
 
         return [
             GPTQModifier(
                 config_groups=weight_config_groups(scheme, options),
-                ignore=options["ignore"],
-                actorder=options["actorder"],
-                dampening_frac=options["dampening_frac"],
-                block_size=options["block_size"],
+                ignore=options.ignore,
+                actorder=options.actorder,
+                dampening_frac=options.dampening_frac,
+                block_size=options.block_size,
             )
         ]

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import Field, field_validator
 
-from pipeline.methods import Method, register_method
-from pipeline.strict import StrictModel
+from pipeline.methods import Method, MethodOptions, register_method
 
 
-class RawRecipeOptions(StrictModel):
+class RawRecipeOptions(MethodOptions):
     recipe: str = Field(description="Path to an llmcompressor recipe YAML file.")
     calibrate: bool = Field(True, description="Whether the recipe needs calibration data.")
 
@@ -32,14 +30,17 @@ class RawRecipeOptions(StrictModel):
 
 
 @register_method
-class RawLLMCompressorRecipe(Method):
+class RawLLMCompressorRecipe(Method[RawRecipeOptions]):
     name = "llmcompressor"
     schemes = ("custom",)
     default_scheme = "custom"
     options_model = RawRecipeOptions
 
-    def needs_calibration(self, scheme: str, options: dict[str, Any]) -> bool:
-        return options["calibrate"]
+    def needs_calibration(self, scheme: str, options: RawRecipeOptions) -> bool:
+        return options.calibrate
 
-    def modifiers(self, scheme: str, options: dict[str, Any]) -> str:
-        return Path(options["recipe"]).read_text()
+    def modifiers(self, scheme: str, options: RawRecipeOptions) -> str:
+        return Path(options.recipe).read_text()
+
+    def input_file(self, options: RawRecipeOptions) -> Path | None:
+        return Path(options.recipe)

@@ -17,8 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from pipeline.methods import Method, register_method
-from pipeline.strict import StrictModel
+from pipeline.methods import Method, MethodOptions, Storage, register_method
 
 # scheme -> the ModelOpt config it starts from (modelopt.torch.quantization.<NAME>)
 CONFIGS = {"FP8": "FP8_DEFAULT_CFG", "INT8_SQ": "INT8_SMOOTHQUANT_CFG",
@@ -26,7 +25,7 @@ CONFIGS = {"FP8": "FP8_DEFAULT_CFG", "INT8_SQ": "INT8_SMOOTHQUANT_CFG",
 _checkpointing = False
 
 
-class ModelOptOptions(StrictModel):
+class ModelOptOptions(MethodOptions):
     kv_cache: bool = Field(False, description="Also quantize the KV cache to FP8 (calibrated "
                            "per-tensor scales, ModelOpt's FP8_KV_CFG).")
     group_size: int = Field(128, ge=16, le=1024, description="INT4_AWQ only: weights sharing "
@@ -45,7 +44,7 @@ class ModelOptOptions(StrictModel):
 
 
 @register_method
-class ModelOpt(Method):
+class ModelOpt(Method[ModelOptOptions]):
     name = "modelopt"
     schemes = ("FP8", "INT8_SQ", "INT4_AWQ")
     default_scheme = "FP8"
@@ -54,16 +53,27 @@ class ModelOpt(Method):
     loads_on_device = True  # calibrates with plain forward passes of the whole model
     fake_quantized = True  # dense weights + modelopt_state.pth quantizers
 
-    def needs_calibration(self, scheme: str, options: dict[str, Any]) -> bool:
+    def needs_calibration(self, scheme: str, options: ModelOptOptions) -> bool:
         return True  # static activation/KV scales, SmoothQuant and AWQ all read activations
 
-    def group_size(self, scheme: str, options: dict[str, Any]) -> int | None:
-        return options["group_size"] if scheme == "INT4_AWQ" else None
+    def group_size(self, scheme: str, options: ModelOptOptions) -> int | None:
+        return options.group_size if scheme == "INT4_AWQ" else None
 
-    def modifiers(self, scheme: str, options: dict[str, Any]) -> list[Any]:
+    def storage(self, scheme: str, options: ModelOptOptions) -> Storage:
+        """FP8: E4M3 weights and activations; INT8_SQ: int8 both; INT4_AWQ: symmetric int4
+        weights in blocks of group_size. kv_cache: an FP8 KV cache."""
+        kv = "fp8" if options.kv_cache else None
+        if scheme == "FP8":
+            return Storage(weight_bits=8, weight_type="float", activation_bits=8,
+                           activation_type="float", kv_cache_dtype=kv)
+        if scheme == "INT8_SQ":
+            return Storage(weight_bits=8, activation_bits=8, kv_cache_dtype=kv)
+        return Storage(weight_bits=4, group_size=options.group_size, kv_cache_dtype=kv)
+
+    def modifiers(self, scheme: str, options: ModelOptOptions) -> list[Any]:
         raise NotImplementedError("modelopt quantizes itself (quantize()), not with llmcompressor")
 
-    def quantize(self, model: Any, scheme: str, options: dict[str, Any],
+    def quantize(self, model: Any, scheme: str, options: ModelOptOptions,
                  dataset: Any | None) -> list[str]:
         import torch
 
@@ -101,18 +111,18 @@ class ModelOpt(Method):
                 "ignore": q.get("exclude_modules")}
 
 
-def quant_config(mtq: Any, scheme: str, options: dict[str, Any]) -> dict[str, Any]:
+def quant_config(mtq: Any, scheme: str, options: ModelOptOptions) -> dict[str, Any]:
     """The scheme's ModelOpt config with the recipe's options applied (a copy)."""
     config = copy.deepcopy(getattr(mtq, CONFIGS[scheme]))
     entries = list(config["quant_cfg"])
     if scheme == "INT4_AWQ":
         for entry in entries:
             if entry.get("quantizer_name") == "*weight_quantizer" and "cfg" in entry:
-                entry["cfg"]["block_sizes"][-1] = options["group_size"]
-        config["algorithm"] = {**config["algorithm"], "method": options["awq"]}
-    if options["kv_cache"]:
+                entry["cfg"]["block_sizes"][-1] = options.group_size
+        config["algorithm"] = {**config["algorithm"], "method": options.awq}
+    if options.kv_cache:
         entries += copy.deepcopy(mtq.FP8_KV_CFG["quant_cfg"])
-    entries += [{"quantizer_name": pattern, "enable": False} for pattern in options["ignore"]]
+    entries += [{"quantizer_name": pattern, "enable": False} for pattern in options.ignore]
     config["quant_cfg"] = entries  # later entries win
     return config
 

@@ -2,14 +2,17 @@
 
 from typing import Any
 
-from pipeline.methods import Method, register_method
+from pipeline.methods import Method, NoOptions, Storage, register_method
 
 
 @register_method
-class NoQuantization(Method):
+class NoQuantization(Method[NoOptions]):
     name = "none"
     schemes = ("none",)
     default_scheme = "none"
 
-    def modifiers(self, scheme: str, options: dict[str, Any]) -> list[Any]:
+    def storage(self, scheme: str, options: NoOptions) -> Storage:
+        return Storage()  # everything at the serving dtype
+
+    def modifiers(self, scheme: str, options: NoOptions) -> list[Any]:
         return []

@@ -2,27 +2,31 @@
 
 from typing import Any
 
-from pipeline.methods import Method, register_method
+from pipeline.methods import Method, Storage, register_method
 from pipeline.methods.weights import (
     WEIGHT_BITS,
     WeightOnlyOptions,
     resolved_group_size,
     weight_config_groups,
+    weight_storage,
 )
 
 
 @register_method
-class RoundToNearest(Method):
+class RoundToNearest(Method[WeightOnlyOptions]):
     name = "rtn"
     schemes = tuple(WEIGHT_BITS)
     default_scheme = "W4A16"
     options_model = WeightOnlyOptions
 
-    def group_size(self, scheme: str, options: dict[str, Any]) -> int | None:
+    def group_size(self, scheme: str, options: WeightOnlyOptions) -> int | None:
         return resolved_group_size(scheme, options)
 
-    def modifiers(self, scheme: str, options: dict[str, Any]) -> list[Any]:
+    def storage(self, scheme: str, options: WeightOnlyOptions) -> Storage:
+        return weight_storage(scheme, options)
+
+    def modifiers(self, scheme: str, options: WeightOnlyOptions) -> list[Any]:
         from llmcompressor.modifiers.quantization import QuantizationModifier
 
         groups = weight_config_groups(scheme, options)
-        return [QuantizationModifier(config_groups=groups, ignore=options["ignore"])]
+        return [QuantizationModifier(config_groups=groups, ignore=options.ignore)]

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from pipeline.methods import Method, ModuleOptions, register_method
+from pipeline.methods import Method, ModuleOptions, Storage, register_method
 
 
 class SmoothQuantOptions(ModuleOptions):
@@ -18,28 +18,32 @@ class SmoothQuantOptions(ModuleOptions):
 
 
 @register_method
-class SmoothQuant(Method):
+class SmoothQuant(Method[SmoothQuantOptions]):
     name = "smoothquant"
     schemes = ("W8A8",)
     default_scheme = "W8A8"
     options_model = SmoothQuantOptions
 
-    def needs_calibration(self, scheme: str, options: dict[str, Any]) -> bool:
+    def needs_calibration(self, scheme: str, options: SmoothQuantOptions) -> bool:
         return True
 
-    def modifiers(self, scheme: str, options: dict[str, Any]) -> list[Any]:
+    def storage(self, scheme: str, options: SmoothQuantOptions) -> Storage:
+        """Symmetric int8 weights per output channel, int8 activations."""
+        return Storage(weight_bits=8, activation_bits=8)
+
+    def modifiers(self, scheme: str, options: SmoothQuantOptions) -> list[Any]:
         from llmcompressor.modifiers.gptq import GPTQModifier
         from llmcompressor.modifiers.quantization import QuantizationModifier
         from llmcompressor.modifiers.transform import SmoothQuantModifier
 
         weights = {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "channel"}
-        dynamic = options["activations"] == "dynamic"
+        dynamic = options.activations == "dynamic"
         inputs = {"num_bits": 8, "type": "int", "symmetric": True, "dynamic": dynamic,
                   "strategy": "token" if dynamic else "tensor"}
-        groups = {"group_0": {"targets": options["targets"], "weights": weights,
+        groups = {"group_0": {"targets": options.targets, "weights": weights,
                               "input_activations": inputs}}
-        quantizer = GPTQModifier if options["weights"] == "gptq" else QuantizationModifier
+        quantizer = GPTQModifier if options.weights == "gptq" else QuantizationModifier
         return [
-            SmoothQuantModifier(smoothing_strength=options["smoothing_strength"]),
-            quantizer(config_groups=groups, ignore=options["ignore"]),
+            SmoothQuantModifier(smoothing_strength=options.smoothing_strength),
+            quantizer(config_groups=groups, ignore=options.ignore),
         ]

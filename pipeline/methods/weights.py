@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from pipeline.methods import ModuleOptions
+from pipeline.methods import ModuleOptions, Storage
 
 # Weight bits of each weight-only scheme; 3/4-bit default to groups of 128, 8-bit to channels.
 WEIGHT_BITS = {"W3A16": 3, "W4A16": 4, "W8A16": 8}
@@ -28,22 +28,28 @@ class WeightOnlyOptions(ModuleOptions):
         return value
 
 
-def resolved_group_size(scheme: str, options: dict[str, Any]) -> int | None:
+def resolved_group_size(scheme: str, options: WeightOnlyOptions) -> int | None:
     """The group size in effect: an int, or None for per-channel."""
-    value = options.get("group_size")
+    value = options.group_size
     if value == "channel":
         return None
     return value if value is not None else DEFAULT_GROUP[WEIGHT_BITS[scheme]]
 
 
-def weight_config_groups(scheme: str, options: dict[str, Any]) -> dict[str, Any]:
+def weight_storage(scheme: str, options: WeightOnlyOptions) -> Storage:
+    """Integer weights at the scheme's bits; a zero point per group when asymmetric."""
+    return Storage(weight_bits=WEIGHT_BITS[scheme], group_size=resolved_group_size(scheme, options),
+                   zero_points=not options.symmetric)
+
+
+def weight_config_groups(scheme: str, options: WeightOnlyOptions) -> dict[str, Any]:
     """compressed-tensors config_groups for an integer weight-only scheme."""
     group = resolved_group_size(scheme, options)
     weights = {
         "num_bits": WEIGHT_BITS[scheme],
         "type": "int",
-        "symmetric": options["symmetric"],
+        "symmetric": options.symmetric,
         "strategy": "group" if group else "channel",
         "group_size": group,
     }
-    return {"group_0": {"targets": options["targets"], "weights": weights}}
+    return {"group_0": {"targets": options.targets, "weights": weights}}

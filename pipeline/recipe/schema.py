@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SerializeAsAny, ValidationError, WithJsonSchema, model_validator
 
-from pipeline.methods import get_method, method_names
+from pipeline.methods import MethodOptions, NoOptions, get_method, method_names
 from pipeline.strict import StrictModel, shorten, suggest
 
 # A run name is a folder name (with suffixes such as `.tmp-<pid>`: well under 255 bytes) and
@@ -49,35 +49,48 @@ class CalibrationSpec(StrictModel):
 class QuantizationSpec(StrictModel):
     method: str = Field("none", description="Quantization method; `none` is the baseline.")
     scheme: str | None = Field(None, description="Scheme of the method (e.g. W4A16).")
-    options: dict[str, Any] = Field(default_factory=dict, description="Method-specific options.")
+    # The method's own options model, validated in _check_method and handed to it typed.
+    options: Annotated[SerializeAsAny[MethodOptions], WithJsonSchema(
+        {"additionalProperties": True, "title": "Options", "type": "object"})] = Field(
+        default_factory=NoOptions, description="Method-specific options.")
 
-    @model_validator(mode="after")
-    def _check_method(self) -> QuantizationSpec:
-        method = get_method(self.method)
+    @model_validator(mode="before")
+    @classmethod
+    def _check_method(cls, data: Any) -> Any:
+        """Resolves the method and scheme, then validates options with the method's model."""
+        if not isinstance(data, dict):
+            return data
+        data, name = dict(data), data.get("method", "none")
+        if not isinstance(name, str) or not isinstance(data.get("scheme") or "", str):
+            return data  # the field types say what is wrong
+        method = get_method(name)
         if method is None:
             raise ValueError(
-                f"method: unknown method {shorten(self.method)}; allowed: "
-                f"{', '.join(method_names())}"
+                f"method: unknown method {shorten(name)}; allowed: {', '.join(method_names())}"
             )
-        if self.scheme is None:
-            self.scheme = method.default_scheme
-        if self.scheme not in method.schemes:
+        scheme = data["scheme"] = data.get("scheme") or method.default_scheme
+        if scheme not in method.schemes:
             allowed = ", ".join(str(s) for s in method.schemes)
             raise ValueError(
-                f"scheme: {shorten(self.scheme)} is not allowed for method {shorten(self.method)}; "
+                f"scheme: {shorten(scheme)} is not allowed for method {shorten(name)}; "
                 f"allowed: {allowed}"
             )
-        try:
-            self.options = method.options_model.model_validate(self.options).model_dump()
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            message = first["msg"].removeprefix("Value error, ")
-            if first["type"] == "extra_forbidden":
-                message = suggest(str(first["loc"][-1]), method.options_model.model_fields,
-                                  f"option for method {shorten(self.method)}")
-            raise ValueError(f"options.{where}: {message}") from None
-        return self
+        data["options"] = _method_options(method, name, data.get("options"))
+        return data
+
+
+def _method_options(method: Any, name: str, options: Any) -> MethodOptions:
+    """The options as the method's model; a ValidationError becomes one `options.<key>` line."""
+    try:
+        return method.parse_options(options)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = suggest(str(first["loc"][-1]), method.options_model.model_fields,
+                              f"option for method {shorten(name)}")
+        raise ValueError(f"options.{where}: {message}") from None
 
 
 class PerplexitySpec(StrictModel):

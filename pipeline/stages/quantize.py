@@ -14,7 +14,7 @@ from pipeline import methods, progress
 from pipeline.compute import peak_memory, release_memory, resolve_device
 from pipeline.contract.stage import Stage, StageContext, StageResult
 from pipeline.errors import StageError
-from pipeline.methods import get_method
+from pipeline.methods import Method, get_method
 from pipeline.metrics.fidelity import (
     checkpoint_weight_errors,
     layer_weight_errors,
@@ -48,8 +48,9 @@ class QuantizeStage(Stage):
 
     def fingerprint(self, recipe: Recipe) -> dict[str, Any]:
         """A raw llmcompressor recipe file is an input: its content enters the key."""
-        recipe_file = recipe.quantization.options.get("recipe")
-        return {"recipe_file": file_sha256(Path(recipe_file))} if recipe_file else {}
+        q = recipe.quantization
+        recipe_file = get_method(q.method).input_file(q.options)
+        return {"recipe_file": file_sha256(recipe_file)} if recipe_file else {}
 
     def code_files(self) -> list[Path]:
         """The stage module and every method module: a method's code shapes the checkpoint."""
@@ -107,14 +108,14 @@ class QuantizeStage(Stage):
         return StageResult(outputs=outputs, metrics=metrics)
 
 
-def _quantize(model: Any, method: Any, ctx: StageContext) -> tuple[list[str], bool]:
+def _quantize(model: Any, method: Method[Any], ctx: StageContext) -> tuple[list[str], bool]:
     """The method's own library (ModelOpt), or llmcompressor's oneshot with its modifiers."""
     q = ctx.recipe.quantization
     warnings = method.quantize(model, q.scheme, q.options, _calibration_dataset(ctx))
     if warnings is not None:
         return warnings, True
     recipe_in = method.modifiers(q.scheme, q.options)
-    return (_oneshot(model, recipe_in, ctx) if recipe_in else []), bool(recipe_in)
+    return (_oneshot(model, method, recipe_in, ctx) if recipe_in else []), bool(recipe_in)
 
 
 def _unpin(model: Any) -> None:
@@ -158,7 +159,8 @@ def _calibration_dataset(ctx: StageContext) -> Any | None:
     return datasets.load_from_disk(str(calibration.path("dataset_dir")))
 
 
-def _oneshot(model: Any, recipe_in: list[Any] | str, ctx: StageContext) -> list[str]:
+def _oneshot(model: Any, method: Method[Any], recipe_in: list[Any] | str, ctx: StageContext
+             ) -> list[str]:
     """Runs llmcompressor's oneshot; returns the warnings it logged (they explain skips)."""
     from llmcompressor import oneshot
     from loguru import logger
@@ -187,8 +189,9 @@ def _oneshot(model: Any, recipe_in: list[Any] | str, ctx: StageContext) -> list[
         or r["message"].startswith("Skipping "),
     )
     try:
-        with get_method(ctx.recipe.quantization.method).context(), \
-                _layer_progress(model, recipe_in, ctx.recipe.quantization.options):
+        options = ctx.recipe.quantization.options
+        with method.context(options), \
+                _layer_progress(model, recipe_in, method.targets(options)):
             oneshot(model=model, recipe=recipe_in, output_dir=None, **kwargs)
     finally:
         logger.remove(sink)
@@ -196,8 +199,8 @@ def _oneshot(model: Any, recipe_in: list[Any] | str, ctx: StageContext) -> list[
 
 
 @contextlib.contextmanager
-def _layer_progress(model: Any, recipe_in: list[Any] | str, options: dict[str, Any]
-                    ) -> Iterator[None]:
+def _layer_progress(model: Any, recipe_in: list[Any] | str,
+                    targets: tuple[list[str], list[str]] | None) -> Iterator[None]:
     """A bar over the modules GPTQ compresses, counted from its per-module `error` METRIC log
     line; a spinner for the other modifiers, which log nothing per module."""
     from loguru import logger
@@ -205,10 +208,10 @@ def _layer_progress(model: Any, recipe_in: list[Any] | str, options: dict[str, A
     gptq = isinstance(recipe_in, list) and any(
         type(m).__name__ == "GPTQModifier" for m in recipe_in)
     total = None
-    if gptq and "targets" in options:
+    if gptq and targets is not None:
         from compressed_tensors.utils import match_named_modules
 
-        total = sum(1 for _ in match_named_modules(model, options["targets"], options["ignore"]))
+        total = sum(1 for _ in match_named_modules(model, *targets))
     sink = logger.add(
         lambda _: progress.advance(),
         filter=lambda r: r["level"].name == "METRIC" and r["message"].startswith("error "))

@@ -79,13 +79,23 @@ def test_gpu_names_map_to_architectures():
     assert {gpu: compat.gpu_arch(gpu) for gpu in expected} == expected
 
 
+def test_plan_sizes_gpus_of_the_one_table():
+    """quench plan's GPUs are the memory variants of matrix.yaml's gpus, never a second list."""
+    from pipeline import plan
+
+    assert [g.name for g in plan.GPUS] == ["T4", "L4", "A10G", "A100-40G", "A100-80G", "H100",
+                                           "H200"]
+    assert all(compat.gpu_arch(g.name) == g.arch for g in plan.GPUS)
+    assert {g.name: g.compute for g in plan.GPUS}["L4"] == 8.9
+
+
 def test_every_rule_cites_its_source_and_every_method_is_mapped():
     m = compat.matrix()
     families = {quant for schemes in m["methods"].values() for _, quant in schemes.values()}
     for rule in m["rules"]:
         assert rule["verdict"] in ("ok", "warn", "reject") and rule["source"].strip(), rule
         assert set(rule.get("quant") or []) <= families, rule
-        assert set(rule.get("arch") or []) <= set(m["gpus"].values()), rule
+        assert set(rule.get("arch") or []) <= {g["arch"] for g in m["gpus"].values()}, rule
     for name in method_names():
         if name == "llmcompressor":  # a raw recipe: its format is unknown in advance
             continue

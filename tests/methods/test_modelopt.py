@@ -94,10 +94,11 @@ def test_a_second_export_from_the_same_model_is_caught(quantized, tiny_model, tm
 
 
 def test_awq_group_size_option_reaches_modelopt(mirror, tiny_model):
-    from pipeline.methods.modelopt import _import, quant_config
+    from pipeline.methods.modelopt import ModelOptOptions, _import, quant_config
 
     mtq = _import("modelopt.torch.quantization")
-    options = {"kv_cache": True, "group_size": 64, "awq": "awq_lite", "ignore": ["*down_proj*"]}
+    options = ModelOptOptions(kv_cache=True, group_size=64, awq="awq_lite",
+                              ignore=["*down_proj*"])
     config = quant_config(mtq, "INT4_AWQ", options)
     weights = [e for e in config["quant_cfg"] if e.get("quantizer_name") == "*weight_quantizer"]
     assert weights[0]["cfg"]["block_sizes"][-1] == 64

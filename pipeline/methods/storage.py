@@ -1,0 +1,32 @@
+"""What a quantized checkpoint stores, in the terms sizing needs: told by the method itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+NumberType = Literal["int", "float"]
+
+
+@dataclass(frozen=True)
+class Storage:
+    """Bits per weight (and per group), activation and KV cache formats of one scheme."""
+
+    weight_bits: int | None = None  # None: dense weights at the serving dtype
+    weight_type: NumberType = "int"
+    group_size: int | None = None  # None: one scale per output channel (or tensor)
+    scale_bytes: int = 2  # one float16/bfloat16 scale per group
+    zero_points: bool = False  # asymmetric: a zero point (at weight_bits) per group
+    activation_bits: int | None = None  # None: activations at the serving dtype
+    activation_type: NumberType = "int"
+    kv_cache_dtype: Literal["fp8"] | None = None  # None: the KV cache at the serving dtype
+
+    @property
+    def quantized(self) -> bool:
+        """Whether anything is stored below the serving dtype."""
+        return (self.weight_bits, self.activation_bits, self.kv_cache_dtype) != (None,) * 3
+
+    @property
+    def needs_fp8_compute(self) -> bool:
+        """FP8 activations run on FP8 tensor cores only (compute capability >= 8.9)."""
+        return self.activation_bits == 8 and self.activation_type == "float"
