@@ -39,10 +39,10 @@ class ModuleOptions(MethodOptions):
                               "in full precision.")
 
 
-O = TypeVar("O", bound=MethodOptions)  # noqa: E741 - the method's options model
+OptionsT = TypeVar("OptionsT", bound=MethodOptions)  # the method's options model
 
 
-class Method(Generic[O]):
+class Method(Generic[OptionsT]):
     """A quantization method: its schemes, its options model and the llmcompressor modifiers.
 
     Every hook receives the options as the validated instance of `options_model`.
@@ -53,41 +53,41 @@ class Method(Generic[O]):
     default_scheme: ClassVar[str]
     options_model: ClassVar[type[MethodOptions]] = NoOptions
 
-    def parse_options(self, options: dict[str, Any] | MethodOptions | None = None) -> O:
+    def parse_options(self, options: dict[str, Any] | MethodOptions | None = None) -> OptionsT:
         """The options as this method's typed model (a dict is validated, defaults filled)."""
         if isinstance(options, self.options_model):
             return options  # type: ignore[return-value]
         raw = options.model_dump() if isinstance(options, MethodOptions) else options or {}
         return self.options_model.model_validate(raw)  # type: ignore[return-value]
 
-    def needs_calibration(self, scheme: str, options: O) -> bool:
+    def needs_calibration(self, scheme: str, options: OptionsT) -> bool:
         """Whether this scheme/options combination needs calibration data."""
         return False
 
-    def group_size(self, scheme: str, options: O) -> int | None:
+    def group_size(self, scheme: str, options: OptionsT) -> int | None:
         """The weight group size the checkpoint will use (None: per channel or not grouped)."""
         return None
 
-    def storage(self, scheme: str, options: O) -> Storage | None:
+    def storage(self, scheme: str, options: OptionsT) -> Storage | None:
         """What the checkpoint stores per weight, activation and KV entry, for sizing.
 
         None: the method cannot know before it runs (a raw llmcompressor recipe).
         """
         return None
 
-    def modifiers(self, scheme: str, options: O) -> list[Any] | str:
+    def modifiers(self, scheme: str, options: OptionsT) -> list[Any] | str:
         """The llmcompressor recipe for `oneshot` (modifiers or YAML); empty: no quantization."""
         raise NotImplementedError
 
-    def context(self, options: O) -> AbstractContextManager[Any]:
+    def context(self, options: OptionsT) -> AbstractContextManager[Any]:
         """Entered around `oneshot`; a method's workaround for a library limitation goes here."""
         return nullcontext()
 
-    def input_file(self, options: O) -> Path | None:
+    def input_file(self, options: OptionsT) -> Path | None:
         """A file the options name whose content shapes the checkpoint (a raw recipe)."""
         return None
 
-    def targets(self, options: O) -> tuple[list[str], list[str]] | None:
+    def targets(self, options: OptionsT) -> tuple[list[str], list[str]] | None:
         """The module targets and ignore patterns (compressed-tensors); None: not by module."""
         if isinstance(options, ModuleOptions):
             return options.targets, options.ignore
@@ -106,7 +106,7 @@ class Method(Generic[O]):
     # Keeps one float32 Hessian per Linear of the layer being quantized (GPTQ), for sizing.
     keeps_hessians: ClassVar[bool] = False
 
-    def quantize(self, model: Any, scheme: str, options: O,
+    def quantize(self, model: Any, scheme: str, options: OptionsT,
                  dataset: Any | None) -> list[str] | None:
         """Quantizes `model` in place itself, returning the library warnings worth reporting.
 
