@@ -19,12 +19,6 @@ __all__ = ["METHODS", "Method", "MethodOptions", "ModuleOptions", "NoOptions", "
 class MethodOptions(StrictModel):
     """The base of every method's options model: validated once, handed typed to the method."""
 
-    def __getitem__(self, key: str) -> Any:
-        """Read access by name, for callers written when options were a dict (transitional)."""
-        if key not in type(self).model_fields:
-            raise KeyError(key)
-        return getattr(self, key)
-
 
 class NoOptions(MethodOptions):
     """The options of a method that takes none."""

@@ -46,7 +46,7 @@ def test_overrides_are_typed_as_yaml():
     assert recipe.quantization.scheme == "W8A16"
     assert recipe.evaluation.perplexity.max_windows == 3
     assert recipe.model.trust_remote_code is True
-    assert recipe.quantization.options["ignore"] == ["lm_head", "foo"]
+    assert recipe.quantization.options.ignore == ["lm_head", "foo"]
 
 
 def test_override_syntax_errors_are_named():
