@@ -22,7 +22,7 @@ from typing import Any
 from pipeline import compat
 from pipeline.contract.manifest import Manifest
 from pipeline.contract.stage import Stage, StageContext, StageResult
-from pipeline.engines import get_engine
+from pipeline.engines import Engine, get_engine
 from pipeline.engines import tensorrt_llm as trt
 from pipeline.gpu import cuda_device_count
 from pipeline.recipe.schema import Recipe
@@ -48,9 +48,9 @@ class BuildStage(Stage):
 
     def fingerprint(self, recipe: Recipe) -> dict[str, Any]:
         """Whether this host can build enters the key: a GPU host does not reuse a plan."""
-        if recipe.target is None or recipe.target.engine != "tensorrt-llm":
+        engine = _builder(recipe)
+        if engine is None:
             return {}
-        engine = get_engine("tensorrt-llm", recipe.target.environment)
         return {"cuda_devices": cuda_device_count(), "versions": engine.versions()}
 
     def code_files(self) -> list[Path]:
@@ -60,7 +60,7 @@ class BuildStage(Stage):
     def skip_reason(self, recipe: Recipe, inputs: dict[str, Manifest]) -> str | None:
         if recipe.target is None:
             return "the recipe has no target engine"
-        if recipe.target.engine != "tensorrt-llm":
+        if _builder(recipe) is None:
             return f"engine {recipe.target.engine} loads the checkpoint as it is: nothing to build"
         if inputs["checkpoint"].skipped:
             return "no exported checkpoint (export was skipped)"
@@ -88,6 +88,14 @@ class BuildStage(Stage):
             check_logged(plan.real(plan.build, ctx.out_dir), ctx.out_dir, None,
                          ctx.out_dir / "trtllm-build.log", "trtllm-build")
         return StageResult(outputs={**outputs, **plan.served(ctx.out_dir)})
+
+
+def _builder(recipe: Recipe) -> Engine | None:
+    """The target engine when it serves what this stage builds (capabilities.builds)."""
+    if recipe.target is None:
+        return None
+    engine = get_engine(recipe.target.engine, recipe.target.environment)
+    return engine if engine.capabilities.builds else None
 
 
 @dataclass
