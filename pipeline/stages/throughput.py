@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipeline import plan, progress, serving
+from pipeline import engines, plan, progress, serving
 from pipeline.contract.manifest import Manifest
 from pipeline.contract.stage import Stage, StageContext, StageResult
 from pipeline.engines import Engine, ServedEngine, Server, get_engine
@@ -52,9 +52,11 @@ class ThroughputStage(Stage):
         return {"engine_versions": engine.versions(), "gpus": gpu_names()}
 
     def code_files(self) -> list[Path]:
-        """plan's formula and the serving package (process life, client, sampler, rows)."""
-        package = Path(inspect.getfile(serving)).parent
-        return [*super().code_files(), Path(inspect.getfile(plan)), *sorted(package.glob("*.py"))]
+        """plan's formula, the engines and the serving package (process, client, sampler)."""
+        found = [Path(inspect.getfile(plan))]
+        for package in (engines, serving):
+            found += sorted(Path(inspect.getfile(package)).parent.glob("*.py"))
+        return [*super().code_files(), *found]
 
     def skip_reason(self, recipe: Recipe, inputs: dict[str, Manifest]) -> str | None:
         target = recipe.target
