@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pipeline.engines import get_engine
 from pipeline.errors import StageError
-from pipeline.stages.throughput import Sampler
+from pipeline.serving.telemetry import Sampler
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -7,6 +7,4 @@ from pipeline.engines import Engine, register_engine
 
 @register_engine
 class HfEngine(Engine):
-    name = "hf"
-    served = False
-
+    name = "hf"  # the base's capabilities: in-process, no server, no build

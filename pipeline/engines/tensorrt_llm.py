@@ -4,36 +4,42 @@ TensorRT-LLM cannot be installed on machines without CUDA (its wheels download f
 index, and `import tensorrt_llm` needs libcuda.so.1), so it is never imported here: every
 command runs in the recipe's environment (a venv, `target.environment`) or container
 (`target.options.container`, e.g. NVIDIA's TensorRT-LLM release image). This module only knows
-the commands, checks whether they can run, and runs them on a GPU host. The flags follow the
-1.x command references (trtllm-build, trtllm-serve, trtllm-bench; see README).
+the commands, checks whether they can run, and serves on a GPU host (process life:
+pipeline/serving/process.py; measured with the shared benchmark client, from the default vLLM
+environment). It serves what the build stage makes (`capabilities.builds`). The flags follow
+the 1.x command references (trtllm-build, trtllm-serve, trtllm-bench; see README).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
-import subprocess
-import time
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from pipeline import progress
-from pipeline.engines import Engine, Server, installed_versions, register_engine
+from pipeline.engines import (
+    EngineCapabilities,
+    ServedEngine,
+    Server,
+    installed_versions,
+    register_engine,
+)
 from pipeline.engines.options import parse_options as parse_engine_options
-from pipeline.engines.vllm import healthy, log_tail, pick_port, stop_process_group
 from pipeline.errors import StageError
 from pipeline.gpu import cuda_device_count
+from pipeline.serving.process import HOST, serving
 from pipeline.strict import StrictModel
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_ENV = REPO / ".venvs" / "tensorrt-llm"
 VERSIONS_OF = ("tensorrt_llm", "tensorrt-llm", "tensorrt", "torch", "transformers")
 BACKENDS = ("pytorch", "tensorrt")
+BUILD_KEYS = ("backend", "tokenizer")  # serve options the build stage adds (its serve_options)
 
 
 class TrtllmOptions(StrictModel):
@@ -73,22 +79,23 @@ def parse_options(options: dict[str, Any]) -> TrtllmOptions:
 
 
 @register_engine
-class TensorRtLlmEngine(Engine):
+class TensorRtLlmEngine(ServedEngine):
     name = "tensorrt-llm"
     options_model = TrtllmOptions
     make_target = None  # not installable here: NVIDIA's container or a venv on a GPU host
+    capabilities: ClassVar[EngineCapabilities] = EngineCapabilities(
+        served=True, benchmark=True, builds=True)
 
     @property
     def env_dir(self) -> Path:
         return Path(self.environment).expanduser().resolve() if self.environment else DEFAULT_ENV
-
 
     def unavailable_reason(self, options: dict[str, Any] | None = None) -> str | None:
         if cuda_device_count() == 0:
             return "no CUDA device"
         container = (options or {}).get("container")
         if container:
-            return None if _which("docker") else "docker not found (target.options.container)"
+            return None if shutil.which("docker") else "docker not found (target.options.container)"
         if "tensorrt_llm" not in self.versions() and "tensorrt-llm" not in self.versions():
             return "tensorrt_llm not installed"
         return None
@@ -100,7 +107,7 @@ class TensorRtLlmEngine(Engine):
         """trtllm-serve loads HF-layout checkpoints; quench's ModelOpt evaluation copy is not."""
         if (Path(model_dir) / "modelopt_state.pth").is_file():
             return ("a ModelOpt fake-quantized evaluation checkpoint: TensorRT-LLM loads the "
-                    "export stage's checkpoint (served and benchmarked by the build stage)")
+                    "build stage's model_dir (the export's checkpoint or the built engine)")
         return None
 
     def command_prefix(self, options: TrtllmOptions, mounts: list[Path],
@@ -126,42 +133,30 @@ class TensorRtLlmEngine(Engine):
         """trtllm-serve on 127.0.0.1; options are target.options plus, from the build stage,
         `backend` (default pytorch) and `tokenizer` (an engine folder has none).
         trust_remote_code is not passed on (not verified against trtllm-serve here)."""
-        opts = parse_options({k: v for k, v in options.items()
-                              if k not in ("backend", "tokenizer")})
         reason = self.unavailable_reason(options)
         if reason:
             raise StageError(f"tensorrt-llm: {reason}")
-        workdir.mkdir(parents=True, exist_ok=True)
-        backend = options.get("backend", "pytorch")
-        port = pick_port(opts.port)
-        extra = write_extra_options(opts, workdir)
-        cmd = self.command_prefix(opts, [model_dir, workdir], network=True) + serve_command(
-            self.tool("trtllm-serve", opts), model_dir, backend, opts, port, extra=extra,
-            tokenizer=options.get("tokenizer"))
-        log_path = workdir / "server.log"
-        with log_path.open("wb") as log:
-            log.write(("$ " + shlex.join(cmd) + "\n").encode())
-            log.flush()
-            proc = subprocess.Popen(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True,
-                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
-            with progress.task("trtllm-serve starting"):
-                _wait_healthy(proc, port, opts.startup_timeout_s, log_path)
-            yield Server(f"http://127.0.0.1:{port}", str(model_dir), proc.pid, log_path)
-        finally:
-            stop_process_group(proc)
+            opts = parse_options({k: v for k, v in options.items() if k not in BUILD_KEYS})
+        except ValueError as exc:
+            raise StageError(str(exc)) from None
+        workdir.mkdir(parents=True, exist_ok=True)
+        tokenizer = options.get("tokenizer")
+        with serving(lambda port: self.serve_argv(Path(model_dir), workdir, opts, port,
+                                                  options.get("backend", "pytorch"), tokenizer),
+                     "trtllm-serve", workdir, {**os.environ, "PYTHONUNBUFFERED": "1"},
+                     workdir / "server.log", opts.startup_timeout_s, opts.port,
+                     poll=2) as (proc, port):
+            yield Server(f"http://{HOST}:{port}", str(model_dir), proc.pid,
+                         workdir / "server.log")
 
-    def benchmark(self, server: Server, tokenizer: Path, concurrency: int,
-                  params: dict[str, Any], out_dir: Path, timeout: float) -> dict[str, Any]:
-        """The serving benchmark the vllm engine uses (vLLM's client, from its environment)."""
-        from pipeline.engines.vllm import VllmEngine
-
-        client = VllmEngine()
-        reason = client.unavailable_reason()
-        if reason:
-            raise StageError(f"serving benchmark client unavailable: {reason}")
-        return client.benchmark(server, tokenizer, concurrency, params, out_dir, timeout)
+    def serve_argv(self, model_dir: Path, workdir: Path, opts: TrtllmOptions, port: int,
+                   backend: str, tokenizer: str | Path | None) -> list[str]:
+        """The full trtllm-serve command here (with the container prefix when there is one)."""
+        extra = write_extra_options(opts, workdir)
+        return self.command_prefix(opts, [model_dir, workdir], network=True) + serve_command(
+            self.tool("trtllm-serve", opts), model_dir, backend, opts, port, extra=extra,
+            tokenizer=Path(tokenizer) if tokenizer else None)
 
 
 def write_extra_options(options: TrtllmOptions, workdir: Path) -> Path | None:
@@ -249,24 +244,3 @@ def write_bench_dataset(path: Path, vocab_size: int, input_len: int, output_len:
             fh.write(json.dumps({"task_id": task, "input_ids": ids,
                                  "output_tokens": output_len}) + "\n")
     return path
-
-
-def _wait_healthy(proc: subprocess.Popen[bytes], port: int, timeout: float,
-                  log_path: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        code = proc.poll()
-        if code is not None:
-            raise StageError(f"trtllm-serve exited with code {code} during start-up; last lines "
-                             f"of {log_path}:\n{log_tail(log_path)}")
-        if healthy(f"http://127.0.0.1:{port}"):
-            return
-        time.sleep(2)
-    raise StageError(f"trtllm-serve not healthy after {timeout:.0f} s (target.options."
-                     f"startup_timeout_s); last lines of {log_path}:\n{log_tail(log_path)}")
-
-
-def _which(name: str) -> str | None:
-    import shutil
-
-    return shutil.which(name)

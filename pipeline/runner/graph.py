@@ -24,7 +24,8 @@ PIPELINE: tuple[Node, ...] = (
     Node("calibrate", "calibrate", {"model": "resolve"}),
     Node("quantize", "quantize", {"model": "resolve", "calibration": "calibrate"}),
     # The checkpoint the target engine loads (ModelOpt exports), validated offline; then the
-    # TensorRT-LLM engine build / serve / bench, or its build_plan.sh where there is no GPU.
+    # folder TensorRT-LLM serves (trtllm-build's engine, or the export's checkpoint) and
+    # build_plan.sh, everywhere (skipped, with the plan, where there is no GPU).
     Node("export", "export", {"model": "quantize", "source": "resolve"}),
     Node("build", "build", {"checkpoint": "export"}),
     # The unquantized model is evaluated with the same protocol; its cache entry is shared by
@@ -32,10 +33,11 @@ PIPELINE: tuple[Node, ...] = (
     Node("baseline_eval", "evaluate", {"model": "resolve"}),
     Node("evaluate", "evaluate", {"model": "quantize", "reference": "baseline_eval"}),
     # lm-eval tasks, the same way: the baseline's entry is shared by recipes on the same model.
+    # A served engine that builds (capabilities.builds) loads `build`'s model_dir, others `model`.
     Node("baseline_lm_eval", "lm_eval", {"model": "resolve"}),
-    Node("lm_eval", "lm_eval", {"model": "quantize"}),
-    # Concurrency sweep of the quantized checkpoint on the target engine's server.
-    Node("throughput", "throughput", {"model": "quantize"}),
+    Node("lm_eval", "lm_eval", {"model": "quantize", "build": "build"}),
+    # Concurrency sweep on the target engine's server: of what it loads, as for lm_eval.
+    Node("throughput", "throughput", {"model": "quantize", "build": "build"}),
     Node(
         "report",
         "report",

@@ -1,12 +1,13 @@
-"""build: TensorRT-LLM engine build, serving and throughput for the exported checkpoint.
+"""build: the folder TensorRT-LLM serves, and the commands to deploy it, for the exported
+checkpoint.
 
-Backend `pytorch` (the LLM API) loads the exported HF checkpoint directly; backend `tensorrt`
-(legacy) first builds an engine with trtllm-build. Then trtllm-bench measures offline
-throughput, trtllm-serve starts the OpenAI-compatible server and the serving benchmark the vllm
-engine uses (vLLM's client) measures it. That runs only where a CUDA device and TensorRT-LLM
-(in target.environment or target.options.container) are present. Everywhere, the stage writes
-build_plan.sh with the exact commands; without CUDA or TensorRT-LLM its status is
-`skipped: <reason>` and it reports no number.
+Backend `tensorrt` (legacy) builds an engine with trtllm-build on a GPU host: its `engine/`
+folder is the manifest's `model_dir`. Backend `pytorch` (the LLM API) loads the exported HF
+checkpoint directly: `model_dir` is the export's. The build stage serves and measures nothing:
+the throughput and lm_eval stages serve `model_dir` like any engine's (capabilities.builds).
+Everywhere, the stage writes build_plan.sh (build, serve, the shared serving benchmark
+command, and an optional trtllm-bench line) and plan.json; without CUDA or TensorRT-LLM its
+status is `skipped: <reason>`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 import inspect
 import json
 import shlex
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,15 +22,17 @@ from typing import Any
 from pipeline import compat
 from pipeline.contract.manifest import Manifest
 from pipeline.contract.stage import Stage, StageContext, StageResult
-from pipeline.engines import get_engine
+from pipeline.engines import Engine, get_engine
 from pipeline.engines import tensorrt_llm as trt
-from pipeline.errors import StageError
 from pipeline.gpu import cuda_device_count
 from pipeline.recipe.schema import Recipe
+from pipeline.serving import bench_client
+from pipeline.serving.process import check_logged
 from pipeline.stages import register_stage
 
 HERE = "__HERE__"  # the stage folder: "$PWD" in build_plan.sh, its real path when run here
 PLAN_PORT = 8000
+PLAN_CLIENT = "${VLLM:-vllm}"  # build_plan.sh: the `vllm` executable of a vLLM environment
 DEFAULT_BENCH = {"concurrency": [1], "input_len": 128, "output_len": 128, "num_prompts": 64,
                  "seed": 0, "warmups": 1}
 
@@ -43,24 +44,23 @@ class BuildStage(Stage):
     def config(self, recipe: Recipe) -> dict[str, Any]:
         target, spec = recipe.target, recipe.evaluation.throughput
         return {"target": target.model_dump() if target else None, "model": recipe.model.id,
-                "bench": spec.model_dump() if spec else DEFAULT_BENCH,
-                "lm_eval": (recipe.evaluation.lm_eval.tasks if recipe.evaluation.lm_eval
-                            else None)}
+                "bench": spec.model_dump() if spec else DEFAULT_BENCH}
 
     def fingerprint(self, recipe: Recipe) -> dict[str, Any]:
         """Whether this host can build enters the key: a GPU host does not reuse a plan."""
-        if recipe.target is None or recipe.target.engine != "tensorrt-llm":
+        engine = _builder(recipe)
+        if engine is None:
             return {}
-        engine = get_engine("tensorrt-llm", recipe.target.environment)
         return {"cuda_devices": cuda_device_count(), "versions": engine.versions()}
 
     def code_files(self) -> list[Path]:
-        return [*super().code_files(), Path(inspect.getfile(trt))]
+        return [*super().code_files(), Path(inspect.getfile(trt)),
+                Path(inspect.getfile(bench_client))]
 
     def skip_reason(self, recipe: Recipe, inputs: dict[str, Manifest]) -> str | None:
         if recipe.target is None:
             return "the recipe has no target engine"
-        if recipe.target.engine != "tensorrt-llm":
+        if _builder(recipe) is None:
             return f"engine {recipe.target.engine} loads the checkpoint as it is: nothing to build"
         if inputs["checkpoint"].skipped:
             return "no exported checkpoint (export was skipped)"
@@ -84,9 +84,18 @@ class BuildStage(Stage):
         if reason:
             return StageResult(outputs={**outputs, "not_run": reason},
                                status=f"skipped: {reason}")
-        metrics = run_plan(plan, ctx.out_dir)
-        return StageResult(outputs={**outputs, "model_dir": plan.served_model(ctx.out_dir)},
-                           metrics=metrics)
+        if plan.build:
+            check_logged(plan.real(plan.build, ctx.out_dir), ctx.out_dir, None,
+                         ctx.out_dir / "trtllm-build.log", "trtllm-build")
+        return StageResult(outputs={**outputs, **plan.served(ctx.out_dir)})
+
+
+def _builder(recipe: Recipe) -> Engine | None:
+    """The target engine when it serves what this stage builds (capabilities.builds)."""
+    if recipe.target is None:
+        return None
+    engine = get_engine(recipe.target.engine, recipe.target.environment)
+    return engine if engine.capabilities.builds else None
 
 
 @dataclass
@@ -98,12 +107,10 @@ class Plan:
     backend: str
     checkpoint: Path
     source: Path
-    model_id: str
     quant_algo: str | None
     kv_algo: str | None
     vocab_size: int
     bench: dict[str, Any]
-    lm_eval_tasks: list[str] | None
     dataset: str = "bench_dataset.jsonl"
     build: list[str] | None = None
     bench_cmd: list[str] = field(default_factory=list)
@@ -113,13 +120,36 @@ class Plan:
     def extra(self) -> str | None:
         return f"{HERE}/extra_llm_api_options.yaml" if self.options.extra_llm_api_options else None
 
+    @property
+    def tokenizer(self) -> Path:
+        """An engine folder has no tokenizer: the source model's; the checkpoint has one."""
+        return self.source if self.backend == "tensorrt" else self.checkpoint
+
     def served_model(self, here: Path) -> str:
         return str(here / "engine") if self.backend == "tensorrt" else str(self.checkpoint)
 
+    def served(self, here: Path) -> dict[str, Any]:
+        """The manifest outputs the serving stages read: the folder, tokenizer, serve options."""
+        options: dict[str, Any] = {"backend": self.backend}
+        if self.backend == "tensorrt":
+            options["tokenizer"] = str(self.source)
+        return {"model_dir": self.served_model(here), "tokenizer_dir": str(self.tokenizer),
+                "serve_options": options}
+
+    @staticmethod
+    def real(cmd: list[str], here: Path) -> list[str]:
+        return [part.replace(HERE, str(here)) for part in cmd]
+
+    def serving_benchmarks(self, client: str) -> list[list[str]]:
+        """The throughput stage's client command lines against the plan's server."""
+        return [bench_client.bench_command(
+            [client, "bench", "serve"], f"http://127.0.0.1:{self.options.port or PLAN_PORT}",
+            self.served_model(Path(HERE)), self.tokenizer, c, self.bench, HERE,
+            bench_client.result_name(c)) for c in self.bench["concurrency"]]
+
     def as_dict(self) -> dict[str, Any]:
-        return {"build": self.build, "bench": self.bench_cmd, "serve": self.serve,
-                "serving_benchmark": [serving_bench_command(self, c, "vllm")
-                                      for c in self.bench["concurrency"]]}
+        return {"build": self.build, "serve": self.serve,
+                "serving_benchmark": self.serving_benchmarks("vllm"), "bench": self.bench_cmd}
 
 
 def make_plan(recipe: Recipe, checkpoint: Manifest) -> Plan:
@@ -132,24 +162,23 @@ def make_plan(recipe: Recipe, checkpoint: Manifest) -> Plan:
     facts = checkpoint.outputs["validation"]
     vocab = json.loads((source / "config.json").read_text())["vocab_size"]
     spec = recipe.evaluation.throughput
-    plan = Plan(engine, options, backend, ckpt, source, recipe.model.id, facts.get("quant_algo"),
+    plan = Plan(engine, options, backend, ckpt, source, facts.get("quant_algo"),
                 facts.get("kv_cache_quant_algo"), int(vocab),
-                spec.model_dump() if spec else dict(DEFAULT_BENCH),
-                recipe.evaluation.lm_eval.tasks if recipe.evaluation.lm_eval else None)
+                spec.model_dump() if spec else dict(DEFAULT_BENCH))
     mounts = [ckpt, source, Path(HERE)]
     prefix = engine.command_prefix(options, mounts)
     if prefix:
         prefix = [*prefix[:-1], "-w", HERE, prefix[-1]]
     extra = Path(plan.extra) if plan.extra else None
-    if backend == "tensorrt":
+    engine_dir = Path(f"{HERE}/engine") if backend == "tensorrt" else None
+    if engine_dir is not None:
         plan.build = prefix + trt.build_command(
-            engine.tool("trtllm-build", options), ckpt, Path(f"{HERE}/engine"), plan.quant_algo,
+            engine.tool("trtllm-build", options), ckpt, engine_dir, plan.quant_algo,
             plan.kv_algo, options)
     plan.bench_cmd = prefix + trt.bench_command(
         engine.tool("trtllm-bench", options), recipe.model.id,
         source if backend == "tensorrt" else ckpt, Path(f"{HERE}/{plan.dataset}"), backend,
-        options, Path(f"{HERE}/trtllm_bench.json"),
-        engine_dir=Path(f"{HERE}/engine") if backend == "tensorrt" else None, extra=extra)
+        options, Path(f"{HERE}/trtllm_bench.json"), engine_dir=engine_dir, extra=extra)
     serve_prefix = engine.command_prefix(options, mounts, network=True)
     plan.serve = serve_prefix + trt.serve_command(
         engine.tool("trtllm-serve", options), Path(plan.served_model(Path(HERE))), backend,
@@ -158,38 +187,11 @@ def make_plan(recipe: Recipe, checkpoint: Manifest) -> Plan:
     return plan
 
 
-def serving_bench_command(plan: Plan, concurrency: int, vllm: str) -> list[str]:
-    """vLLM's serving benchmark client against trtllm-serve (what the vllm engine runs)."""
-    b = plan.bench
-    return [vllm, "bench", "serve", "--backend", "openai", "--base-url",
-            f"http://127.0.0.1:{plan.options.port or PLAN_PORT}", "--endpoint", "/v1/completions",
-            "--model", plan.served_model(Path(HERE)), "--tokenizer", str(plan.source),
-            "--dataset-name", "random", "--random-input-len", str(b["input_len"]),
-            "--random-output-len", str(b["output_len"]), "--random-range-ratio", "0",
-            "--num-prompts", str(b["num_prompts"]), "--seed", str(b["seed"]),
-            "--max-concurrency", str(concurrency), "--request-rate", "inf", "--ignore-eos",
-            "--temperature", "0", "--percentile-metrics", "ttft,tpot,itl,e2el",
-            "--save-result", "--result-dir", HERE, "--result-filename",
-            f"serve_c{concurrency}.json"]
-
-
-def lm_eval_command(plan: Plan, recipe: Recipe) -> list[str] | None:
-    """lm-eval's local-completions model against trtllm-serve (quench's own environment)."""
-    if not plan.lm_eval_tasks:
-        return None
-    repo = Path(__file__).resolve().parents[2]
-    args = (f"base_url=http://127.0.0.1:{plan.options.port or PLAN_PORT}/v1/completions,"
-            f"model={plan.served_model(Path(HERE))},tokenizer={plan.source},"
-            "tokenizer_backend=huggingface,num_concurrent=1,max_retries=3")
-    return [sys.executable, "-m", "lm_eval", "--model", "local-completions", "--model_args",
-            args, "--tasks", ",".join(plan.lm_eval_tasks), "--include_path",
-            str(repo / "evals"), "--output_path", f"{HERE}/lm_eval"]
-
-
 def render_script(plan: Plan, recipe: Recipe) -> str:
     """build_plan.sh: the same commands, to run on a GPU host with TensorRT-LLM 1.x."""
     def line(cmd: list[str]) -> str:
-        return shlex.join(cmd).replace(HERE, '"$PWD"')
+        return shlex.join(cmd).replace(HERE, '"$PWD"').replace(
+            f"'{PLAN_CLIENT}'", f'"{PLAN_CLIENT}"')
 
     where = (f"in the container {plan.options.container}" if plan.options.container else
              f"with the environment {plan.engine.env_dir}")
@@ -199,68 +201,19 @@ def render_script(plan: Plan, recipe: Recipe) -> str:
            f"{where}.",
            f"# Checkpoint: {plan.checkpoint} (validated offline: quant_algo "
            f"{plan.quant_algo}, KV cache {plan.kv_algo}).",
-           "# Needs a CUDA GPU. Outputs land next to this script.",
+           "# Needs a CUDA GPU. Outputs land next to this script. On such a host `quench run`",
+           "# itself builds (step 1) and its throughput/lm_eval stages serve and measure.",
            "set -euo pipefail", 'cd "$(dirname "$0")"', ""]
     steps = [("Build the TensorRT engine (legacy backend)", [line(plan.build)] if plan.build
               else []),
-             ("Offline throughput (bench_dataset.jsonl is written by quench)",
-              [line(plan.bench_cmd)]),
              ("Serve (OpenAI-compatible) and wait until healthy",
               [line(plan.serve) + " &", "SERVER=$!", "trap 'kill $SERVER' EXIT",
                f"until curl -sf http://127.0.0.1:{port}/health >/dev/null; do sleep 5; done"]),
-             ("Serving benchmark: vLLM's client, as the vllm engine's throughput stage (VLLM: "
-              "the `vllm` executable of an environment with vLLM)",
-              [line(serving_bench_command(plan, c, "${VLLM:-vllm}")).replace(
-                  "'${VLLM:-vllm}'", '"${VLLM:-vllm}"') for c in plan.bench["concurrency"]])]
-    lm = lm_eval_command(plan, recipe)
-    if lm:
-        steps.append(("lm-eval through the server (local-completions)", [line(lm)]))
+             ("Serving benchmark: vLLM's client, as the throughput stage runs it (VLLM: the "
+              "`vllm` executable of an environment with vLLM)",
+              [line(cmd) for cmd in plan.serving_benchmarks(PLAN_CLIENT)]),
+             ("Optional, not run by quench: trtllm-bench offline throughput "
+              "(bench_dataset.jsonl is written by quench)", [line(plan.bench_cmd)])]
     for number, (title, lines) in enumerate([s for s in steps if s[1]], start=1):
         out += [f"# {number}. {title}", *lines, ""]
     return "\n".join(out) + "\n"
-
-
-def run_plan(plan: Plan, here: Path) -> dict[str, float]:
-    """On a GPU host: the plan's commands for real; metrics from the tools' own reports."""
-    def real(cmd: list[str]) -> list[str]:
-        return [part.replace(HERE, str(here)) for part in cmd]
-
-    if plan.build:
-        _run(real(plan.build), here, "trtllm-build")
-    _run(real(plan.bench_cmd), here, "trtllm-bench")
-    metrics = {f"trtllm_bench_{k}": v for k, v in
-               _numbers(json.loads((here / "trtllm_bench.json").read_text())).items()}
-    options = {**plan.options.model_dump(), "backend": plan.backend}
-    if plan.backend == "tensorrt":
-        options["tokenizer"] = plan.source
-    with plan.engine.serve(Path(plan.served_model(here)), here / "server", options) as server:
-        for c in plan.bench["concurrency"]:
-            try:
-                result = plan.engine.benchmark(server, plan.source, c, plan.bench, here, 3600)
-            except StageError as exc:  # no vLLM client here: trtllm-bench's numbers stand
-                (here / "serving_benchmark_skipped.txt").write_text(str(exc))
-                break
-            metrics[f"c{c}_output_tokens_per_s"] = float(result["output_throughput"])
-    return metrics
-
-
-def _run(cmd: list[str], cwd: Path, what: str) -> None:
-    log = cwd / f"{what}.log"
-    with log.open("wb") as fh:
-        code = subprocess.run(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT).returncode
-    if code != 0:
-        from pipeline.engines.vllm import log_tail
-
-        raise StageError(f"{what} failed (exit {code}); last lines of {log}:\n{log_tail(log)}")
-
-
-def _numbers(data: Any, prefix: str = "") -> dict[str, float]:
-    """The numeric leaves of a JSON report, keyed by their path."""
-    if isinstance(data, dict):
-        found: dict[str, float] = {}
-        for key, value in data.items():
-            found.update(_numbers(value, f"{prefix}{key}_" if prefix or key else ""))
-        return found
-    if isinstance(data, int | float) and not isinstance(data, bool):
-        return {prefix.rstrip("_"): float(data)}
-    return {}

@@ -3,9 +3,10 @@
 Tasks come from `evaluation.lm_eval`; YAMLs under evals/ are rendered into `tasks/` with
 absolute paths (their mirror data adapted into `data/`). Engine `hf` is lm-eval's HFLM on the
 model pipeline.models.load_model gives (compressed-tensors dequantized); a served engine
-(`Engine.served`) runs lm-eval's `local-completions` model against its OpenAI-compatible
-server, with the checkpoint's tokenizer. An engine that cannot run here is recorded as
-`skipped: <reason>`. Outputs, relative to the stage folder:
+(`capabilities.served`) runs lm-eval's `local-completions` model against its OpenAI-compatible
+server, with the checkpoint's tokenizer; an engine that builds (`capabilities.builds`:
+TensorRT-LLM) serves the build stage's `model_dir`. An engine that cannot run here is recorded
+as `skipped: <reason>`. Outputs, relative to the stage folder:
 
 - `<engine>/samples_<task>.jsonl`: per-document results, the format documented in
   pipeline/evals/results.py (doc_id, filter, doc_hash, target_hash, one key per metric);
@@ -98,7 +99,7 @@ class LmEvalStage(Stage):
                     files[source] = fingerprint_path(path)[path.name]
         engines = [engine_for(recipe, e) for e in engines_for(recipe)]
         return {"mirror_files": files,
-                "engines": {e.name: e.versions() for e in engines if e.served}}
+                "engines": {e.name: e.versions() for e in engines if e.capabilities.served}}
 
     def code_files(self) -> list[Path]:
         """This module, the adapters and every file under evals/ (task definitions)."""
@@ -116,7 +117,6 @@ class LmEvalStage(Stage):
 
     def run(self, ctx: StageContext) -> StageResult:
         spec, out = ctx.recipe.evaluation.lm_eval, ctx.out_dir
-        model_dir = ctx.inputs["model"].path("model_dir")
         wanted = set(spec.tasks)
         try:  # a group or tag may name any task: then every task is rendered
             origins = render(out, mirror_dir(),
@@ -127,13 +127,16 @@ class LmEvalStage(Stage):
         engines: dict[str, Any] = {}
         for name in engines_for(ctx.recipe):
             engine = engine_for(ctx.recipe, name)
-            reason = engine.unavailable_reason()
-            if reason is None and hasattr(engine, "model_unsupported_reason"):
-                reason = engine.model_unsupported_reason(model_dir)
+            source = engine.loads_from(ctx.inputs)
+            reason = engine.unavailable_reason(serve_options(ctx.recipe, name))
+            if reason is None and source.skipped:
+                reason = f"nothing built to serve (build: {source.status})"
+            if reason is None:
+                reason = engine.model_unsupported_reason(source.path("model_dir"))
             if reason is not None:
                 engines[name] = {"status": f"skipped: {reason}"}
                 continue
-            engines[name] = _run_engine(ctx, engine, model_dir, manager)
+            engines[name] = _run_engine(ctx, engine, source, manager)
         shutil.rmtree(out / ".datasets-cache", ignore_errors=True)
         return _result(ctx, origins, engines)
 
@@ -147,21 +150,26 @@ def _task_manager(tasks_dir: Path, wanted: list[str]) -> Any:
                        include_defaults=not set(wanted) <= local)
 
 
-def _run_engine(ctx: StageContext, engine: Any, model_dir: Path, manager: Any) -> dict[str, Any]:
-    """Every task on one engine: hf in this process, a served engine inside engine.serve()."""
+def _run_engine(ctx: StageContext, engine: Any, source: Manifest,
+                manager: Any) -> dict[str, Any]:
+    """Every task on one engine: hf in this process, a served engine inside engine.serve()
+    on source's model_dir (with the build's tokenizer_dir and serve_options when it has them)."""
     recipe, workdir = ctx.recipe, ctx.out_dir / engine.name
     workdir.mkdir(parents=True, exist_ok=True)
-    if not engine.served:
+    model_dir = source.path("model_dir")
+    if not engine.capabilities.served:
         model = load_model(model_dir, recipe.model.dtype, recipe.model.trust_remote_code,
                            device=ctx.config["device"])  # HFLM runs where the model is
         tokenizer = load_tokenizer(model_dir, recipe.model.trust_remote_code)
         with _console_to(workdir / "lm_eval.log"):
             lm = hf_model(model, tokenizer, recipe.evaluation.lm_eval.batch_size)
         return _evaluate(ctx, lm, engine.name, manager)
-    with engine.serve(model_dir, workdir, serve_options(recipe, engine.name),
+    options = {**serve_options(recipe, engine.name), **source.outputs.get("serve_options", {})}
+    tokenizer = source.path("tokenizer_dir") if "tokenizer_dir" in source.outputs else model_dir
+    with engine.serve(model_dir, workdir, options,
                       trust_remote_code=recipe.model.trust_remote_code) as server:
         with _console_to(workdir / "lm_eval.log"):
-            lm = served_model(server.base_url, server.model, model_dir,
+            lm = served_model(server.base_url, server.model, tokenizer,
                               recipe.evaluation.lm_eval.batch_size,
                               recipe.model.trust_remote_code)
         found = _evaluate(ctx, lm, engine.name, manager)

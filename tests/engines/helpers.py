@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from pipeline.engines import get_engine
-from pipeline.engines.vllm import group_processes
+from pipeline.serving.process import group_processes
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 

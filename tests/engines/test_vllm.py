@@ -32,12 +32,14 @@ def test_recipe_environment_without_python_is_named(tmp_path):
                      "vLLM expected)"
 
 
-def test_port_in_use_picks_another():
-    with busy_port() as sock:
-        taken = sock.getsockname()[1]
-        chosen = vllm_engine.pick_port(taken)
-        assert chosen != taken
-    assert vllm_engine.pick_port(chosen) == chosen  # free: the preferred one is kept
+def test_server_command_line(tmp_path):
+    engine = get_engine("vllm", str(tmp_path))
+    cmd = engine.command(Path("/m"), 8123, {"served_model_name": "quench", "max_model_len": 256},
+                         {"extra_args": ["--seed", "1"]})
+    assert cmd == [str(tmp_path / "bin" / "python"), "-m", "vllm.entrypoints.openai.api_server",
+                   "--model", "/m", "--host", "127.0.0.1", "--port", "8123",
+                   "--served-model-name", "quench", "--max-model-len", "256", "--seed", "1"]
+    assert engine.client_env == tmp_path  # its benchmark client runs from the same venv
 
 
 def test_options_become_server_flags():
@@ -95,12 +97,3 @@ def test_served_sweep_then_ctrl_c_leaves_nothing(servable_model, tmp_path):
     assert not psutil.pid_exists(pgid) or psutil.Process(pgid).status() == psutil.STATUS_ZOMBIE
     assert "POST /v1/completions" in (tmp_path / "server" / "server.log").read_text()
     assert not (tmp_path / "server" / "vllm-cache").exists()
-
-
-def test_log_tail_puts_the_error_first(tmp_path: Path):
-    log = tmp_path / "server.log"
-    log.write_text("RuntimeError: boom\n" + "".join(f"line {i}\n" for i in range(40))
-                   + "nanobind: leaked 4 instances!\n - leaked type x\n")
-    tail = vllm_engine.log_tail(log, lines=5).splitlines()
-    assert tail[0] == "  error: RuntimeError: boom"
-    assert tail[1:] == [f"  line {i}" for i in range(35, 40)]

@@ -1,114 +1,102 @@
-"""The TensorRT-LLM build/serve/bench path: golden commands against the documented flags, the
-plan and `skipped: no CUDA device` end to end here, the real build on a CUDA host."""
+"""The build stage: build_plan.sh and plan.json (golden, with the shared serving benchmark
+command), `skipped: no CUDA device` here with nothing served, the real build on a CUDA host."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import stat
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from pipeline.contract.manifest import Manifest
+from pipeline.contract.stage import StageContext
 from pipeline.engines import get_engine
-from pipeline.engines import tensorrt_llm as trt
 from pipeline.gpu import cuda_device_count
+from pipeline.recipe import load_recipe
+from pipeline.serving import bench_client
+from pipeline.stages import get_stage
+from pipeline.stages.build import HERE, PLAN_CLIENT, make_plan, render_script
 
 from ..conftest import REPO, read_json, run_quench
 
-# Flags of TensorRT-LLM 1.x's commands, as their references list them:
-# https://nvidia.github.io/TensorRT-LLM/commands/trtllm-build.html
-BUILD_FLAGS = {"--checkpoint_dir", "--output_dir", "--gemm_plugin", "--max_batch_size",
-               "--max_input_len", "--max_seq_len", "--max_num_tokens", "--workers",
-               "--use_paged_context_fmha", "--use_fp8_context_fmha"}
-# https://nvidia.github.io/TensorRT-LLM/commands/trtllm-serve.html (tensorrt_llm/commands/serve.py)
-SERVE_FLAGS = {"--host", "--port", "--backend", "--max_batch_size", "--max_num_tokens",
-               "--max_seq_len", "--tp_size", "--kv_cache_free_gpu_memory_fraction",
-               "--tokenizer", "--extra_llm_api_options"}
-# https://nvidia.github.io/TensorRT-LLM/commands/trtllm-bench.html (global + throughput)
-BENCH_FLAGS = {"--model", "--model_path", "--dataset", "--backend", "--engine_dir",
-               "--max_batch_size", "--max_num_tokens", "--max_seq_len",
-               "--kv_cache_free_gpu_mem_fraction", "--tp", "--concurrency", "--report_json",
-               "--extra_llm_api_options"}
-OPTS = trt.parse_options({"max_batch_size": 8, "max_input_len": 256, "max_seq_len": 512})
 CUDA = cuda_device_count() > 0
+INT8_SQ = REPO / "recipes" / "tinystories-modelopt-int8-sq.yaml"  # tensorrt backend
+FP8 = REPO / "recipes" / "tinystories-modelopt-fp8.yaml"  # pytorch backend
+SWEEP = "evaluation.throughput={concurrency: [1, 4], input_len: 16, output_len: 8, num_prompts: 8}"
 
 
-def flags(cmd: list[str]) -> set[str]:
-    return {part for part in cmd if part.startswith("--")}
+def _export(tmp_path: Path) -> Manifest:
+    """An export manifest: a checkpoint folder and the source model with its config.json."""
+    source, ckpt = tmp_path / "source", tmp_path / "export" / "checkpoint"
+    source.mkdir()
+    ckpt.mkdir(parents=True)
+    (source / "config.json").write_text(json.dumps({"vocab_size": 2048}))
+    return Manifest(tmp_path / "export", {"status": "ran", "outputs": {
+        "model_dir": "checkpoint", "source_model_dir": str(source),
+        "validation": {"quant_algo": "W8A8_SQ_PER_CHANNEL", "kv_cache_quant_algo": None}}})
 
 
-def test_trtllm_build_for_fp8_with_fp8_kv_cache():
-    cmd = trt.build_command("trtllm-build", Path("/ck"), Path("/eng"), "FP8", "FP8", OPTS)
-    assert cmd == ["trtllm-build", "--checkpoint_dir", "/ck", "--output_dir", "/eng",
-                   "--gemm_plugin", "auto", "--max_batch_size", "8", "--max_input_len", "256",
-                   "--max_seq_len", "512", "--use_paged_context_fmha", "enable",
-                   "--use_fp8_context_fmha", "enable", "--workers", "1"]
-    assert flags(cmd) <= BUILD_FLAGS
+def test_tensorrt_plan_builds_then_serves_the_engine_folder(tmp_path):
+    recipe = load_recipe(INT8_SQ, [SWEEP])
+    plan = make_plan(recipe, _export(tmp_path))
+    ckpt, source = tmp_path / "export" / "checkpoint", tmp_path / "source"
+    tool = str(REPO / ".venvs" / "tensorrt-llm" / "bin" / "trtllm-build")
+    assert plan.build[:5] == [tool, "--checkpoint_dir", str(ckpt), "--output_dir",
+                              f"{HERE}/engine"]
+    assert plan.serve[1:2] == [f"{HERE}/engine"]
+    assert plan.serve[-2:] == ["--tokenizer", str(source)]
+    assert plan.served(Path("/st")) == {"model_dir": "/st/engine", "tokenizer_dir": str(source),
+                                        "serve_options": {"backend": "tensorrt",
+                                                          "tokenizer": str(source)}}
+    assert plan.as_dict()["serving_benchmark"] == [bench_client.bench_command(
+        ["vllm", "bench", "serve"], "http://127.0.0.1:8000", f"{HERE}/engine", source, c,
+        recipe.evaluation.throughput.model_dump(), HERE, f"bench_c{c}.json") for c in (1, 4)]
 
 
-def test_trtllm_build_for_int8_smoothquant():
-    options = trt.parse_options({"max_num_tokens": 4096, "tp_size": 2})
-    cmd = trt.build_command("trtllm-build", Path("/ck"), Path("/eng"), "W8A8_SQ_PER_CHANNEL",
-                            None, options)
-    assert cmd == ["trtllm-build", "--checkpoint_dir", "/ck", "--output_dir", "/eng",
-                   "--gemm_plugin", "auto", "--max_batch_size", "8", "--max_input_len", "1024",
-                   "--max_seq_len", "2048", "--max_num_tokens", "4096", "--workers", "2"]
-    assert flags(cmd) <= BUILD_FLAGS
+def test_pytorch_plan_passes_the_export_on(tmp_path):
+    plan = make_plan(load_recipe(FP8, []), _export(tmp_path))
+    ckpt = tmp_path / "export" / "checkpoint"
+    assert plan.build is None and plan.serve[1] == str(ckpt)
+    assert plan.served(Path("/st")) == {"model_dir": str(ckpt), "tokenizer_dir": str(ckpt),
+                                        "serve_options": {"backend": "pytorch"}}
 
 
-def test_trtllm_serve_pytorch_and_tensorrt():
-    cmd = trt.serve_command("trtllm-serve", Path("/hf"), "pytorch", OPTS, 8123)
-    assert cmd == ["trtllm-serve", "/hf", "--host", "127.0.0.1", "--port", "8123", "--backend",
-                   "pytorch", "--max_batch_size", "8", "--tp_size", "1",
-                   "--kv_cache_free_gpu_memory_fraction", "0.9", "--max_seq_len", "512"]
-    legacy = trt.serve_command("trtllm-serve", Path("/eng"), "tensorrt", OPTS, 8123,
-                               extra=Path("/x.yaml"), tokenizer=Path("/src"))
-    assert legacy[:7] == ["trtllm-serve", "/eng", "--host", "127.0.0.1", "--port", "8123",
-                          "--backend"]
-    assert "--max_seq_len" not in legacy  # built into the engine
-    assert legacy[-4:] == ["--tokenizer", "/src", "--extra_llm_api_options", "/x.yaml"]
-    assert flags(cmd) | flags(legacy) <= SERVE_FLAGS
-    with pytest.raises(ValueError, match="target.backend"):
-        trt.serve_command("trtllm-serve", Path("/hf"), "onnx", OPTS, 1)
+def test_script_runs_the_shared_client_and_no_lm_eval(tmp_path):
+    recipe = load_recipe(INT8_SQ, [SWEEP])
+    plan = make_plan(recipe, _export(tmp_path))
+    text = render_script(plan, recipe)
+    expected = [shlex.join(cmd).replace(HERE, '"$PWD"').replace(f"'{PLAN_CLIENT}'",
+                                                                 f'"{PLAN_CLIENT}"')
+                for cmd in plan.serving_benchmarks(PLAN_CLIENT)]
+    lines = text.splitlines()
+    assert [x for x in lines if x.startswith('"${VLLM:-vllm}" bench serve ')] == expected
+    titles = [x for x in lines if x[:4] in ("# 1.", "# 2.", "# 3.", "# 4.")]
+    assert [t.split(":")[0] for t in titles] == [
+        "# 1. Build the TensorRT engine (legacy backend)",
+        "# 2. Serve (OpenAI-compatible) and wait until healthy",
+        "# 3. Serving benchmark", "# 4. Optional, not run by quench"]
+    assert "-m lm_eval" not in text and "trtllm-bench --model" in text
+    script = tmp_path / "build_plan.sh"
+    script.write_text(text)
+    subprocess.run(["bash", "-n", str(script)], check=True)
 
 
-def test_trtllm_bench_pytorch_and_tensorrt():
-    cmd = trt.bench_command("trtllm-bench", "org/m", Path("/hf"), Path("d.jsonl"), "pytorch",
-                            OPTS, Path("r.json"), concurrency=4)
-    assert cmd == ["trtllm-bench", "--model", "org/m", "--model_path", "/hf", "throughput",
-                   "--dataset", "d.jsonl", "--backend", "pytorch", "--max_batch_size", "8",
-                   "--kv_cache_free_gpu_mem_fraction", "0.9", "--tp", "1", "--report_json",
-                   "r.json", "--max_seq_len", "512", "--concurrency", "4"]
-    legacy = trt.bench_command("trtllm-bench", "org/m", Path("/src"), Path("d.jsonl"),
-                               "tensorrt", OPTS, Path("r.json"), engine_dir=Path("/eng"))
-    assert "--max_seq_len" not in legacy  # trtllm-bench refuses it for an engine
-    assert legacy[legacy.index("--engine_dir") + 1] == "/eng"
-    assert flags(cmd) | flags(legacy) <= BENCH_FLAGS
-    with pytest.raises(ValueError, match="engine folder"):
-        trt.bench_command("trtllm-bench", "m", Path("/s"), Path("d"), "tensorrt", OPTS,
-                          Path("r"))
-
-
-def test_bench_dataset_follows_trtllm_bench_schema(tmp_path):
-    path = trt.write_bench_dataset(tmp_path / "d.jsonl", 2048, 16, 8, 5, seed=0)
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [r["task_id"] for r in rows] == list(range(5))
-    assert all(len(r["input_ids"]) == 16 and r["output_tokens"] == 8 for r in rows)
-    assert all(0 <= t < 2048 for r in rows for t in r["input_ids"])
-    again = trt.write_bench_dataset(tmp_path / "e.jsonl", 2048, 16, 8, 5, seed=0)
-    assert again.read_text() == path.read_text()
-
-
-def test_container_commands_mount_the_paths():
-    engine = get_engine("tensorrt-llm")
-    options = trt.parse_options({"container": "nvcr.io/nvidia/tensorrt-llm/release:1.2.0"})
-    prefix = engine.command_prefix(options, [Path("/a"), Path("/b")], network=True)
-    assert prefix[:4] == ["docker", "run", "--rm", "--gpus"]
-    assert prefix[prefix.index("-v"):prefix.index("-v") + 2] == ["-v", "/a:/a"]
-    assert "--network" in prefix and prefix[-1] == options.container
-    assert engine.tool("trtllm-serve", options) == "trtllm-serve"
+@pytest.mark.skipif(CUDA, reason="this host has a CUDA device")
+def test_stage_writes_the_plan_and_is_skipped_without_cuda(tmp_path):
+    recipe = load_recipe(INT8_SQ, [SWEEP])
+    stage, out = get_stage("build"), tmp_path / "build"
+    out.mkdir()
+    ctx = StageContext(recipe, {"checkpoint": _export(tmp_path)}, out, stage.config(recipe))
+    result = stage.run(ctx)
+    assert result.status == "skipped: no CUDA device" and result.metrics == {}
+    assert "model_dir" not in result.outputs and result.outputs["not_run"] == "no CUDA device"
+    assert sorted(p.name for p in out.iterdir()) == ["bench_dataset.jsonl", "build_plan.sh",
+                                                      "plan.json"]
+    assert json.loads((out / "plan.json").read_text()) == result.outputs["commands"]
 
 
 @pytest.mark.skipif(CUDA, reason="this host has a CUDA device")
@@ -119,18 +107,18 @@ def test_no_cuda_device_here():
 @pytest.mark.e2e
 def test_int8_sq_runs_to_a_build_plan_and_is_skipped_without_cuda(tmp_path, mirror):
     """Calibrate, quantize, export (validated), then build_plan.sh and the skip status in the
-    manifest, report.md and MLflow."""
+    manifest, report.md and MLflow; the throughput sweep of TensorRT-LLM skipped the same way."""
     if CUDA:
         pytest.skip("this host has a CUDA device: the build runs for real")
-    recipe = REPO / "recipes" / "tinystories-modelopt-int8-sq.yaml"
-    result = run_quench("run", str(recipe), f"output.dir={tmp_path}",
+    result = run_quench("run", str(INT8_SQ), f"output.dir={tmp_path}",
                         f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
                         "evaluation.perplexity.max_windows=8", "calibration.num_samples=8",
-                        "calibration.max_seq_length=64")
+                        "calibration.max_seq_length=64", SWEEP)
     assert result.returncode == 0, result.stderr[-3000:]
     nodes = read_json(tmp_path / "tinystories-modelopt-int8-sq" / "run.json")["nodes"]
     assert nodes["export"]["status"] == "ran"
     assert nodes["build"]["status"] == "skipped: no CUDA device"
+    assert nodes["throughput"]["status"] == "skipped: no CUDA device"
     build = read_json(Path(nodes["build"]["dir"]) / "manifest.json")
     assert build["status"] == "skipped: no CUDA device" and build["metrics"] == {}
     plan = Path(nodes["build"]["dir"]) / "build_plan.sh"
@@ -160,15 +148,20 @@ def _mlflow_status(out: Path, stage: str) -> str:
 @pytest.mark.skipif(not CUDA or get_engine("tensorrt-llm").unavailable_reason() is not None,
                     reason=f"needs a CUDA device and TensorRT-LLM: "
                            f"{get_engine('tensorrt-llm').unavailable_reason()}")
-def test_fp8_builds_serves_and_benchmarks_on_a_gpu(tmp_path, mirror):
-    recipe = REPO / "recipes" / "tinystories-modelopt-fp8.yaml"
-    env = {**os.environ}
+def test_int8_sq_builds_then_throughput_and_lm_eval_serve_it_on_a_gpu(tmp_path, mirror):
+    """The legacy engine built by the build stage, served and measured by throughput and
+    lm_eval with the metric names vLLM's runs have."""
     result = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "python"), "-m", "pipeline", "run", str(recipe),
-         f"output.dir={tmp_path}", "tracking.backend=none", "target.gpu=H100"],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=3600)
+        [str(REPO / ".venv" / "bin" / "python"), "-m", "pipeline", "run", str(INT8_SQ),
+         f"output.dir={tmp_path}", "tracking.backend=none", SWEEP,
+         "evaluation.lm_eval={tasks: [piqa], limit: 8}"],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ}, timeout=3600)
     assert result.returncode == 0, result.stderr[-3000:]
-    nodes = read_json(tmp_path / "tinystories-modelopt-fp8" / "run.json")["nodes"]
+    nodes = read_json(tmp_path / "tinystories-modelopt-int8-sq" / "run.json")["nodes"]
     build = read_json(Path(nodes["build"]["dir"]) / "manifest.json")
-    assert build["status"] == "ran"
-    assert any(k.startswith("trtllm_bench_") for k in build["metrics"])
+    assert build["status"] == "ran" and (Path(build["outputs"]["model_dir"])).is_dir()
+    throughput = read_json(Path(nodes["throughput"]["dir"]) / "manifest.json")
+    assert throughput["status"] == "ran" and throughput["metrics"]["c4_output_tokens_per_s"] > 0
+    lm_eval = read_json(Path(nodes["lm_eval"]["dir"]) / "manifest.json")
+    assert lm_eval["outputs"]["engines"]["tensorrt-llm"]["status"] == "ran"
+    assert "lm_eval.tensorrt-llm.piqa.acc_minus_hf" in lm_eval["metrics"]

@@ -15,6 +15,7 @@ from pipeline.errors import OfflineMiss, QuenchError, RecipeError
 from pipeline.evals.check import check_tasks
 from pipeline.evals.report import lm_eval_markdown, lm_eval_summary
 from pipeline.evals.results import read_samples
+from pipeline.gpu import cuda_device_count
 from pipeline.recipe import load_recipe
 from pipeline.recipe.checks import check_recipe
 from pipeline.stages import get_stage
@@ -83,6 +84,23 @@ def test_outputs_rendered_tasks_table_and_skipped_engine(ran):
     assert set(table["task"]) == {"piqa", "wikitext"} and set(table["engine"]) == {"hf"}
     row = table["metric"].index("acc")
     assert table["value"][row] == ran.metrics["lm_eval.piqa.acc"]
+
+
+@pytest.mark.skipif(cuda_device_count() > 0, reason="this host has a CUDA device: the real run "
+                    "is tests/stages/test_build.py::test_int8_sq_builds_then_throughput_and_"
+                    "lm_eval_serve_it_on_a_gpu")
+def test_tensorrt_llm_is_evaluated_too_and_skipped_without_cuda(tmp_path, tiny_model):
+    recipe = load_recipe(DEFAULT_RECIPE, [
+        "evaluation.lm_eval.tasks=[piqa]", "evaluation.lm_eval.limit=2",
+        "evaluation.lm_eval.engines=[tensorrt-llm]", "target.engine=tensorrt-llm"])
+    model = Manifest(tmp_path, {"status": "ran", "outputs": {"model_dir": str(tiny_model)}})
+    build = Manifest(tmp_path, {"status": "skipped: no CUDA device", "outputs": {}})
+    stage, out = get_stage("lm_eval"), tmp_path / "out"
+    out.mkdir()
+    result = stage.run(StageContext(recipe, {"model": model, "build": build}, out,
+                                    stage.config(recipe)))
+    assert result.outputs["engines"] == {"tensorrt-llm": {"status": "skipped: no CUDA device"}}
+    assert result.metrics == {}
 
 
 def test_report_section_and_mlflow_table(ran, tmp_path):

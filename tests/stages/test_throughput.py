@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.contract.manifest import Manifest
+from pipeline.gpu import cuda_device_count
 from pipeline.recipe import load_recipe
 from pipeline.stages.throughput import ThroughputStage
 from tests.conftest import REPO, read_json, run_quench, small_run_args
@@ -43,6 +44,18 @@ def test_skipped_without_target_or_sweep():
     assert _skip(["evaluation.throughput=null"]) == "evaluation.throughput is not set"
     assert _skip(["target.engine=hf"]) == \
         "engine 'hf' has no server with a benchmark client in quench"
+
+
+@pytest.mark.skipif(cuda_device_count() > 0, reason="this host has a CUDA device: the real sweep "
+                    "is tests/stages/test_build.py::test_int8_sq_builds_then_throughput_and_"
+                    "lm_eval_serve_it_on_a_gpu")
+def test_tensorrt_llm_is_swept_too_and_skipped_without_cuda(tmp_path):
+    recipe = load_recipe(REPO / "recipes" / "tinystories-modelopt-int8-sq.yaml",
+                         ["evaluation.throughput={concurrency: [1]}"])
+    model = Manifest(tmp_path, {"status": "ran", "outputs": {"model_dir": str(tmp_path)}})
+    build = Manifest(tmp_path, {"status": "skipped: no CUDA device", "outputs": {}})
+    reason = ThroughputStage().skip_reason(recipe, {"model": model, "build": build})
+    assert reason == "no CUDA device"
 
 
 def test_skipped_with_the_environment_problem(tmp_path):
