@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, ProgressColumn, SpinnerColumn, Task, TaskID, TextColumn
 from rich.progress import Progress as Bars
-from rich.table import Table
 from rich.text import Text
 
 from pipeline import progress as reporting
@@ -119,11 +118,3 @@ class Progress:
         line = f"  [{style}]{status:<8}[/{style}] {node:<16} {clock(elapsed):>7}"
         self.console.print(line + (f"  {escape(detail)}" if detail else ""), highlight=False,
                            soft_wrap=True)  # one line, however narrow the console
-
-    def summary(self, title: str) -> None:
-        table = Table(title=title)
-        for column in ("stage", "status", "seconds"):
-            table.add_column(column)
-        for node, status, elapsed in self.rows:
-            table.add_row(node, status, f"{elapsed:.2f}")
-        self.console.print(table)

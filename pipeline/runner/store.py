@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from importlib import metadata
@@ -156,9 +155,3 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     else:
         os.rename(tmp, final)
 
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    """Runs fn and returns (result, wall seconds)."""
-    start = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - start
