@@ -64,7 +64,6 @@ class Progress:
     def __init__(self, console: Console | None = None,
                  before_print: Callable[[], None] | None = None) -> None:
         self.console = console or Console(stderr=True)
-        self.rows: list[tuple[str, str, float]] = []
         self.failed: str | None = None  # the node that raised (not for Ctrl-C), if one did
         self._before_print = before_print
         self._bars = Bars(SpinnerColumn(), TextColumn("{task.description}"), _StepBar(30),
@@ -110,7 +109,6 @@ class Progress:
             self._bars.remove_task(self._steps.pop())
 
     def done(self, node: str, status: str, elapsed: float, detail: str = "") -> None:
-        self.rows.append((node, status, elapsed))
         log.info("stage %s: %s in %.2fs%s", node, status, elapsed, f" ({detail})" if detail else "")
         if self._before_print is not None:
             self._before_print()
