@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
+from pipeline.contract.locks import Lease, file_lock
 from pipeline.contract.manifest import MANIFEST, Manifest
 from pipeline.contract.processes import pid_alive
-from pipeline.contract.locks import Lease, file_lock
 from pipeline.runner.verify import FILES, entry_damage, record_files
 
 TMP_PREFIX = ".tmp-"

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
+from pipeline.contract.locks import Busy, file_lock, sqlite_path, store_creation_lock
 from pipeline.contract.manifest import Manifest
 from pipeline.runner.clone import clone_file, publish_file, same_copy
-from pipeline.contract.locks import Busy, file_lock, sqlite_path, store_creation_lock
 from pipeline.runner.store import Store, cache_key, code_digest, library_versions
 from pipeline.runner.verify import EDGE, FILES, UNRECORDED, entry_damage
 
