@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from pipeline.methods import get_method, method_names
-from pipeline.strict import StrictModel, shorten, suggest
+from pipeline.strict import StrictModel, first_error, shorten
 
 # A run name is a folder name (with suffixes such as `.tmp-<pid>`: well under 255 bytes) and
 # the MLflow run and registered-model name; 100 characters leave room for both.
@@ -70,13 +70,9 @@ class QuantizationSpec(StrictModel):
         try:
             self.options = method.options_model.model_validate(self.options).model_dump()
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            message = first["msg"].removeprefix("Value error, ")
-            if first["type"] == "extra_forbidden":
-                message = suggest(str(first["loc"][-1]), method.options_model.model_fields,
-                                  f"option for method {shorten(self.method)}")
-            raise ValueError(f"options.{where}: {message}") from None
+            raise ValueError(first_error(exc, "options", method.options_model.model_fields,
+                                         f"option for method {shorten(self.method)}",
+                                         echo_input=False)) from None
         return self
 
 
