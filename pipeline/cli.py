@@ -106,8 +106,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    from pipeline.preflight import check_recipe
     from pipeline.recipe import Recipe, load_recipe
-    from pipeline.recipe.checks import check_recipe
 
     if args.command == "schema":
         print(json.dumps(Recipe.model_json_schema(), indent=2))

@@ -7,7 +7,8 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_core import ErrorDetails
 
 MAX_SHOWN = 80  # characters of a user value echoed in a message
 
@@ -35,3 +36,22 @@ def suggest(name: str, allowed: Iterable[str], noun: str = "key") -> str:
     close = difflib.get_close_matches(str(name)[:200], allowed, n=1, cutoff=0.6)
     guess = f"; did you mean `{close[0]}`?" if close else ";"
     return f"unknown {noun}{guess} allowed: {', '.join(allowed) or 'none'}"
+
+
+def error_message(err: ErrorDetails) -> str:
+    """pydantic's message for one error, without the "Value error, " it puts before ours."""
+    return err["msg"].removeprefix("Value error, ")
+
+
+def first_error(exc: ValidationError, prefix: str, allowed: Iterable[str], noun: str,
+                echo_input: bool = True) -> str:
+    """`prefix.key: message (got value)` for the first error (options models report one at a
+    time); an unknown key gets a "did you mean" among `allowed`."""
+    first = exc.errors()[0]
+    where = ".".join([prefix, *(str(p) for p in first["loc"])])
+    message = error_message(first)
+    if first["type"] == "extra_forbidden":
+        message = suggest(str(first["loc"][-1]), allowed, noun)
+    elif echo_input and first["loc"]:
+        message += f" (got {shorten(first.get('input'))})"
+    return f"{where}: {message}"

@@ -16,8 +16,8 @@ from pipeline.compute import (
 from pipeline.errors import QuenchError, RecipeError
 from pipeline.gpu import cuda_device_count
 from pipeline.models import load_kwargs, load_model
+from pipeline.preflight import check_recipe
 from pipeline.recipe import load_recipe
-from pipeline.recipe.checks import check_recipe
 from tests.conftest import DEFAULT_RECIPE
 
 

@@ -155,8 +155,8 @@ def test_every_planned_recipe_validates(smollm2_gguf):
     the schema is checked by loading each recipe as planned. That the device exists can only
     be checked on a GPU host.
     """
+    from pipeline.preflight import check_recipe
     from pipeline.recipe import load_recipe
-    from pipeline.recipe.checks import check_recipe
 
     plans = [gpu_check.build_plan(gpu_check.Options(gpu=g)) for g in (None, "A100", "T4")]
     runs = {tuple(s.argv) for plan in plans for s in plan if s.kind == "run"}

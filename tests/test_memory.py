@@ -10,8 +10,8 @@ from pipeline import memory
 from pipeline.errors import RecipeError
 from pipeline.geometry import Geometry
 from pipeline.plan import GIB, KNOWN_SHAPES, plan, render
+from pipeline.preflight import check_recipe
 from pipeline.recipe import load_recipe
-from pipeline.recipe.checks import check_recipe
 from tests.conftest import DEFAULT_RECIPE, REPO, run_quench
 
 EIGHT_B = REPO / "recipes" / "examples" / "llama31-8b-int4-awq.yaml"

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from pipeline.errors import QuenchError
 
-COMMANDS = ("compare", "promote")
 URI_HELP = "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else artifacts/mlflow.db)"
 
 

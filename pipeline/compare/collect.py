@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.tracking.artifacts import download_artifact
+
 PRIMARY_METRICS = ("acc", "acc_norm", "exact_match", "f1")  # the column a task gets, in order
 REFERENCE_ENGINE = "hf"
 
@@ -87,14 +89,10 @@ def _row(client: Any, run: Any, tmp: Path) -> Row:
 
 
 def _download_json(client: Any, run_id: str, name: str, tmp: Path) -> dict[str, Any] | None:
-    from mlflow.exceptions import MlflowException
-
-    dest = tmp / run_id
-    dest.mkdir(exist_ok=True)
+    path = download_artifact(client, run_id, name, tmp)
     try:
-        path = Path(client.download_artifacts(run_id, name, str(dest)))
-        return json.loads(path.read_text())
-    except (MlflowException, OSError, ValueError):
+        return None if path is None else json.loads(path.read_text())
+    except (OSError, ValueError):
         return None
 
 

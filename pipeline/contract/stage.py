@@ -8,6 +8,7 @@ atomic writes, tracking and publishing.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -46,12 +47,30 @@ class StageResult:
     status: str | None = None
 
 
+@dataclass(frozen=True)
+class Publishes:
+    """What the runner copies from a stage's outputs to <output>/<run>/: declared here so the
+    runner publishes by declaration, never by node name.
+
+    `files`: a published file name -> the output key of a file in the stage folder.
+    `model_dir`: the output key of a checkpoint folder published as <output>/<run>/model. Of
+    the stages declaring one that did not skip, the highest `priority` wins (on a tie, the last
+    in graph order); it keeps the tokenizer files of the folder it replaces.
+    Every stage's `artifact_files` output (name -> file) is added to that model folder.
+    """
+
+    files: Mapping[str, str] = field(default_factory=dict)
+    model_dir: str | None = None
+    priority: int = 0
+
+
 class Stage:
     """Base class. Subclasses set `name` and `libraries` and implement config() and run()."""
 
     name: ClassVar[str]
     libraries: ClassVar[tuple[str, ...]] = ()  # distributions whose versions enter the cache key
     needs_tracker: ClassVar[bool] = False  # True: run() gets ctx.tracker (the run's tracker)
+    publishes: ClassVar[Publishes | None] = None  # what the runner publishes from its outputs
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
         """The part of the recipe that determines this stage's output."""

@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from pipeline.strict import StrictModel, shorten, suggest
+from pipeline.strict import StrictModel, first_error
 
 M = TypeVar("M", bound=StrictModel)
 
@@ -21,12 +21,5 @@ def parse_options(model: type[M], options: dict[str, Any], engine: str) -> M:
     try:
         return model.model_validate(options)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(["target.options", *(str(p) for p in first["loc"])])
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            message = suggest(str(first["loc"][-1]), model.model_fields,
-                              f"option for engine {engine!r}")
-        elif first["loc"]:
-            message += f" (got {shorten(first.get('input'))})"
-        raise ValueError(f"{where}: {message}") from None
+        raise ValueError(first_error(exc, "target.options", model.model_fields,
+                                     f"option for engine {engine!r}")) from None

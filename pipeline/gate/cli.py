@@ -20,8 +20,8 @@ def _is_recipe(ref: str) -> bool:
 
 def _recipe_run(ref: str, uri: str) -> str:
     """Runs a recipe (cached stages are reused) and returns its MLflow run id."""
+    from pipeline.preflight import check_recipe
     from pipeline.recipe import load_recipe
-    from pipeline.recipe.checks import check_recipe
     from pipeline.runner.run import run_pipeline
     from pipeline.tracking import tracking_target
 

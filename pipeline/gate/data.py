@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import QuenchError
+from pipeline.tracking.artifacts import download_artifact
 from pipeline.tracking.lookup import child_runs
 
 EVALUATE_NODE = "evaluate"
@@ -44,14 +45,14 @@ def load_run(client: Any, run: Any) -> RunData:
         data = RunData(run.info.run_id, run.info.run_name, report)
         children = child_runs(client, run)
         if EVALUATE_NODE in children:
-            path = _try_download(client, children[EVALUATE_NODE].info.run_id, "per_window.npz",
-                                 Path(tmp))
+            path = download_artifact(client, children[EVALUATE_NODE].info.run_id,
+                                     "per_window.npz", Path(tmp))
             if path is not None:
                 with np.load(path) as arrays:
                     data.windows = {k: arrays[k] for k in arrays.files}
         if LM_EVAL_NODE in children:
-            folder = _try_download(client, children[LM_EVAL_NODE].info.run_id, REFERENCE_ENGINE,
-                                   Path(tmp))
+            folder = download_artifact(client, children[LM_EVAL_NODE].info.run_id,
+                                       REFERENCE_ENGINE, Path(tmp))
             for path in sorted(folder.glob("samples_*.jsonl")) if folder else []:
                 task = path.stem.removeprefix("samples_")
                 data.samples[task] = [json.loads(x) for x in path.read_text().splitlines() if x]
@@ -59,19 +60,7 @@ def load_run(client: Any, run: Any) -> RunData:
 
 
 def _json_artifact(client: Any, run_id: str, name: str, tmp: Path) -> dict[str, Any]:
-    path = _try_download(client, run_id, name, tmp)
+    path = download_artifact(client, run_id, name, tmp)
     if path is None:
         raise QuenchError(f"run {run_id} has no {name} artifact: is it a quench pipeline run?")
     return json.loads(path.read_text())
-
-
-def _try_download(client: Any, run_id: str, path: str, tmp: Path) -> Path | None:
-    from mlflow.exceptions import MlflowException
-
-    dest = tmp / run_id
-    dest.mkdir(exist_ok=True)
-    try:
-        found = Path(client.download_artifacts(run_id, path, str(dest)))
-    except (MlflowException, OSError):
-        return None
-    return found if found.exists() else None

@@ -18,7 +18,7 @@ from pipeline.recipe.yaml_bounds import (
     load_bounded,
     read_text,
 )
-from pipeline.strict import MAX_SHOWN, shorten
+from pipeline.strict import MAX_SHOWN, error_message, shorten
 
 _FIELD = re.compile(r"^[A-Za-z_][\w.]*$")
 MAX_EXTENDS = 16  # files in one `extends:` chain
@@ -123,7 +123,7 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
     lines = [f"{path}: invalid recipe"]
     for err in exc.errors():
         loc = ".".join(str(p)[:MAX_SHOWN] for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = error_message(err)
         field, sep, rest = msg.partition(": ")
         if sep and _FIELD.match(field):  # validators name the sub-key: "scheme: ..."
             loc, msg = f"{loc}.{field}" if loc != "(top level)" else field, rest

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SerializeAsAny, ValidationError, WithJsonSchema, model_validator
 
 from pipeline.methods import MethodOptions, NoOptions, get_method, method_names
-from pipeline.strict import StrictModel, shorten, suggest
+from pipeline.strict import StrictModel, first_error, shorten
 
 # A run name is a folder name (with suffixes such as `.tmp-<pid>`: well under 255 bytes) and
 # the MLflow run and registered-model name; 100 characters leave room for both.
@@ -84,13 +84,9 @@ def _method_options(method: Any, name: str, options: Any) -> MethodOptions:
     try:
         return method.parse_options(options)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            message = suggest(str(first["loc"][-1]), method.options_model.model_fields,
-                              f"option for method {shorten(name)}")
-        raise ValueError(f"options.{where}: {message}") from None
+        raise ValueError(first_error(exc, "options", method.options_model.model_fields,
+                                     f"option for method {shorten(name)}",
+                                     echo_input=False)) from None
 
 
 class PerplexitySpec(StrictModel):

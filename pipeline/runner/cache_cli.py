@@ -16,10 +16,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.contract.locks import Busy, file_lock
 from pipeline.contract.manifest import Manifest
 from pipeline.contract.processes import pid_alive
 from pipeline.errors import QuenchError
-from pipeline.runner.locks import Busy, file_lock
 from pipeline.runner.store import RUNS_LOCK, TMP_PREFIX, Store
 from pipeline.runner.verify import entry_problems
 

@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, ProgressColumn, SpinnerColumn, Task, TaskID, TextColumn
 from rich.progress import Progress as Bars
-from rich.table import Table
 from rich.text import Text
 
 from pipeline import progress as reporting
@@ -65,7 +64,6 @@ class Progress:
     def __init__(self, console: Console | None = None,
                  before_print: Callable[[], None] | None = None) -> None:
         self.console = console or Console(stderr=True)
-        self.rows: list[tuple[str, str, float]] = []
         self.failed: str | None = None  # the node that raised (not for Ctrl-C), if one did
         self._before_print = before_print
         self._bars = Bars(SpinnerColumn(), TextColumn("{task.description}"), _StepBar(30),
@@ -111,7 +109,6 @@ class Progress:
             self._bars.remove_task(self._steps.pop())
 
     def done(self, node: str, status: str, elapsed: float, detail: str = "") -> None:
-        self.rows.append((node, status, elapsed))
         log.info("stage %s: %s in %.2fs%s", node, status, elapsed, f" ({detail})" if detail else "")
         if self._before_print is not None:
             self._before_print()
@@ -119,11 +116,3 @@ class Progress:
         line = f"  [{style}]{status:<8}[/{style}] {node:<16} {clock(elapsed):>7}"
         self.console.print(line + (f"  {escape(detail)}" if detail else ""), highlight=False,
                            soft_wrap=True)  # one line, however narrow the console
-
-    def summary(self, title: str) -> None:
-        table = Table(title=title)
-        for column in ("stage", "status", "seconds"):
-            table.add_column(column)
-        for node, status, elapsed in self.rows:
-            table.add_row(node, status, f"{elapsed:.2f}")
-        self.console.print(table)

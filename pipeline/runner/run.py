@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,14 +12,13 @@ from typing import Any
 
 from pipeline.compute import peak_memory, release_memory, reset_peak_memory
 from pipeline.contract.manifest import Manifest
-from pipeline.contract.processes import pid_alive
 from pipeline.contract.stage import Stage, StageContext
 from pipeline.errors import QuenchError
 from pipeline.recipe.schema import Recipe
-from pipeline.runner.clone import publish_file
 from pipeline.runner.graph import PIPELINE, Node, node_names
 from pipeline.runner.headline import headline
 from pipeline.runner.progress import Progress
+from pipeline.runner.publish import publish, write_atomic
 from pipeline.runner.store import Store, cache_key, code_digest, library_versions
 from pipeline.runner.verify import UNRECORDED
 from pipeline.stages import get_stage
@@ -83,21 +81,26 @@ def run_pipeline(
     tracker = make_tracker(recipe, root, notice=lambda line: progress.console.print(
         line, markup=False, highlight=False, soft_wrap=True))
     tracker.retry_pending()
+    last_publisher = max((i for i, n in enumerate(PIPELINE) if get_stage(n.stage).publishes),
+                         default=None)
     try:
         manifests: dict[str, Manifest] = {}
-        for node in PIPELINE:
+        for i, node in enumerate(PIPELINE):
             rerun = "all" in force or node.name in force
             outcome = _run_node(node, recipe, manifests, store, rerun, progress, tracker)
             manifests[node.name] = outcome.manifest
             summary.outcomes.append(outcome)
             tracker.log_stage(outcome.node, outcome.status, outcome.elapsed, outcome.manifest)
-            if node.name == "report":
-                _publish_report(summary)
-                _publish_artifact(summary)
+            if i == last_publisher:  # before tracking: a tracking failure keeps the report
+                publish(summary.run_dir, [(get_stage(o.stage).publishes, o.manifest)
+                                          for o in summary.outcomes])
     except BaseException as exc:
         tracker.fail(exc)
         raise
-    summary.tracking = summary.manifest("track").outputs
+    # the stage that closes the tracker's run reports where it was logged
+    summary.tracking = next((o.manifest.outputs for o in summary.outcomes
+                             if get_stage(o.stage).needs_tracker), {})
+    summary.run_dir.mkdir(parents=True, exist_ok=True)
     _publish_run(summary)
     return summary
 
@@ -212,59 +215,6 @@ def _memory_metrics() -> dict[str, float]:
     return metrics
 
 
-def _publish_report(summary: RunSummary) -> None:
-    """Copies the report to <output>/<run>/, where users look for it."""
-    summary.run_dir.mkdir(parents=True, exist_ok=True)
-    report = summary.manifest("report")
-    for name in ("report.md", "report.json"):
-        _write_atomic(summary.run_dir / name, report.path(name.replace(".", "_")).read_text())
-
-
-TOKENIZER_FILES = ("tokenizer", "special_tokens_map", "generation_config", "chat_template")
-
-
-def _publish_artifact(summary: RunSummary) -> None:
-    """<output>/<run>/model: the checkpoint plus every stage's `artifact_files` (LICENSE, NOTICE,
-    README.md model card), copied from the cache (reflinked where the file system can: never a
-    hard link, so damage to one side cannot reach the other), replaced atomically. Runs of one
-    recipe never publish at once: each holds the recipe's run lock (Store.hold)."""
-    files = _artifact_files(summary)
-    final = summary.run_dir / "model"
-    _remove_dead_leftovers(summary.run_dir)
-    tmp, old = (summary.run_dir / f".model.{kind}-{os.getpid()}" for kind in ("tmp", "old"))
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for name, source in files.items():
-        publish_file(source, tmp / name, final / name)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _artifact_files(summary: RunSummary) -> dict[str, Path]:
-    """The published model folder's files by name, each a path in a cache entry."""
-    quantized = summary.manifest("quantize").path("model_dir")
-    files = {p.name: p for p in sorted(quantized.iterdir()) if p.is_file()}
-    exported = next((o.manifest for o in summary.outcomes if o.node == "export"), None)
-    if exported is not None and not exported.skipped:  # the format the target engine loads
-        tokenizer = {n: p for n, p in files.items() if n.startswith(TOKENIZER_FILES)}
-        checkpoint = exported.path("model_dir")
-        files = {**tokenizer, **{p.name: p for p in sorted(checkpoint.iterdir()) if p.is_file()}}
-    for o in summary.outcomes:
-        extra = o.manifest.outputs.get("artifact_files", {})
-        files.update({name: o.manifest.dir / rel for name, rel in extra.items()})
-    return files
-
-
-def _remove_dead_leftovers(run_dir: Path) -> None:
-    """Deletes model folders half-published by a process that died (kill -9 mid-publish)."""
-    for left in run_dir.glob(".model.*-*"):
-        pid = left.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            shutil.rmtree(left, ignore_errors=True)
-
-
 def _publish_run(summary: RunSummary) -> None:
     """Records in <output>/<run>/run.json which cache folder each node used, and how."""
     nodes = {
@@ -277,18 +227,8 @@ def _publish_run(summary: RunSummary) -> None:
     ran = [o.manifest.metrics.get("stage_peak_rss_mb") for o in summary.outcomes
            if o.status == "ran"]
     peak = max((x for x in ran if x is not None), default=None)
-    _write_atomic(summary.run_dir / "run.json",
+    write_atomic(summary.run_dir / "run.json",
                   json.dumps({"nodes": nodes, "peak_rss_mb": peak}, indent=2))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Writes a file whole or not at all: a reader sees the old text or the new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 __all__ = ["Outcome", "RunSummary", "Tracker", "run_pipeline"]

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from importlib import metadata
@@ -24,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
+from pipeline.contract.locks import Lease, file_lock
 from pipeline.contract.manifest import MANIFEST, Manifest
 from pipeline.contract.processes import pid_alive
-from pipeline.runner.locks import Lease, file_lock
 from pipeline.runner.verify import FILES, entry_damage, record_files
 
 TMP_PREFIX = ".tmp-"
@@ -155,10 +154,3 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.rename(tmp, final)
-
-
-def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    """Runs fn and returns (result, wall seconds)."""
-    start = time.perf_counter()
-    result = fn()
-    return result, time.perf_counter() - start

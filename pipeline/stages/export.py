@@ -20,7 +20,7 @@ from typing import Any
 from pipeline import compat
 from pipeline.checkpoints import detect_kind, validate
 from pipeline.contract.manifest import Manifest
-from pipeline.contract.stage import Stage, StageContext, StageResult
+from pipeline.contract.stage import Publishes, Stage, StageContext, StageResult
 from pipeline.models import dir_size_bytes, load_model, load_tokenizer
 from pipeline.recipe.schema import Recipe
 from pipeline.stages import register_stage
@@ -29,6 +29,7 @@ from pipeline.stages import register_stage
 @register_stage
 class ExportStage(Stage):
     name = "export"
+    publishes = Publishes(model_dir="model_dir", priority=1)  # over quantize's
     libraries = ("nvidia-modelopt", "torch", "transformers", "safetensors")
 
     def config(self, recipe: Recipe) -> dict[str, Any]:

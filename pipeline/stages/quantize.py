@@ -12,7 +12,7 @@ from typing import Any
 
 from pipeline import methods, progress
 from pipeline.compute import peak_memory, release_memory, resolve_device
-from pipeline.contract.stage import Stage, StageContext, StageResult
+from pipeline.contract.stage import Publishes, Stage, StageContext, StageResult
 from pipeline.errors import StageError
 from pipeline.methods import Method, get_method
 from pipeline.metrics.fidelity import (
@@ -34,6 +34,7 @@ WARNING = 30  # loguru's WARNING level number
 @register_stage
 class QuantizeStage(Stage):
     name = "quantize"
+    publishes = Publishes(model_dir="model_dir")  # <output>/<run>/model
     libraries = ("torch", "transformers", "llmcompressor", "compressed-tensors", "nvidia-modelopt")
 
     def config(self, recipe: Recipe) -> dict[str, Any]:

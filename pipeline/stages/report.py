@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from pipeline.contract.manifest import Manifest
-from pipeline.contract.stage import Stage, StageContext, StageResult
+from pipeline.contract.stage import Publishes, Stage, StageContext, StageResult
 from pipeline.evals.report import lm_eval_markdown, lm_eval_summary
 from pipeline.model_card import render_model_card
 from pipeline.models import dir_size_bytes
@@ -20,6 +20,7 @@ from pipeline.stages.throughput import throughput_markdown, throughput_summary
 @register_stage
 class ReportStage(Stage):
     name = "report"
+    publishes = Publishes(files={"report.md": "report_md", "report.json": "report_json"})
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
         return redact_data(recipe.model_dump(mode="json"))

@@ -43,22 +43,6 @@ def resolve_run(client: Any, ref: str) -> Any:
     return run
 
 
-def latest_run_of_recipe(client: Any, experiment: str, recipe_name: str) -> Any:
-    """The newest finished parent run of a recipe in an experiment (error when there is none)."""
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        raise RunNotFound(f"experiment {experiment!r} does not exist in MLflow")
-    runs = client.search_runs(
-        [found.experiment_id],
-        f"tags.`quench.recipe` = '{recipe_name}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"], max_results=1,
-    )
-    if not runs:
-        raise RunNotFound(
-            f"no finished run of recipe {recipe_name!r} in experiment {experiment!r}")
-    return runs[0]
-
-
 def child_runs(client: Any, parent: Any) -> dict[str, Any]:
     """A parent run's stage runs by node name (the newest, should a name repeat)."""
     children = client.search_runs(

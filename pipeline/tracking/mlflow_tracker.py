@@ -20,11 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.contract.locks import store_creation_lock
 from pipeline.contract.manifest import Manifest
 from pipeline.contract.processes import pid_alive
 from pipeline.recipe.schema import Recipe, TrackingSpec
 from pipeline.redact import redact
-from pipeline.runner.locks import store_creation_lock
 from pipeline.tracking import Tracker, flatten
 from pipeline.tracking.pending import new_record, record_path, remove_record, write_record
 from pipeline.tracking.upload import (

@@ -7,8 +7,8 @@ import pytest
 from pipeline import compat
 from pipeline.errors import RecipeError
 from pipeline.methods import get_method, method_names
+from pipeline.preflight import check_recipe
 from pipeline.recipe import load_recipe
-from pipeline.recipe.checks import check_recipe
 
 from ..conftest import REPO, run_quench
 

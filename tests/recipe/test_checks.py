@@ -1,16 +1,18 @@
-"""Pre-flight checks: missing paths, offline misses, unwritable outputs, before any load."""
+"""Pre-flight checks: missing paths, offline misses, unwritable outputs, engines, before any
+load; every check asserts the exact warnings it gets."""
 
 import pytest
 
 from pipeline.errors import RecipeError
+from pipeline.gpu import cuda_device_count
+from pipeline.preflight import check_recipe
 from pipeline.recipe import load_recipe
-from pipeline.recipe.checks import check_recipe
 
 from ..conftest import DEFAULT_RECIPE
 
 
-def test_default_recipe_passes(mirror, tmp_path):
-    check_recipe(load_recipe(DEFAULT_RECIPE, [f"output.dir={tmp_path}"]))
+def test_default_recipe_passes_without_warnings(mirror, tmp_path):
+    assert check_recipe(load_recipe(DEFAULT_RECIPE, [f"output.dir={tmp_path}"])) == []
 
 
 def test_all_problems_reported_at_once(mirror, tmp_path):
@@ -52,12 +54,56 @@ def test_too_few_calibration_records(mirror, tmp_path):
         check_recipe(recipe)
 
 
-def test_example_recipes_validate_offline_with_a_warning(mirror):
-    for path in sorted((DEFAULT_RECIPE.parent / "examples").glob("*.yaml")):
-        warnings = check_recipe(load_recipe(path), for_run=False)
-        offline = [w for w in warnings if "meta-llama/Llama-3.1-8B-Instruct" in w]
-        # besides the hub id, only target notices (e.g. the legacy TensorRT-LLM engine) and,
-        # on a machine smaller than the GPU host they are meant for, the memory shortfall
-        assert len(offline) == 1 and all(
-            w in offline or w.startswith(("target: ", "compute.check_memory: "))
-            for w in warnings), warnings
+EXAMPLES = DEFAULT_RECIPE.parent / "examples"
+OFFLINE = ("not checked offline: model.id: 'meta-llama/Llama-3.1-8B-Instruct' is neither a local "
+           "folder nor in the mirror ($QUENCH_MIRROR={mirror}), and HF_HUB_OFFLINE is set")
+LEGACY_TRT = ("target: the TensorRT engine path (trtllm-build) is legacy in TensorRT-LLM 1.x and "
+              "removed upstream after 1.2; pin a 1.2 release (or its container) for it [")
+NO_GPU_TRT = ("target.engine: tensorrt-llm cannot run on this machine (no CUDA device); what "
+              "needs it is recorded as skipped")
+
+
+def test_example_recipes_validate_offline_with_exact_warnings(mirror):
+    """Each example (memory check off: test_memory covers it) warns that its hub model is not
+    mirrored, the legacy TensorRT path is named, and TensorRT-LLM is unavailable without CUDA."""
+    if cuda_device_count():
+        pytest.skip("the expected TensorRT-LLM warnings are those of a machine without CUDA")
+    paths = sorted(EXAMPLES.glob("*.yaml"))
+    assert len(paths) == 6
+    for path in paths:
+        warnings = check_recipe(load_recipe(path, ["compute.check_memory=false"]), for_run=False)
+        expected = [OFFLINE.format(mirror=mirror)]
+        if "trtllm" in path.name:
+            expected += [LEGACY_TRT] if "int8-sq" in path.name else []
+            expected += [NO_GPU_TRT]
+        shown = [w[:len(LEGACY_TRT)] if w.startswith(LEGACY_TRT) else w for w in warnings]
+        assert shown == expected, path.name
+
+
+def test_bad_target_option_is_an_error(mirror, tmp_path):
+    recipe = load_recipe(DEFAULT_RECIPE, ["target.engine=vllm", "target.options.max_model_lenn=4",
+                                          f"output.dir={tmp_path}"])
+    with pytest.raises(RecipeError) as info:
+        check_recipe(recipe, for_run=False)
+    assert ("target.options.max_model_lenn: unknown option for engine 'vllm'; did you mean "
+            "`max_model_len`?") in str(info.value)
+
+
+def test_an_engine_that_cannot_run_here_is_one_warning(mirror, tmp_path):
+    recipe = load_recipe(DEFAULT_RECIPE, ["target.engine=vllm", "target.gpu=cpu",
+                                          f"target.environment={tmp_path}",
+                                          f"output.dir={tmp_path}"])
+    assert check_recipe(recipe, for_run=True) == [
+        f"target.engine: vllm cannot run on this machine (target.environment: {tmp_path} has no "
+        "bin/python (a venv with vLLM expected)); what needs it is recorded as skipped"]
+
+
+def test_each_lm_eval_engine_is_checked(mirror, tmp_path):
+    if cuda_device_count():
+        pytest.skip("tensorrt-llm is unavailable only on a machine without CUDA")
+    recipe = load_recipe(DEFAULT_RECIPE, ["evaluation.lm_eval.tasks=[arc_easy]",
+                                          "evaluation.lm_eval.engines=[hf, tensorrt-llm]",
+                                          f"output.dir={tmp_path}"])
+    assert check_recipe(recipe, for_run=False) == [
+        "evaluation.lm_eval.engines: tensorrt-llm cannot run on this machine (no CUDA device); "
+        "what needs it is recorded as skipped"]

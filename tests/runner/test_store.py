@@ -9,9 +9,9 @@ import time
 
 import pytest
 
+from pipeline.contract.locks import Busy, file_lock, sqlite_path, store_creation_lock
 from pipeline.contract.manifest import Manifest
 from pipeline.runner.clone import clone_file, publish_file, same_copy
-from pipeline.runner.locks import Busy, file_lock, sqlite_path, store_creation_lock
 from pipeline.runner.store import Store, cache_key, code_digest, library_versions
 from pipeline.runner.verify import EDGE, FILES, UNRECORDED, entry_damage
 
@@ -204,7 +204,7 @@ def test_an_intact_published_copy_is_kept_and_a_damaged_one_replaced(tmp_path):
 LOCKER = """
 import sys, time
 from pathlib import Path
-from pipeline.runner.locks import file_lock
+from pipeline.contract.locks import file_lock
 with file_lock(Path(sys.argv[1])):
     print("locked", flush=True)
     time.sleep(float(sys.argv[2]))

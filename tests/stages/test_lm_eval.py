@@ -16,8 +16,8 @@ from pipeline.evals.check import check_tasks
 from pipeline.evals.report import lm_eval_markdown, lm_eval_summary
 from pipeline.evals.results import read_samples
 from pipeline.gpu import cuda_device_count
+from pipeline.preflight import check_recipe
 from pipeline.recipe import load_recipe
-from pipeline.recipe.checks import check_recipe
 from pipeline.stages import get_stage
 from tests.engines.helpers import build_llama, requires_vllm, server_pids
 

@@ -1,10 +1,15 @@
-"""Pre-flight checks: everything checkable before a model is loaded, reported all at once."""
+"""Pre-flight checks: everything checkable before a model is loaded, reported all at once.
+
+Above the recipe model and the libraries it checks with (sources, license, evals, compat,
+engines, memory): a stage-level module, so `pipeline/recipe` stays a model of the recipe only.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pipeline.compute import DeviceUnavailable
 from pipeline.errors import OfflineMiss, QuenchError, RecipeError, UntrustedCode
@@ -25,7 +30,7 @@ def check_recipe(recipe: Recipe, for_run: bool = True) -> list[str]:
     warnings: list[str] = []
     model_ok = _collect(_check_model, recipe, for_run, problems, warnings)
     for check in (_check_calibration, _check_perplexity, _check_lm_eval, _check_output,
-                  _check_license, _check_target, _check_compute):
+                  _check_license, _check_target, _check_engines, _check_compute):
         if model_ok or check not in (_check_license, _check_compute):  # they read the model
             _collect(check, recipe, for_run, problems, warnings)
     if problems:
@@ -150,14 +155,43 @@ def _check_target(recipe: Recipe) -> list[str]:
     if recipe.target is None:
         return []
     from pipeline import compat
-    from pipeline.engines import get_engine
 
     verdict = compat.check(recipe)
-    engine = get_engine(recipe.target.engine, recipe.target.environment)
-    errors = verdict.errors + engine.option_errors(recipe.target.options)
+    if verdict.errors:
+        raise QuenchError("\n  ".join(verdict.errors))
+    return verdict.warnings
+
+
+def _check_engines(recipe: Recipe) -> list[str]:
+    """Every engine the recipe uses: its options must be valid; one that cannot run on this
+    machine is a warning (its stages record a skip, as they would at run time)."""
+    from pipeline.engines import get_engine
+
+    errors: list[str] = []
+    warnings: list[str] = []
+    for key, name, environment, options in _engines_used(recipe):
+        engine = get_engine(name, environment)
+        errors += engine.option_errors(options)
+        reason = engine.unavailable_reason()
+        if reason is not None:
+            warnings.append(f"{key}: {name} cannot run on this machine ({reason}); what "
+                            "needs it is recorded as skipped")
     if errors:
         raise QuenchError("\n  ".join(errors))
-    return verdict.warnings
+    return warnings
+
+
+def _engines_used(recipe: Recipe) -> list[tuple[str, str, str | None, dict[str, Any]]]:
+    """(recipe key, engine, environment, options): target.engine, then each other engine of
+    evaluation.lm_eval.engines (those run in their default environment, with no options)."""
+    target = recipe.target
+    used = [] if target is None else [
+        ("target.engine", target.engine, target.environment, target.options)]
+    spec = recipe.evaluation.lm_eval
+    for name in [] if spec is None else spec.engines:
+        if name not in [u[1] for u in used]:
+            used.append(("evaluation.lm_eval.engines", name, None, {}))
+    return used
 
 
 def _check_output(recipe: Recipe) -> None:
