@@ -52,7 +52,8 @@ VLLM_RUNS = (
 TRTLLM_RUNS = (
     ("smollm2-modelopt-fp8", "ModelOpt FP8 for TensorRT-LLM's PyTorch backend: calibration on "
      "the GPU, the unified HF checkpoint exported and validated, build_plan.sh written; "
-     "trtllm-bench and trtllm-serve run where TensorRT-LLM is installed (--trtllm-container)"),
+     "the engine is built, served by trtllm-serve and measured by the throughput stage where "
+     "TensorRT-LLM is installed (--trtllm-container)"),
     ("smollm2-modelopt-int4-awq", "ModelOpt INT4 AWQ for TensorRT-LLM's PyTorch backend (this "
      "GPU has no FP8 in TensorRT-LLM): export, validation and build_plan.sh as for FP8"),
 )
