@@ -49,3 +49,11 @@ def advance(amount: float = 1) -> None:
     """`amount` more units of the innermost running task are done."""
     if _reporter is not None:
         _reporter.advance(amount)
+
+
+def human_bytes(n: float) -> str:
+    """Bytes in the largest unit that keeps the number below 1000 (950 B, 1.2 MB, 3.4 GB)."""
+    units, i = ("B", "kB", "MB", "GB", "TB"), 0
+    while n >= 1000 and i < len(units) - 1:
+        n, i = n / 1000, i + 1
+    return f"{n:.0f} B" if i == 0 else f"{n:.1f} {units[i]}"

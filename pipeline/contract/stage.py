@@ -88,5 +88,9 @@ class Stage:
         """Source files whose content enters the cache key (the stage's own module by default)."""
         return [Path(inspect.getfile(type(self)))]
 
+    def headline(self, manifest: Manifest) -> str:
+        """A few words for the stage's console line (its headline metric); '' for none."""
+        return ""
+
     def run(self, ctx: StageContext) -> StageResult:
         raise NotImplementedError

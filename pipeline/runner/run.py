@@ -138,7 +138,7 @@ def _run_node(
                 status = found.status
         elapsed = time.perf_counter() - start
     shown = "skipped" if found.skipped else status  # a cached skip still did nothing
-    progress.done(node.name, shown, elapsed, headline(stage.name, found))
+    progress.done(node.name, shown, elapsed, headline(stage, found))
     return Outcome(node.name, stage.name, status, found, elapsed)
 
 

@@ -44,6 +44,13 @@ class CalibrateStage(Stage):
             return f"method {q.method} ({q.scheme}) needs no calibration data"
         return None
 
+    def headline(self, manifest: Manifest) -> str:
+        x = manifest.metrics
+        if "calibration_samples" not in x:
+            return ""
+        return (f"{x['calibration_samples']:.0f} samples, "
+                f"{x.get('calibration_tokens', 0):,.0f} tokens")
+
     def run(self, ctx: StageContext) -> StageResult:
         import datasets
 

@@ -71,6 +71,17 @@ class EvaluateStage(Stage):
 
         return [*super().code_files(), *(Path(m.__file__) for m in (perplexity, kl, reference))]
 
+    def headline(self, manifest: Manifest) -> str:
+        x = manifest.metrics
+        if "perplexity" not in x:
+            return ""
+        text = f"perplexity {x['perplexity']:.4g}"
+        if "kl_divergence" in x:
+            text += f", KL {x['kl_divergence']:.3g}"
+        if "top1_agreement" in x:
+            text += f", top-1 {x['top1_agreement']:.1%}"
+        return text
+
     def run(self, ctx: StageContext) -> StageResult:
         spec, recipe = ctx.recipe.evaluation.perplexity, ctx.recipe
         model_dir = ctx.inputs["model"].path("model_dir")

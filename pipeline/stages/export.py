@@ -22,6 +22,7 @@ from pipeline.checkpoints import detect_kind, validate
 from pipeline.contract.manifest import Manifest
 from pipeline.contract.stage import Publishes, Stage, StageContext, StageResult
 from pipeline.models import dir_size_bytes, load_model, load_tokenizer
+from pipeline.progress import human_bytes
 from pipeline.recipe.schema import Recipe
 from pipeline.stages import register_stage
 
@@ -58,6 +59,11 @@ class ExportStage(Stage):
         if inputs["model"].skipped:
             return "no quantized checkpoint (quantize was skipped)"
         return None
+
+    def headline(self, manifest: Manifest) -> str:
+        x = manifest.metrics
+        sized = human_bytes(x["checkpoint_bytes"]) if "checkpoint_bytes" in x else ""
+        return " ".join(p for p in (manifest.outputs.get("format"), sized) if p)
 
     def run(self, ctx: StageContext) -> StageResult:
         recipe = ctx.recipe

@@ -50,6 +50,11 @@ class LicenseStage(Stage):
     def code_files(self) -> list[Path]:
         return [*super().code_files(), *sorted(LICENSE_PACKAGE.glob("*.py")), KB_FILE]
 
+    def headline(self, manifest: Manifest) -> str:
+        verdict = manifest.outputs.get("verdict") or {}
+        names = ", ".join(verdict.get("licenses") or []) or "unknown license"
+        return f"{names}: {verdict.get('status', '?')}"
+
     def run(self, ctx: StageContext) -> StageResult:
         recipe = ctx.recipe
         lineage, verdict = assess(recipe, license_source(ctx.inputs["model"]))

@@ -24,6 +24,7 @@ Metrics: `lm_eval.<task>.<metric>`, `..._stderr` and `lm_eval.<task>.seconds` fo
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import time
 import traceback
@@ -46,6 +47,7 @@ from pipeline.sources import fingerprint_path, mirror_dir
 from pipeline.stages import register_stage
 
 REFERENCE = "hf"
+HF_METRIC = re.compile(r"lm_eval\.(?P<task>[^.]+)\.(?P<metric>[^.]+)$")  # hf rows only
 
 
 def engines_for(recipe: Recipe) -> list[str]:
@@ -114,6 +116,21 @@ class LmEvalStage(Stage):
         if inputs["model"].skipped:
             return f"no model to evaluate ({inputs['model'].status})"
         return None
+
+    def headline(self, manifest: Manifest) -> str:
+        """The first task's accuracy on hf (acc, else its first metric)."""
+        found: dict[str, dict[str, float]] = {}
+        for key, value in manifest.metrics.items():
+            match = HF_METRIC.match(key)
+            if match and not match["metric"].endswith(("_stderr", "_minus_hf", "seconds")):
+                found.setdefault(match["task"], {})[match["metric"]] = value
+        if not found:
+            return ""
+        task, metrics = next(iter(found.items()))
+        metric = "acc" if "acc" in metrics else next(iter(metrics))
+        others = len(found) - 1
+        more = f" (+{others} more task{'s' if others > 1 else ''})" if others else ""
+        return f"{task} {metric} {metrics[metric]:.4g}{more}"
 
     def run(self, ctx: StageContext) -> StageResult:
         spec, out = ctx.recipe.evaluation.lm_eval, ctx.out_dir

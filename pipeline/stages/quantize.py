@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline import methods, progress
 from pipeline.compute import peak_memory, release_memory, resolve_device
+from pipeline.contract.manifest import Manifest
 from pipeline.contract.stage import Publishes, Stage, StageContext, StageResult
 from pipeline.errors import StageError
 from pipeline.methods import Method, get_method
@@ -23,6 +24,7 @@ from pipeline.metrics.fidelity import (
     save_logits,
 )
 from pipeline.models import check_safetensors, dir_size_bytes, load_model, load_tokenizer
+from pipeline.progress import human_bytes
 from pipeline.recipe.schema import Recipe
 from pipeline.sources import file_sha256
 from pipeline.stages import register_stage
@@ -56,6 +58,14 @@ class QuantizeStage(Stage):
     def code_files(self) -> list[Path]:
         """The stage module and every method module: a method's code shapes the checkpoint."""
         return super().code_files() + sorted(Path(methods.__file__).parent.glob("*.py"))
+
+    def headline(self, manifest: Manifest) -> str:
+        x, parts = manifest.metrics, []
+        if "size_bytes" in x:
+            parts.append(f"size {human_bytes(x['size_bytes'])}")
+        if "quantize_wall_seconds" in x:
+            parts.append(f"quantized in {x['quantize_wall_seconds']:.1f}s")
+        return ", ".join(parts)
 
     def run(self, ctx: StageContext) -> StageResult:
         """Load once, quantize in place, save, drop the model, then check the saved checkpoint

@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline import gguf
 from pipeline.compute import GGUF_AUTO_DTYPE
+from pipeline.contract.manifest import Manifest
 from pipeline.contract.stage import Stage, StageContext, StageResult
 from pipeline.errors import StageError
 from pipeline.gguf import dequantize_to_checkpoint
@@ -39,6 +40,10 @@ class ResolveStage(Stage):
 
     def code_files(self) -> list[Path]:
         return [*super().code_files(), Path(gguf.__file__)]
+
+    def headline(self, manifest: Manifest) -> str:
+        origin = manifest.outputs.get("origin")
+        return f"from {origin}" if origin else ""
 
     def run(self, ctx: StageContext) -> StageResult:
         resolved = resolve_spec(ctx.recipe.model)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from pipeline.stages import register_stage
 
 __all__ = ["Sampler", "ThroughputStage", "throughput_markdown", "throughput_summary"]
 
+LEVEL_METRIC = re.compile(r"c(?P<level>\d+)_output_tokens_per_s$")
 
 @register_stage
 class ThroughputStage(Stage):
@@ -78,6 +80,13 @@ class ThroughputStage(Stage):
             return ("no quantized checkpoint (quantize was skipped)" if source is inputs["model"]
                     else f"nothing built to serve (build: {source.status})")
         return engine.model_unsupported_reason(source.path("model_dir"))
+
+    def headline(self, manifest: Manifest) -> str:
+        for key, value in manifest.metrics.items():
+            match = LEVEL_METRIC.match(key)
+            if match:
+                return f"{value:.1f} output tok/s at concurrency {match['level']}"
+        return ""
 
     def run(self, ctx: StageContext) -> StageResult:
         recipe, spec = ctx.recipe, ctx.recipe.evaluation.throughput

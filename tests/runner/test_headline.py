@@ -5,8 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.contract.manifest import Manifest
+from pipeline.progress import human_bytes as size
 from pipeline.runner.console import collapse, log_tail
-from pipeline.runner.headline import headline, size
+from pipeline.runner.headline import headline as headline_of
+from pipeline.stages import get_stage
+
+
+def headline(stage: str, found: Manifest) -> str:
+    return headline_of(get_stage(stage), found)
 
 
 def manifest(status: str = "ran", metrics: dict | None = None, outputs: dict | None = None):
