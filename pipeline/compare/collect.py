@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.engines import REFERENCE_ENGINE
 from pipeline.tracking.artifacts import download_artifact
 
 PRIMARY_METRICS = ("acc", "acc_norm", "exact_match", "f1")  # the column a task gets, in order
-REFERENCE_ENGINE = "hf"
 
 
 @dataclass

@@ -24,8 +24,8 @@ from pipeline.strict import StrictModel
 if TYPE_CHECKING:
     from pipeline.contract.manifest import Manifest
 
-__all__ = ["ENGINES", "Engine", "EngineCapabilities", "ServedEngine", "Server", "engine_names",
-           "get_engine", "installed_versions", "register_engine"]
+__all__ = ["ENGINES", "REFERENCE_ENGINE", "Engine", "EngineCapabilities", "ServedEngine",
+           "Server", "engine_names", "get_engine", "installed_versions", "register_engine"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class EngineCapabilities:
     builds: bool = False  # serves what the build stage makes (its manifest's model_dir)
 
 
+REFERENCE_ENGINE = "hf"  # the in-process reference that served engines' results are compared to
 IN_PROCESS = EngineCapabilities()
 SERVED = EngineCapabilities(served=True, benchmark=True)
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.engines import REFERENCE_ENGINE
 from pipeline.errors import QuenchError
 from pipeline.tracking.artifacts import download_artifact
 from pipeline.tracking.lookup import child_runs
 
 EVALUATE_NODE = "evaluate"
 LM_EVAL_NODE = "lm_eval"
-REFERENCE_ENGINE = "hf"
 
 
 @dataclass

@@ -21,6 +21,7 @@ from pipeline import compat
 from pipeline.checkpoints import detect_kind, validate
 from pipeline.contract.manifest import Manifest
 from pipeline.contract.stage import Publishes, Stage, StageContext, StageResult
+from pipeline.engines import get_engine
 from pipeline.models import dir_size_bytes, load_model, load_tokenizer
 from pipeline.progress import human_bytes
 from pipeline.recipe.schema import Recipe
@@ -54,8 +55,9 @@ class ExportStage(Stage):
     def skip_reason(self, recipe: Recipe, inputs: dict[str, Manifest]) -> str | None:
         if recipe.target is None:
             return "the recipe has no target engine"
-        if recipe.target.engine == "hf":
-            return "engine hf evaluates the quantize stage's checkpoint as it is"
+        if not get_engine(recipe.target.engine).capabilities.served:
+            return (f"engine {recipe.target.engine} evaluates the quantize stage's checkpoint "
+                    "as it is")
         if inputs["model"].skipped:
             return "no quantized checkpoint (quantize was skipped)"
         return None

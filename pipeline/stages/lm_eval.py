@@ -36,7 +36,7 @@ from pipeline import evals
 from pipeline.compute import resolve_device
 from pipeline.contract.manifest import Manifest
 from pipeline.contract.stage import Stage, StageContext, StageResult
-from pipeline.engines import Engine, get_engine
+from pipeline.engines import REFERENCE_ENGINE, Engine, get_engine
 from pipeline.errors import StageError
 from pipeline.evals import results as lmres
 from pipeline.evals.models import hf_model, served_model
@@ -46,7 +46,6 @@ from pipeline.recipe.schema import Recipe
 from pipeline.sources import fingerprint_path, mirror_dir
 from pipeline.stages import register_stage
 
-REFERENCE = "hf"
 HF_METRIC = re.compile(r"lm_eval\.(?P<task>[^.]+)\.(?P<metric>[^.]+)$")  # hf rows only
 
 
@@ -83,7 +82,8 @@ class LmEvalStage(Stage):
         engines = engines_for(recipe)
         return {
             "lm_eval": spec.model_dump(), "engines": engines,
-            "serve_options": {e: serve_options(recipe, e) for e in engines if e != REFERENCE},
+            "serve_options": {e: serve_options(recipe, e) for e in engines
+                              if e != REFERENCE_ENGINE},
             "dtype": recipe.model.dtype, "trust_remote_code": recipe.model.trust_remote_code,
             "device": resolve_device(recipe.compute.device),
         }
@@ -247,16 +247,16 @@ def _json(data: Any) -> str:
 def _result(ctx: StageContext, origins: dict[str, Any], engines: dict[str, Any]) -> StageResult:
     """Manifest outputs and metrics: per engine and task, the differences to hf, the table."""
     results = {e: r.pop("metrics") for e, r in engines.items() if "metrics" in r}
-    reference = results.get(REFERENCE)
+    reference = results.get(REFERENCE_ENGINE)
     differences = {
         e: {t: {m: v["value"] - reference[t][m]["value"] for m, v in metrics.items()
                 if m in reference.get(t, {})} for t, metrics in r.items()}
-        for e, r in results.items() if e != REFERENCE and reference is not None
+        for e, r in results.items() if e != REFERENCE_ENGINE and reference is not None
     }
     metrics: dict[str, float] = {}
     rows: list[dict[str, Any]] = []
     for engine, per_task in results.items():
-        prefix = "lm_eval" if engine == REFERENCE else f"lm_eval.{engine}"
+        prefix = "lm_eval" if engine == REFERENCE_ENGINE else f"lm_eval.{engine}"
         for task, per_metric in per_task.items():
             seconds = engines[engine]["seconds"].get(task)
             if seconds is not None:
