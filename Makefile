@@ -12,7 +12,7 @@ ifneq ($(wildcard ../shared/models),)
 export QUENCH_MIRROR ?= $(abspath ../shared)
 endif
 
-.PHONY: setup setup-vllm setup-models quantize validate gate compare ui test lint bench bench-smollm2 bench-scaling gpu-check clean
+.PHONY: setup setup-vllm setup-models quantize validate gate compare ui test lint bench bench-smollm2 same-reports bench-scaling gpu-check clean
 
 setup: $(VENV)/.installed setup-vllm setup-models
 
@@ -93,6 +93,12 @@ bench: setup
 # BENCH_LIMIT= (perplexity windows, lm-eval documents per task), BENCH_SERVE=0 skips vLLM.
 bench-smollm2: setup
 	$(PY) bench/smollm2.py
+
+# Behaviour check for a refactor: the bundled recipes' report.json quality numbers with the code of
+# BEFORE (a git revision) and of this tree must be equal (artifacts/bench/same_reports.json).
+BEFORE ?= HEAD
+same-reports: setup
+	$(PY) bench/same_reports.py --before $(BEFORE) $(ARGS)
 
 # Scaling on random-weight Llama-shaped models of 0.4, 1.1 and 2.2 GB (bf16, built on first use
 # in artifacts/bench/scaling/models/): RTN and GPTQ W4A16, whole-run and per-stage peak RSS and
