@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import resource
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,17 +60,6 @@ def resolve_dtype(setting: str, model_dir: Path | None = None,
     return checkpoint_dtype(config)
 
 
-@dataclass
-class StageDevice:
-    """The device and dtype one stage runs with, as recorded in its config."""
-
-    device: str
-    dtype: str
-
-    def as_config(self) -> dict[str, str]:
-        return {"device": self.device, "dtype": self.dtype}
-
-
 # -- peak memory of one stage ------------------------------------------------------------------
 
 def reset_peak_memory() -> None:
@@ -101,14 +89,6 @@ def peak_memory() -> dict[str, int | None]:
 
         accelerator = int(torch.cuda.max_memory_allocated())
     return {"peak_rss_bytes": rss, "accelerator_peak_bytes": accelerator}
-
-
-def current_rss() -> int:
-    """Resident bytes now."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def release_memory() -> None:
