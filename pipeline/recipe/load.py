@@ -28,13 +28,32 @@ MAX_OVERRIDE_CHARS = 64 * 1024  # one key=value override
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Reads, merges and validates a recipe; raises RecipeError naming the file and key."""
     path = Path(path)
-    data = _read_with_extends(path, seen=())
-    data.setdefault("name", path.stem)
+    data = read_recipe_data(path)
     apply_overrides(data, overrides or [])
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
         raise RecipeError(format_validation_error(path, exc)) from None
+
+
+def read_recipe_data(path: Path) -> dict[str, Any]:
+    """The recipe file as one mapping (`extends:` merged, name defaulted), not yet validated."""
+    data = _read_with_extends(path, seen=())
+    data.setdefault("name", path.stem)
+    return data
+
+
+def merge_extends(data: dict[str, Any], folder: Path, where: str) -> dict[str, Any]:
+    """An inline recipe mapping with its `extends:` (relative to `folder`) merged in."""
+    data = copy.deepcopy(data)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise RecipeError(f"{where}: extends: expected a file path, got {shorten(parent)}")
+    base = _read_with_extends(folder / parent, seen=())
+    base.pop("name", None)
+    return deep_merge(base, data)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -104,6 +123,12 @@ def apply_override(data: dict[str, Any], item: str) -> None:
         value = load_bounded(raw, f"override {key}") if raw != "" else ""
     except yaml.YAMLError:  # not YAML: the text itself (bounds and duplicates still raise)
         value = raw
+    set_value(data, key, value, item)
+
+
+def set_value(data: dict[str, Any], key: str, value: Any, item: str) -> None:
+    """Sets the dotted `key` to `value` in place, creating mappings on the way; `item` is
+    what the user wrote, for the error message."""
     *parents, leaf = key.split(".")
     node = data
     for i, part in enumerate(parents):

@@ -213,6 +213,11 @@ class TrackingSpec(StrictModel):
         2, ge=0, le=10, strict=True,
         description="HTTP retries of a failed tracking call (within timeout_s).",
     )
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="More tags on the run's MLflow parent run (`quench sweep` sets "
+        "quench.sweep and quench.sweep.trial).",
+    )
 
 
 class TargetSpec(StrictModel):

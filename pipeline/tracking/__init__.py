@@ -43,8 +43,11 @@ def tracking_target(recipe: Recipe) -> dict[str, Any]:
     from pipeline.tracking.mlflow_tracker import tracking_uri
 
     root = Path(recipe.output.dir).expanduser().resolve()
-    return {"backend": spec.backend, "experiment": spec.experiment,
-            "tracking_uri": tracking_uri(spec, root)}
+    target = {"backend": spec.backend, "experiment": spec.experiment,
+              "tracking_uri": tracking_uri(spec, root)}
+    if spec.tags:  # only when set: the key of a recipe without tags stays what it was
+        target["tags"] = dict(sorted(spec.tags.items()))
+    return target
 
 
 def make_tracker(recipe: Recipe, root: Path,

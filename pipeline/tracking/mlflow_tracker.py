@@ -149,6 +149,7 @@ class MlflowTracker(Tracker):
             "quench.pid": str(os.getpid()),
             UPLOAD_TAG: self.upload_id,
         }
+        tags = {**self.spec.tags, **tags}  # the recipe's own tags never hide quench's
         return run_record(recipe.name, tags, params=flatten(recipe.model_dump(mode="json")))
 
     def _open_parent(self, recipe_name: str) -> None:

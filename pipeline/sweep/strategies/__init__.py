@@ -1,0 +1,60 @@
+"""Strategies pick a sweep's trials: `grid` (every point), `random` (a seeded sample),
+`optuna` (Optuna's TPE sampler, told each result) and `sensitivity` (layer-wise KL, then a
+mixed-precision proposal). Each is one module and one registration behind this base."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pipeline.registry import Registry
+from pipeline.strict import StrictModel
+from pipeline.sweep.space import Point, Space
+
+if TYPE_CHECKING:
+    from pipeline.sweep.spec import BudgetSpec
+    from pipeline.sweep.trial import TrialRecord
+
+
+class NoOptions(StrictModel):
+    """A strategy that takes no options."""
+
+
+@dataclass
+class SweepContext:
+    """What a strategy may read besides its history: the merged base recipe (a mapping) and,
+    once it has run, the baseline trial (its run record names the resolved model's folder)."""
+
+    base_recipe: dict[str, Any]
+    baseline: TrialRecord | None = None
+    notes: list[str] = field(default_factory=list)  # a strategy's findings, shown in the table
+
+
+class Strategy(ABC):
+    """Proposes points in rounds; the sweep runs them and calls tell() with each result."""
+
+    name: ClassVar[str]
+    options_model: ClassVar[type[StrictModel]] = NoOptions
+
+    def __init__(self, options: StrictModel, space: Space, budget: BudgetSpec, seed: int,
+                 context: SweepContext) -> None:
+        self.options, self.space, self.budget = options, space, budget
+        self.seed, self.context = seed, context
+
+    def check(self) -> None:
+        """Raises QuenchError when the space and budget cannot work (before any trial runs)."""
+
+    @abstractmethod
+    def ask(self, history: list[TrialRecord], n: int) -> list[Point]:
+        """Up to n new points to run next (the executor's parallelism); [] when done."""
+
+    def tell(self, record: TrialRecord) -> None:  # noqa: B027 - optional
+        """A finished trial (its cost, verdict or error); model-based strategies learn from it."""
+
+    @staticmethod
+    def tried(history: list[TrialRecord]) -> list[Point]:
+        return [r.point for r in history]
+
+
+STRATEGIES: Registry[Strategy] = Registry("strategy", "pipeline.sweep.strategies")
