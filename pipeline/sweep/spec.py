@@ -3,7 +3,7 @@ cheapest and what must pass. Strict like a recipe: unknown keys and lax types ar
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 

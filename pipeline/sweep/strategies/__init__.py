@@ -42,7 +42,7 @@ class Strategy(ABC):
         self.options, self.space, self.budget = options, space, budget
         self.seed, self.context = seed, context
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 - optional
         """Raises QuenchError when the space and budget cannot work (before any trial runs)."""
 
     @abstractmethod
