@@ -12,7 +12,7 @@ ifneq ($(wildcard ../shared/models),)
 export QUENCH_MIRROR ?= $(abspath ../shared)
 endif
 
-.PHONY: setup setup-vllm setup-models quantize validate gate compare ui test lint bench bench-smollm2 same-reports bench-scaling gpu-check clean
+.PHONY: setup setup-vllm setup-models quantize validate gate compare sweep ui test lint bench bench-smollm2 same-reports bench-scaling gpu-check clean
 
 setup: $(VENV)/.installed setup-vllm setup-models
 
@@ -69,6 +69,12 @@ gate: setup
 # e.g. make compare ARGS="--experiment quench-tinystories --tag quench.method=rtn"
 compare: setup
 	$(VENV)/bin/quench compare $(ARGS)
+
+# Search recipes for the cheapest one that passes the gate (artifacts/sweeps/<name>/); exit 0
+# with a recommendation, 1 when no trial passes. ARGS="--executor ray --address HOST:PORT".
+SWEEP ?= sweeps/tinystories-w4.yaml
+sweep: setup
+	$(VENV)/bin/quench sweep $(SWEEP) $(ARGS)
 
 # A lean MLflow UI on the default store (one worker, no job runner).
 ui: setup

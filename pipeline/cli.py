@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add_compare_parsers(sub)  # compare, promote
     from pipeline.runner.cache_cli import add_parser as add_cache_parser
+    from pipeline.sweep.cli import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)  # sweep
 
     add_cache_parser(sub)  # cache verify, cache gc
     return parser
@@ -120,6 +123,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from pipeline.compare.cli import dispatch
 
         return dispatch(args)
+    if args.command == "sweep":
+        from pipeline.sweep.cli import dispatch as sweep_dispatch
+
+        return sweep_dispatch(args)
     if args.command == "gate":
         from pipeline.gate.cli import gate_main
 

@@ -20,6 +20,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     compare.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE",
                          help="only runs with this tag (repeatable), e.g. quench.method=gptq")
     compare.add_argument("--model", help="only runs of this model (its quench.model tag)")
+    compare.add_argument("--sweep", help="only the baseline and trials of this `quench sweep` "
+                         "(its quench.sweep tag)")
     compare.add_argument("--all-runs", action="store_true",
                          help="every matching run, not only the latest per recipe")
     compare.add_argument("--quality", choices=("perplexity", "kl"), default="perplexity",
@@ -52,8 +54,9 @@ def dispatch(args: argparse.Namespace) -> int:
               f"source {done['source_kind']}: {done['source']}); aliases: {refs}")
         return 0
     req = CompareRequest(tracking_uri=uri, out=Path(args.out), experiment=args.experiment,
-                         tags=_tags(args.tag), model=args.model, refs=args.runs,
-                         all_runs=args.all_runs, quality=args.quality,
+                         tags={**_tags(args.tag), **_sweep_tag(args.sweep)},
+                         model=args.model, refs=args.runs, all_runs=args.all_runs,
+                         quality=args.quality,
                          record=not args.no_record)
     result = compare(req)
     print(result["markdown"], end="")
@@ -61,6 +64,10 @@ def dispatch(args: argparse.Namespace) -> int:
     if result["run_id"]:
         print(f"mlflow: {uri} run {result['run_id']}")
     return 0
+
+
+def _sweep_tag(sweep: str | None) -> dict[str, str]:
+    return {"quench.sweep": sweep} if sweep else {}
 
 
 def _tags(values: list[str]) -> dict[str, str]:

@@ -81,7 +81,7 @@ def gate_main(candidate: str, baseline: str | None, uri: str | None, summary: st
     if os.environ.get("GITHUB_STEP_SUMMARY"):  # GitHub's protocol: append
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as out:
             out.write(text)
-    _record(client, result, text)
+    record_verdict(client, result, text)
     return result.exit_code(strict)
 
 
@@ -93,7 +93,7 @@ def _spec(recipe: str | None, report: dict[str, Any]) -> GateSpec:
     return load_recipe(recipe, []).gate
 
 
-def _record(client: Any, result: Any, text: str) -> None:
+def record_verdict(client: Any, result: Any, text: str) -> None:
     """Tags the candidate run with the verdict and keeps the Markdown as its artifact."""
     from mlflow.entities import RunTag
 

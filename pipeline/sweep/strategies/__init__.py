@@ -52,6 +52,10 @@ class Strategy(ABC):
     def tell(self, record: TrialRecord) -> None:  # noqa: B027 - optional
         """A finished trial (its cost, verdict or error); model-based strategies learn from it."""
 
+    def candidate(self, record: TrialRecord) -> bool:
+        """Whether a trial may be recommended (a probe trial of a strategy may not)."""
+        return True
+
     @staticmethod
     def tried(history: list[TrialRecord]) -> list[Point]:
         return [r.point for r in history]
