@@ -93,6 +93,7 @@ bench: setup
 	$(PY) bench/methods.py
 	$(PY) bench/engines.py
 	$(PY) bench/scaling.py
+	$(PY) bench/sweep.py
 
 # The lab table on a real model (SmolLM2-135M): every method vs the baseline, with intervals,
 # the gate and served throughput; artifacts/bench/smollm2.{md,json}. BENCH_WINDOWS=,

@@ -20,7 +20,7 @@ from tests.sweep.conftest import write_sweep
 
 pytestmark = pytest.mark.e2e
 
-BOGUS = "bogus_stage:\n  modifiers:\n    NoSuchModifier: {}\n"
+BOGUS = "quant_stage:\n  quant_modifiers:\n    NoSuchModifier: {}\n"
 
 
 def _quench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:

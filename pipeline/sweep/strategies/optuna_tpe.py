@@ -14,7 +14,7 @@ from pipeline.sweep.strategies import STRATEGIES, Strategy
 if TYPE_CHECKING:
     from pipeline.sweep.trial import TrialRecord
 
-MAX_REPEATS = 50  # suggestions of already-tried points before the space counts as exhausted
+MAX_REPEATS = 50  # suggestions of tried points in a row before an untried one is taken
 
 
 class OptunaOptions(StrictModel):
@@ -32,9 +32,8 @@ class OptunaStrategy(Strategy):
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        sampler = optuna.samplers.TPESampler(
-            seed=self.seed, n_startup_trials=self.options.startup_trials,  # type: ignore[attr-defined]
-            constraints_func=lambda t: t.user_attrs.get("constraint", (1.0,)))
+        sampler = optuna.samplers.TPESampler(  # the gate reaches it as a trial constraint
+            seed=self.seed, n_startup_trials=self.options.startup_trials)  # type: ignore[attr-defined]
         self.study = optuna.create_study(direction="minimize", sampler=sampler)
         self.distributions = {
             key: optuna.distributions.CategoricalDistribution(list(range(len(values))))
@@ -43,14 +42,15 @@ class OptunaStrategy(Strategy):
             self.distributions["variant"] = optuna.distributions.CategoricalDistribution(
                 list(range(len(self.space.variants))))
         self.asked: dict[str, list[Any]] = {}  # point id -> optuna trials waiting for a result
-        self.told: set[str] = set()
 
     def ask(self, history: list[TrialRecord], n: int) -> list[Point]:
-        self._replay(history)
         wanted = min(n, self.budget.max_trials - len(history) - self._waiting())
         points: list[Point] = []
         repeats = 0
-        while len(points) < wanted and repeats < MAX_REPEATS:
+        while len(points) < wanted:
+            if repeats >= MAX_REPEATS:  # TPE keeps to tried points: take an untried one
+                points += self._untried(history, points, wanted - len(points))
+                break
             trial = self.study.ask(self.distributions)
             point = self.space.point_at(trial.params)
             pid = point_id(point)
@@ -63,30 +63,31 @@ class OptunaStrategy(Strategy):
             points.append(point)
         return points
 
+    def _untried(self, history: list[TrialRecord], asked: list[Point], n: int) -> list[Point]:
+        """Up to n points neither run nor asked, in a seeded order."""
+        import random
+
+        seen = {point_id(p) for p in [*self.tried(history), *asked]} | set(self.asked)
+        rest = [p for p in self.space.points() if point_id(p) not in seen]
+        random.Random(self.seed + len(history)).shuffle(rest)
+        for point in rest[:n]:  # an enqueued trial gets exactly these parameters
+            self.study.enqueue_trial(self.space.indices(point))
+            self.asked[point_id(point)] = [self.study.ask(self.distributions)]
+        return rest[:n]
+
     def tell(self, record: TrialRecord) -> None:
         pid = point_id(record.point)
         for trial in self.asked.pop(pid, []):
             self._tell_one(trial, record)
-        self.told.add(pid)
 
     def _tell_one(self, trial: Any, record: TrialRecord) -> None:
         import optuna
 
-        if record.cost is None:
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        if record.cost is None:  # failed or not measured: TPE counts a pruned trial as a bad one
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             return
-        trial.set_user_attr("constraint", (0.0 if record.passed else 1.0,))
+        trial.set_constraint("gate", 0.0 if record.passed else 1.0)  # <= 0: feasible
         self.study.tell(trial, record.cost)
 
-    def _replay(self, history: list[TrialRecord]) -> None:
-        """Trials finished before this process started (a resumed sweep) join the study."""
-        for record in history:
-            pid = point_id(record.point)
-            if pid in self.told or pid in self.asked:
-                continue
-            self.study.enqueue_trial(self.space.indices(record.point))
-            self._tell_one(self.study.ask(self.distributions), record)
-            self.told.add(pid)
-
     def _waiting(self) -> int:
-        return sum(1 for pid in self.asked if pid not in self.told)
+        return len(self.asked)
