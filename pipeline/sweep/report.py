@@ -133,8 +133,10 @@ def _log_sweep_run(result: SweepResult, data: dict[str, Any], say: Callable[[str
 
         tracking = result.baseline.outcome.tracking  # type: ignore[union-attr]
         client = MlflowClient(tracking_uri=tracking["tracking_uri"])
-        experiment = client.get_experiment_by_name(tracking["experiment"])
-        run = client.create_run(experiment.experiment_id, run_name=f"sweep {data['sweep']}",
+        name = result.prepared.base_recipe.tracking.experiment
+        experiment = client.get_experiment_by_name(name)
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
+        run = client.create_run(experiment_id, run_name=f"sweep {data['sweep']}",
                                 tags={"quench.kind": "sweep", SWEEP_TAG: data["sweep"]})
         run_id = run.info.run_id
         client.log_param(run_id, "strategy", data["strategy"])
