@@ -17,7 +17,13 @@ from pipeline.sweep.jobs import FINISHED, TrialJob, TrialOutcome
 from pipeline.sweep.load import Prepared
 from pipeline.sweep.results import Judge, cost_of, trial_metrics
 from pipeline.sweep.space import Point, describe, point_id
-from pipeline.sweep.trial import BASELINE_ID, TrialRecord, trial_recipe, write_trial
+from pipeline.sweep.trial import (
+    BASELINE_ID,
+    TRIAL_TAG,
+    TrialRecord,
+    trial_recipe,
+    write_trial,
+)
 
 Say = Callable[[str], None]
 
@@ -60,8 +66,11 @@ def run_sweep(prep: Prepared, say: Say = print) -> SweepResult:
 
 
 def _run_baseline(prep: Prepared, say: Say) -> TrialRecord:
-    data = trial_recipe(prep.baseline, {}, prep.spec.name)
+    # the baseline shares the trials' cache and tracking store: their runs are gated against it
+    shared = {k: prep.base[k] for k in ("output", "tracking") if k in prep.base}
+    data = trial_recipe({**prep.baseline, **shared}, {}, prep.spec.name)
     data["name"] = f"{prep.spec.name}-{BASELINE_ID}"
+    data["tracking"]["tags"][TRIAL_TAG] = BASELINE_ID
     record = new_record(prep, {}, data, BASELINE_ID)
     say(f"[baseline] {data['name']}: running")
     record.outcome = next(iter(prep.executor.run([_job(prep, record)])))
@@ -98,11 +107,12 @@ def new_record(prep: Prepared, point: Point, data: dict[str, Any],
     header = (f"trial {trial_id} of sweep {prep.spec.name} ({prep.path}): {describe(point)}\n"
               f"re-run it alone: quench run <this file>")
     path = write_trial(data, prep.out_dir / "trials", header)
-    return TrialRecord(trial_id, point, data["name"], str(path))
+    output = (data.get("output") or {}).get("dir") or prep.base_recipe.output.dir
+    return TrialRecord(trial_id, point, data["name"], str(path), output_dir=str(output))
 
 
 def _job(prep: Prepared, record: TrialRecord) -> TrialJob:
-    root = Path(prep.base_recipe.output.dir).expanduser().resolve()
+    root = Path(record.output_dir).expanduser().resolve()
     return TrialJob(record.trial_id, record.run_name, record.recipe_path,
                     str(root / record.run_name),
                     str(prep.out_dir / "logs" / f"{record.trial_id}.log"), os.getcwd(),

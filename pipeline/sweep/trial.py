@@ -37,6 +37,7 @@ class TrialRecord:
     metrics: dict[str, float] = field(default_factory=dict)  # what the objective may use
     cost: float | None = None  # None: not measured (failed, or a metric is missing)
     note: str | None = None  # why it was not gated or costed
+    output_dir: str = "artifacts"  # the trial recipe's output.dir (its run folder's parent)
 
     @property
     def status(self) -> str:
