@@ -4,6 +4,8 @@ that no trial passes the gate (exit 1); bad input is exit 2 before any trial run
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +33,31 @@ def dispatch(args: argparse.Namespace) -> int:
     prepared = prepare(path, spec)
     if args.dry_run:
         return _dry_run(prepared)
-    result = run_sweep(prepared)
+    with _progress(prepared.spec.budget.max_trials) as (say, advance):
+        result = run_sweep(prepared, say, advance)
     return 0 if result.recommended is not None else EXIT_NONE_PASSES
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[tuple[Callable[[str], None], Callable[[], None]]]:
+    """A bar of trials (with elapsed time) under the trial lines; plain lines off a terminal."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(SpinnerColumn(), TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), transient=True) as bar:
+        task = bar.add_task("trials", total=total)
+
+        def say(line: str) -> None:
+            bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+        yield say, lambda: bar.advance(task)
 
 
 def _overrides(args: argparse.Namespace, path: Path) -> dict[str, Any]:

@@ -39,8 +39,10 @@ class SweepResult:
     mlflow_run_id: str | None = None
 
 
-def run_sweep(prep: Prepared, say: Say = print) -> SweepResult:
-    """The whole sweep; results are written even when it is interrupted (then re-raised)."""
+def run_sweep(prep: Prepared, say: Say = print,
+              advance: Callable[[], None] = lambda: None) -> SweepResult:
+    """The whole sweep; results are written even when it is interrupted (then re-raised).
+    `say` prints a line, `advance` moves a progress bar by one trial."""
     prep.out_dir.mkdir(parents=True, exist_ok=True)
     say(f"sweep {prep.spec.name}: strategy {prep.spec.strategy.kind}, space of "
         f"{prep.space.size} point(s), budget {prep.spec.budget.max_trials} trial(s), executor "
@@ -55,7 +57,7 @@ def run_sweep(prep: Prepared, say: Say = print) -> SweepResult:
     try:
         judge = Judge(_client(baseline), baseline.outcome.tracking["run_id"],  # type: ignore[union-attr]
                       prep.gate, prep.spec.constraints.strict)
-        _trials(prep, judge, result, say)
+        _trials(prep, judge, result, say, advance)
     except KeyboardInterrupt:
         result.interrupted = True
         raise
@@ -83,7 +85,8 @@ def _run_baseline(prep: Prepared, say: Say) -> TrialRecord:
     return record
 
 
-def _trials(prep: Prepared, judge: Judge, result: SweepResult, say: Say) -> None:
+def _trials(prep: Prepared, judge: Judge, result: SweepResult, say: Say,
+            advance: Callable[[], None]) -> None:
     budget = prep.spec.budget.max_trials
     while len(result.records) < budget:
         points = prep.strategy.ask(result.records, min(prep.executor.parallelism,
@@ -99,6 +102,7 @@ def _trials(prep: Prepared, judge: Judge, result: SweepResult, say: Say) -> None
             result.records.append(record)
             _append_state(prep, record)
             say(_line(len(result.records), budget, record))
+            advance()
 
 
 def new_record(prep: Prepared, point: Point, data: dict[str, Any],
