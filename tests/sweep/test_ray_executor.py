@@ -53,8 +53,17 @@ def _stop_cluster(pgid: int, temp: Path) -> None:
         psutil.wait_procs(members, timeout=wait)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def no_ray_token() -> Iterator[None]:
+    """Token auth off for the test clusters and their drivers: Ray 2.60 turns it on for a new
+    local cluster (and writes ~/.ray/auth_token), which a later `ray start` would then pick up."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_AUTH_MODE", "disabled")
+        yield
+
+
 @pytest.fixture(scope="module")
-def cluster(mirror: Path) -> Iterator[str]:
+def cluster(mirror: Path, no_ray_token: None) -> Iterator[str]:
     """A real Ray head with 2 CPU slots on 127.0.0.1, its own temp dir and process group. Its
     processes do not get QUENCH_MIRROR: the executor's `env` option must bring it."""
     port = pick_port()
@@ -250,3 +259,37 @@ def test_interrupt_stops_every_trial(cluster: str, mirror: Path, tmp_path: Path,
     finally:
         executor.close()
     assert "report:" not in Path(long.log_path).read_text()  # stopped, not finished
+
+
+def test_close_leaves_a_callers_connection(cluster: str, mirror: Path) -> None:
+    import ray
+
+    ray.init(address=cluster, log_to_driver=False, include_dashboard=False)
+    try:
+        executor = _executor(cluster, mirror)
+        assert executor.parallelism == 2
+        executor.close()
+        assert ray.is_initialized()  # not this executor's to shut down
+    finally:
+        ray.shutdown()
+    executor = _executor(cluster, mirror)
+    assert executor.parallelism == 2
+    executor.close()
+    assert not ray.is_initialized()
+
+
+def test_local_cluster_without_address(mirror: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """address unset: ray.init starts a cluster of this machine's cores, and close() stops it."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    job = _job(tmp_path, "local", "tinystories-none.yaml")
+    executor = RayExecutor(RayOptions(env={"QUENCH_MIRROR": str(mirror)}))
+    try:
+        assert executor.parallelism == os.cpu_count()
+        [outcome] = list(executor.run([job]))
+        assert outcome.status == FINISHED and outcome.report, outcome.error
+    finally:
+        executor.close()
+    ours = psutil.Process().children(recursive=True)
+    assert not [p for p in ours if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], \
+        [p.cmdline()[:2] for p in ours]
