@@ -293,3 +293,30 @@ def test_local_cluster_without_address(mirror: Path, tmp_path: Path,
     ours = psutil.Process().children(recursive=True)
     assert not [p for p in ours if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], \
         [p.cmdline()[:2] for p in ours]
+
+
+def test_a_sweep_runs_through_the_cluster(cluster: str, mirror: Path, tmp_path: Path) -> None:
+    """`quench sweep --address`: the baseline and two trials as Ray tasks, gated and costed
+    by the driver, the same answer files as a local sweep."""
+    import json
+
+    from tests.sweep.conftest import write_sweep
+
+    path = write_sweep(tmp_path, axes={"quantization.options.group_size": [32, 128]},
+                       executor={"kind": "ray", "options": {
+                           "env": {"QUENCH_MIRROR": str(mirror)}, "max_concurrent": 2}},
+                       constraints={"baseline": "baseline.yaml", "strict": False})
+    done = subprocess.run([sys.executable, "-m", "pipeline", "sweep", str(path), "--address",
+                           cluster], cwd=REPO, text=True, capture_output=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"executor ray on {cluster}" in done.stdout
+    data = json.loads((tmp_path / "artifacts" / "sweeps" / "tiny" / "sweep.json").read_text())
+    trials = data["trials"]
+    assert [t["status"] for t in trials] == ["finished", "finished"]
+    assert all(t["outcome"]["host"] and t["outcome"]["report"] for t in trials)  # collected back
+    sizes = {t["point"]["quantization.options.group_size"]: t["metrics"]["size_bytes"]
+             for t in trials}
+    assert sizes[128] < sizes[32]  # fewer scales
+    assert data["recommended"] in {t["trial_id"] for t in trials if t["passed"]}
+    assert (tmp_path / "artifacts" / "sweeps" / "tiny" / "compare" / "pareto.png").is_file()
+    assert _trial_processes(str(tmp_path)) == []
