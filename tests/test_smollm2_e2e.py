@@ -90,7 +90,7 @@ def test_served_on_vllm(out: Path) -> None:
         "target={engine: vllm, gpu: cpu, options: {max_model_len: 512, kv_cache_space_gib: 1, "
         "dtype: float32, enforce_eager: true}}",
         "evaluation.throughput={concurrency: [1, 4], input_len: 32, output_len: 16, "
-        "num_prompts: 8}", "cost.usd_per_hour=0.1")
+        "num_prompts: 4}", "cost.usd_per_hour=0.1")
     report = read_json(out / "smollm2-none-vllm" / "report.json")
     rows = report["throughput"]["rows"]
     assert [r["concurrency"] for r in rows] == [1, 4]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,14 +47,33 @@ def runs(mirror, tmp_path_factory) -> dict[str, object]:
     return ids
 
 
-def gate(runs, candidate: str, *args: str, env: dict[str, str] | None = None):
-    if env:
-        os.environ.update(env)
-    try:
-        return run_quench("gate", candidate, "--tracking-uri", _uri(runs["out"]), *args)
-    finally:
-        for key in env or {}:
-            os.environ.pop(key, None)
+@dataclass
+class Gated:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def gate(capsys, monkeypatch):
+    """`quench gate ...` through the CLI's entry point in this process: the same code and exit
+    code as `python -m pipeline gate` (tests/test_smollm2_e2e.py gates in a subprocess), without
+    a new interpreter importing MLflow for each of this module's gates."""
+    from pipeline.cli import main
+
+    def call(runs, candidate: str, *args: str, env: dict[str, str] | None = None) -> Gated:
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
+        capsys.readouterr()
+        try:
+            code = main(["gate", candidate, "--tracking-uri", _uri(runs["out"]), *args])
+        finally:
+            for key in env or {}:
+                monkeypatch.delenv(key, raising=False)
+        captured = capsys.readouterr()
+        return Gated(code, captured.out, captured.err)
+
+    return call
 
 
 def _child_artifact(runs, run_id: str, node: str, path: str, dest: Path) -> Path:
@@ -93,7 +112,7 @@ def _drop_verdict(base: np.ndarray, cand: np.ndarray, threshold: float = 0.02,
     return "FAIL" if low > threshold else "PASS" if high <= threshold else "INCONCLUSIVE"
 
 
-def test_second_calibration_seed_passes_at_default_thresholds(runs, tmp_path):
+def test_second_calibration_seed_passes_at_default_thresholds(runs, tmp_path, gate):
     result = gate(runs, runs["gptq-s1"], "--baseline", runs["gptq-s0"])
     assert result.returncode == 0, result.stdout + result.stderr
     rows = {line.split("|")[1].strip(): line for line in result.stdout.splitlines()
@@ -120,7 +139,7 @@ def test_second_calibration_seed_passes_at_default_thresholds(runs, tmp_path):
     assert strict.returncode == (1 if undecided else 0), strict.stdout + strict.stderr
 
 
-def test_a_threshold_at_the_estimate_is_inconclusive(runs, tmp_path):
+def test_a_threshold_at_the_estimate_is_inconclusive(runs, tmp_path, gate):
     """The perplexity increase of 3-bit RTN over fp32, computed here from the per-window NLLs,
     set as the threshold: the interval straddles it, so the verdict can only be INCONCLUSIVE."""
     windows = {}
@@ -146,7 +165,7 @@ def test_a_threshold_at_the_estimate_is_inconclusive(runs, tmp_path):
     assert strict.returncode == 1, strict.stdout + strict.stderr
 
 
-def test_three_bit_rtn_is_a_regression_against_fp32(runs, tmp_path):
+def test_three_bit_rtn_is_a_regression_against_fp32(runs, tmp_path, gate):
     summary = tmp_path / "verdict.md"
     step = tmp_path / "step_summary.md"
     result = gate(runs, runs["rtn-w3"], "--baseline", runs["none"], "--summary", str(summary),
@@ -159,20 +178,20 @@ def test_three_bit_rtn_is_a_regression_against_fp32(runs, tmp_path):
     assert tags["quench.gate"] == "FAIL" and tags["quench.gate.baseline"] == runs["none"]
 
 
-def test_identical_candidate_passes(runs):
+def test_identical_candidate_passes(runs, gate):
     result = gate(runs, runs["gptq-s0"], "--baseline", runs["gptq-s0"], "--strict")
     assert result.returncode == 0 and "## quench gate: PASS" in result.stdout
     assert "INCONCLUSIVE" not in result.stdout and "FAIL" not in result.stdout
 
 
-def test_missing_baseline_is_an_error_not_a_pass(runs):
+def test_missing_baseline_is_an_error_not_a_pass(runs, gate):
     missing = gate(runs, runs["gptq-s0"], "--baseline", "0" * 32)
     assert missing.returncode == 2 and "not found in MLflow" in missing.stderr
     alias = gate(runs, runs["gptq-s0"], "--baseline", "tinystories@baseline")
     assert alias.returncode == 2 and "tinystories@baseline" in alias.stderr
 
 
-def test_registry_alias_and_recipe_resolve_to_runs(runs, tmp_path):
+def test_registry_alias_and_recipe_resolve_to_runs(runs, tmp_path, gate):
     client = MlflowClient(_uri(runs["out"]))
     client.create_registered_model("tinystories")
     version = client.create_model_version("tinystories", str(runs["out"]), run_id=runs["none"])
@@ -190,7 +209,7 @@ def test_registry_alias_and_recipe_resolve_to_runs(runs, tmp_path):
     assert runs["none"] in by_recipe.stdout  # reused from the cache, not run again
 
 
-def test_runs_on_different_windows_cannot_be_paired(runs):
+def test_runs_on_different_windows_cannot_be_paired(runs, gate):
     other = run_quench("run", str(RECIPES / "tinystories-none.yaml"),
                        *_args(runs["out"], windows=40), "name=none-40")
     assert other.returncode == 0, other.stderr[-3000:]

@@ -33,6 +33,14 @@ def servable_model(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -
     return build_llama(tmp_path_factory.mktemp("models") / "llama-h32", tiny_model)
 
 
+@pytest.fixture(scope="module")
+def served_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One output folder for the served runs: the stages before throughput (the same model and
+    settings) run once, the second run reuses them; each run's throughput entry differs (its
+    sweep settings are in the key), so both serve and measure."""
+    return tmp_path_factory.mktemp("served") / "out"
+
+
 def _skip(overrides: list[str], model_dir: Path | None = None) -> str | None:
     recipe = load_recipe(RECIPE, overrides)
     model = Manifest(Path("."), {"status": "ran", "outputs": {"model_dir": str(model_dir)}})
@@ -84,8 +92,8 @@ def _run(out: Path, model: Path, *extra: str):
 
 
 @requires_vllm
-def test_sweep_report_rows_metrics_and_nothing_left(servable_model, tmp_path):
-    out = tmp_path / "out"
+def test_sweep_report_rows_metrics_and_nothing_left(servable_model, served_out):
+    out = served_out
     with busy_port() as sock, ServerWatch(str(out)) as watch:
         taken = sock.getsockname()[1]
         result = _run(out, servable_model, f"target.options.port={taken}")
@@ -117,14 +125,15 @@ def test_sweep_report_rows_metrics_and_nothing_left(servable_model, tmp_path):
 
 
 @requires_vllm
-def test_server_killed_mid_benchmark_fails_with_its_log(servable_model, tmp_path):
-    out = tmp_path / "out"
+def test_server_killed_mid_benchmark_fails_with_its_log(servable_model, served_out):
+    out = served_out
     killed: list[int] = []
+    earlier = set(out.rglob("server/server.log"))  # the other test's finished sweep
 
     def killer() -> None:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline and not killed:
-            logs = list(out.rglob("server/server.log"))
+            logs = [p for p in out.rglob("server/server.log") if p not in earlier]
             if logs and logs[0].read_text(errors="replace").count("POST /v1/completions") >= 3:
                 for pid in server_pids(str(out)):
                     os.kill(pid, signal.SIGKILL)  # the API server only: its children remain
