@@ -52,6 +52,11 @@ class Strategy(ABC):
     def tell(self, record: TrialRecord) -> None:  # noqa: B027 - optional
         """A finished trial (its cost, verdict or error); model-based strategies learn from it."""
 
+    def candidate(self, record: TrialRecord) -> bool:
+        """Whether a finished trial may be recommended; False for a strategy's measurement
+        trials (sensitivity's one-group probes), which answer a question but are no candidate."""
+        return True
+
     @staticmethod
     def tried(history: list[TrialRecord]) -> list[Point]:
         return [r.point for r in history]
