@@ -4,8 +4,9 @@ group's KL with real pipeline runs; auto_quantize scores every layer in one pass
 quantization. If they agree on what is fragile, the cheap estimate can seed the sweep.
 
 Side 1 (quench): the sensitivity strategy driven by hand, every trial a real `quench run` of
-the trial recipe the sweep would write: the base recipe (the sweep's baseline), one probe per
-layer group, then its proposals (measured, so estimate and truth sit side by side).
+the trial recipe the sweep would write: the recipe's gate.baseline (the sweep's baseline), the
+base recipe as it is, one probe per layer group, then the proposals (measured, so estimate and
+truth sit side by side).
 Side 2 (ModelOpt): mtq.auto_quantize on the same model and calibration records (the recipe's
 calibration.source, num_samples, seed, max_seq_length; drawn like the calibrate stage), with
 lm_head disabled like the base recipe's ignore, at the effective-bits budget each proposal
@@ -66,8 +67,17 @@ def run_trial(base: dict[str, Any], point: Point, name: str) -> TrialRecord:
                                 if isinstance(v, int | float)})
 
 
-def sensitivity_side(base: dict[str, Any], proposals: int) -> dict[str, Any]:
-    baseline = run_trial(base, {}, "aq-baseline")
+def small(data: dict[str, Any], max_windows: int) -> dict[str, Any]:
+    """A recipe mapping with its runs in WORK, few perplexity windows and no tracking."""
+    data["output"] = {**(data.get("output") or {}), "dir": str(WORK)}
+    data["evaluation"]["perplexity"]["max_windows"] = max_windows
+    data["tracking"] = {**(data.get("tracking") or {}), "backend": "none"}
+    return data
+
+
+def sensitivity_side(base: dict[str, Any], baseline_data: dict[str, Any],
+                     proposals: int) -> dict[str, Any]:
+    baseline = run_trial(baseline_data, {}, "aq-baseline")
     context = SweepContext(base, baseline)
     options = SensitivityOptions(proposals=proposals)
     strategy = SensitivityStrategy(options, Space({}, []), BudgetSpec(max_trials=100), 0,
@@ -79,10 +89,12 @@ def sensitivity_side(base: dict[str, Any], proposals: int) -> dict[str, Any]:
             history.append(run_trial(base, p, f"aq-{point_id(p)}"))
             strategy.tell(history[-1])
     groups = strategy.groups or []
-    probes = [history[g] for g in range(len(groups))]
+    by_id = {point_id(r.point): r for r in history}
+    probes = [by_id[point_id(strategy.probe_point(g))] for g in range(len(groups))]
     measured_proposals = [r for r in history if point_id(r.point) in strategy.proposal_ids]
     return {
-        "baseline": {"kl_divergence": baseline.metrics.get("kl_divergence"),
+        "baseline": {"recipe": baseline_data["name"],
+                     "kl_divergence": baseline.metrics.get("kl_divergence"),
                      "size_ratio": baseline.metrics.get("size_ratio"),
                      "seconds": baseline.outcome.seconds if baseline.outcome else None},
         "groups": [{"layers": layers, "kl_divergence": r.metrics.get("kl_divergence"),
@@ -165,11 +177,9 @@ def main() -> None:
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
-    base = read_recipe_data(REPO / args.recipe)
-    base["output"] = {**(base.get("output") or {}), "dir": str(WORK)}
-    base["evaluation"]["perplexity"]["max_windows"] = args.max_windows
-    base["tracking"] = {**(base.get("tracking") or {}), "backend": "none"}
-    sens = sensitivity_side(base, args.proposals)
+    base = small(read_recipe_data(REPO / args.recipe), args.max_windows)
+    baseline = small(read_recipe_data(REPO / base["gate"]["baseline"]), args.max_windows)
+    sens = sensitivity_side(base, baseline, args.proposals)
     baseline_run = json.loads((WORK / "aq-baseline" / "run.json").read_text())
     resolve = json.loads((Path(baseline_run["nodes"]["resolve"]["dir"]) /
                           "manifest.json").read_text())

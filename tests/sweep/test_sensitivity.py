@@ -37,12 +37,13 @@ def resolved_run(tmp: Path, model_dir: Path) -> dict[str, Any]:
     return {"nodes": {"resolve": {"dir": str(folder)}}}
 
 
-def baseline(run_info: dict[str, Any], dense: float, quantized: float) -> TrialRecord:
+def baseline(run_info: dict[str, Any], dense: float, own_size: float) -> TrialRecord:
+    """The sweep's baseline trial: `dense` the base model's size, `own_size` its checkpoint's."""
     report = {"metrics": {"baseline": {"size_bytes": dense},
-                          "candidate": {"size_bytes": quantized}}}
+                          "candidate": {"size_bytes": own_size}}}
     outcome = TrialOutcome("baseline", FINISHED, 0, 1.0, report=report, run_info=run_info)
     return TrialRecord("baseline", {}, "b", "b.yaml", outcome=outcome,
-                       metrics={"size_bytes": quantized})
+                       metrics={"size_bytes": own_size})
 
 
 def strategy(base: dict[str, Any], max_trials: int, record: TrialRecord | None = None,
@@ -96,31 +97,37 @@ def test_proposals_keep_the_most_sensitive_first_within_budget(tmp_path: Path) -
     (model / "config.json").write_text(json.dumps({"num_hidden_layers": 4}))
     dense, quantized = 1000.0, 400.0
     base = {"quantization": {"options": {"ignore": ["lm_head", "re:.*embed.*"]}}}
-    s = strategy(base, 7, baseline(resolved_run(tmp_path, model), dense, quantized),
+    # the sweep's baseline is gate.baseline (method none here): its own checkpoint is the
+    # re-saved dense model, which no estimate may take for the quantized size
+    s = strategy(base, 7, baseline(resolved_run(tmp_path, model), dense, dense + 50.0),
                  max_size_ratio=0.65)
     history: list[TrialRecord] = []
-    probes = s.ask(history, 10)
-    assert len(probes) == 4 and all(p[IGNORE_KEY][:2] == ["lm_head", "re:.*embed.*"]
-                                    for p in probes)
+    first = s.ask(history, 10)
+    assert len(first) == 5 and all(p[IGNORE_KEY][:2] == ["lm_head", "re:.*embed.*"]
+                                   for p in first)
+    assert first[0] == {IGNORE_KEY: ["lm_head", "re:.*embed.*"]}  # the base recipe as it is
+    history.append(finished(first[0], 0.5, quantized))
     # kl per group (2 most sensitive, then 0) and the bytes keeping it at full precision adds
     # (d); a probe weighs quantized + sum(d) - d_g; the base folder is 50 bytes lighter than
-    # the same weights in a quantized checkpoint (as on TinyStories, where it is ~55 kB)
+    # the same weights in a quantized checkpoint (as on TinyStories, where it is ~53 kB)
     measured = {0: (0.05, 150.0), 1: (0.01, 150.0), 2: (0.30, 200.0), 3: (0.02, 150.0)}
-    for g, point in enumerate(probes):
+    for g, point in enumerate(first[1:]):
+        assert point == s.probe_point(g)
         kl, cost = measured[g]
         history.append(finished(point, kl, quantized + 650.0 - cost))
         s.tell(history[-1])
     proposals = s.ask(history, 10)
-    # k=0: 400 (0.40); k=1 keeps group 2: 600 (0.60); k=2 adds group 0: 750 (0.75 > 0.65)
+    # k=0 (400, 0.40) already ran; k=1 keeps group 2: 600 (0.60); k=2 adds group 0: 750
+    # (0.75 > 0.65), so it is not proposed
     assert [p[IGNORE_KEY] for p in proposals] == [
-        ["lm_head", "re:.*embed.*"],
         ["lm_head", "re:.*embed.*", keep_pattern([2])]]
     notes = "\n".join(s.context.notes)
     assert "KL 0.3;" in notes and "full precision costs 200 bytes" in notes
-    assert "ratio 0.600" in notes and "ratio 0.400" in notes
-    assert not [r for r in history if s.candidate(r)]  # probes are never recommended
+    assert "k=1: layers kept at full precision: 2; estimated size ratio 0.600" in notes
+    assert "k=0" in notes and "ratio 0.400" in notes and "k=2" not in notes
+    assert [s.candidate(r) for r in history] == [True, False, False, False, False]
     done = [*history, *(finished(p, 0.0, 0.0) for p in proposals)]
-    assert all(s.candidate(r) for r in done[4:])
+    assert s.candidate(done[-1])
     assert s.ask(done, 10) == []
 
 
@@ -144,15 +151,16 @@ def test_without_budget_every_prefix_up_to_proposals(tmp_path: Path) -> None:
     (model / "config.json").write_text(json.dumps({"num_hidden_layers": 6}))
     s = strategy({}, 6, baseline(resolved_run(tmp_path, model), 1000.0, 400.0),
                  layers_per_group=2, proposals=3)
-    probes = s.ask([], 10)
-    assert len(probes) == 3
-    history = [finished(p, kl, 900.0) for p, kl in zip(probes, (0.1, 0.3, 0.2), strict=True)]
+    first = s.ask([], 10)
+    assert len(first) == 4
+    history = [finished(first[0], 0.6, 400.0)] + [
+        finished(p, kl, 900.0) for p, kl in zip(first[1:], (0.1, 0.3, 0.2), strict=True)]
     ignores = [p[IGNORE_KEY] for p in s.ask(history, 10)]
     # k=2 keeps groups 1 and 2, quantizing only group 0: that is group 0's probe, already
     # measured, so it is not run again but becomes a candidate
-    assert ignores == [["lm_head"], ["lm_head", keep_pattern([2, 3])]]
-    assert history[0].point[IGNORE_KEY] == ["lm_head", keep_pattern([2, 3, 4, 5])]
-    assert [s.candidate(r) for r in history] == [True, False, False]
+    assert ignores == [["lm_head", keep_pattern([2, 3])]]
+    assert history[1].point[IGNORE_KEY] == ["lm_head", keep_pattern([2, 3, 4, 5])]
+    assert [s.candidate(r) for r in history] == [True, True, False, False]
 
 
 def test_check_rejects_a_budget_below_groups_plus_proposals(tiny_model: Path) -> None:

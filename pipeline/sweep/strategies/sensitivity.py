@@ -1,6 +1,7 @@
-"""Layer-wise sensitivity, then mixed precision: phase 1 quantizes one decoder-layer group at a
-time (every other layer ignored) and measures its KL; phase 2 keeps the most sensitive groups at
-full precision for k = 0, 1, ... within a size budget, each proposal a real, gated trial. Why:
+"""Layer-wise sensitivity, then mixed precision: phase 1 runs the base recipe as it is (every
+group quantized: the k = 0 proposal, and the size every estimate starts from) and one probe per
+decoder-layer group (only that group quantized) for its KL; phase 2 keeps the most sensitive
+groups at full precision for k = 1, 2, ... within a size budget, each a real, gated trial. Why:
 a uniform scheme that fails the gate often passes once its one or two fragile layers are left
 out, at a fraction of the size a less aggressive scheme would cost."""
 
@@ -64,8 +65,9 @@ class SensitivityStrategy(Strategy):
         groups = self._layer_groups()
         done = {point_id(r.point) for r in history}
         probes = [self._probe(g) for g in range(len(groups))]
-        self.probe_ids = {point_id(p) for p in probes}
-        missing = [p for p in probes if point_id(p) not in done]
+        self.probe_ids = {point_id(p) for p in probes} - {point_id(self._all_quantized())}
+        phase1 = {point_id(p): p for p in [self._all_quantized(), *probes]}
+        missing = [p for pid, p in phase1.items() if pid not in done]
         if missing:
             return missing[:n]
         if self.proposed is None:
@@ -73,14 +75,25 @@ class SensitivityStrategy(Strategy):
         return [p for p in self.proposed if point_id(p) not in done][:n]
 
     def candidate(self, record: TrialRecord) -> bool:
-        """Phase-1 trials leave almost every layer unquantized: never the recommendation
-        (unless a proposal is the same point, as with two groups and k = 1)."""
+        """Probes leave almost every layer unquantized: never the recommendation (unless a
+        proposal is the same point, as with two groups and k = 1)."""
+        if not self.probe_ids and self.context.baseline is not None:
+            try:  # a resumed sweep may recommend before asking again
+                groups = self._layer_groups()
+            except QuenchError:
+                return True
+            self.probe_ids = ({point_id(self._probe(g)) for g in range(len(groups))}
+                              - {point_id(self._all_quantized())})
         pid = point_id(record.point)
         return pid not in self.probe_ids or pid in self.proposal_ids
 
     def probe_point(self, group: int) -> Point:
         """The phase-1 point for a group: only its layers quantized."""
         return self._probe(group)
+
+    def _all_quantized(self) -> Point:
+        """The base recipe's own quantization (k = 0), as a point the sweep can run."""
+        return {IGNORE_KEY: base_ignore(self.context.base_recipe)}
 
     def _probe(self, group: int) -> Point:
         groups = self._layer_groups()
@@ -105,14 +118,27 @@ class SensitivityStrategy(Strategy):
             raise QuenchError(
                 f"budget.max_trials: strategy sensitivity needs {needed} trials ({what} "
                 f"measured one at a time, then up to {min(self.opts.proposals, groups)} "
-                f"proposal(s)) and the budget allows {self.budget.max_trials}; raise "
+                f"proposal(s), the first the base recipe as it is) and the budget allows "
+                f"{self.budget.max_trials}; raise "
                 "budget.max_trials, strategy.options.layers_per_group or lower "
                 "strategy.options.proposals")
 
     def _propose(self, history: list[TrialRecord]) -> list[Point]:
         """Phase 2: rank the measured groups, plan the proposals, write the notes."""
-        results = self._group_results(history)
-        dense, quantized = _baseline_sizes(self.context.baseline)
+        by_id = {point_id(r.point): r for r in history}
+        dense = _dense_size(self.context.baseline)
+        probes = [by_id[point_id(self._probe(g))].metrics.get("size_bytes")
+                  for g in range(len(self._layer_groups()))]
+        quantized = by_id[point_id(self._all_quantized())].metrics.get("size_bytes")
+        if quantized is None and all(p is not None for p in probes):
+            quantized = dense - sum(dense - p for p in probes if p is not None)
+            self.context.notes.append("sensitivity: the all-quantized trial measured no size; "
+                                      "estimated from the probes")
+        if quantized is None:
+            self.context.notes.append("sensitivity: no proposal: neither the all-quantized "
+                                      "trial nor every probe measured a size")
+            return []
+        results = self._group_results(by_id, probes, quantized, dense)
         plans = plan(results, dense, quantized, self.opts.proposals, self.opts.max_size_ratio)
         for r in results:
             kl = "not measured" if r.kl is None else f"{r.kl:.4g}"
@@ -130,28 +156,24 @@ class SensitivityStrategy(Strategy):
         self.proposal_ids = {point_id(p) for p in points}
         return points
 
-    def _group_results(self, history: list[TrialRecord]) -> list[GroupResult]:
-        by_id = {point_id(r.point): r for r in history}
-        dense, quantized = _baseline_sizes(self.context.baseline)
+    def _group_results(self, by_id: dict[str, TrialRecord], probes: list[float | None],
+                       quantized: float, dense: float) -> list[GroupResult]:
         groups = self._layer_groups()
-        records = [by_id[point_id(self._probe(g))] for g in range(len(groups))]
-        costs = full_precision_costs([r.metrics.get("size_bytes") for r in records],
-                                     quantized, dense)
-        return [GroupResult(g, layers, r.metrics.get("kl_divergence"), cost)
-                for g, (layers, r, cost) in enumerate(zip(groups, records, costs, strict=True))]
+        costs = full_precision_costs(probes, quantized, dense)
+        return [GroupResult(g, layers, by_id[point_id(self._probe(g))].metrics.get(
+                    "kl_divergence"), cost)
+                for g, (layers, cost) in enumerate(zip(groups, costs, strict=True))]
 
 
-def _baseline_sizes(baseline: TrialRecord | None) -> tuple[float, float]:
-    """(the base model's size, the base recipe's quantized size) from the baseline trial."""
+def _dense_size(baseline: TrialRecord | None) -> float:
+    """The base model's size (every run's report has it: metrics.baseline.size_bytes)."""
     report = (baseline.outcome.report if baseline and baseline.outcome else None) or {}
-    metrics = report.get("metrics") or {}
-    dense = (metrics.get("baseline") or {}).get("size_bytes")
-    quantized = (metrics.get("candidate") or {}).get("size_bytes")
-    if not dense or quantized is None:
+    dense = ((report.get("metrics") or {}).get("baseline") or {}).get("size_bytes")
+    if not dense:
         raise QuenchError("strategy sensitivity: the baseline's report.json has no "
-                          "metrics.baseline.size_bytes / metrics.candidate.size_bytes; the size "
-                          "estimates need both")
-    return float(dense), float(quantized)
+                          "metrics.baseline.size_bytes (the base model's size the size "
+                          "ratios are relative to)")
+    return float(dense)
 
 
 def _layer_count_before_run(base_recipe: dict[str, Any]) -> int | None:
