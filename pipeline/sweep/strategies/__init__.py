@@ -53,7 +53,8 @@ class Strategy(ABC):
         """A finished trial (its cost, verdict or error); model-based strategies learn from it."""
 
     def candidate(self, record: TrialRecord) -> bool:
-        """Whether a trial may be recommended (a probe trial of a strategy may not)."""
+        """Whether a finished trial may be recommended; False for a strategy's measurement
+        trials (sensitivity's one-group probes), which answer a question but are no candidate."""
         return True
 
     @staticmethod
