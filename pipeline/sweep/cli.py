@@ -81,6 +81,11 @@ def _dry_run(prepared: Any) -> int:
     from pipeline.sweep.space import describe
     from pipeline.sweep.trial import trial_recipe
 
+    if prepared.strategy.needs_results:
+        print(f"sweep {prepared.spec.name}: ok; strategy {prepared.spec.strategy.kind} picks "
+              "its trials from measured results, so none can be listed before they run "
+              f"(the space's {prepared.space.size} point(s) are validated); nothing run")
+        return 0
     points = prepared.strategy.ask([], prepared.spec.budget.max_trials)
     print(f"sweep {prepared.spec.name}: {len(points)} trial(s) of a space of "
           f"{prepared.space.size} (strategy {prepared.spec.strategy.kind}); nothing run")

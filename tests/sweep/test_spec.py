@@ -83,3 +83,13 @@ def test_dry_run_writes_runnable_trial_recipes(sweep_folder: Path, capsys) -> No
     assert all(r.tracking.tags["quench.sweep"] == "tiny" for r in recipes)
     assert all(r.name.startswith("tiny-") and r.output.dir.endswith("artifacts")
                for r in recipes)
+
+
+def test_dry_run_of_a_result_driven_strategy_lists_nothing(sweep_folder: Path, capsys) -> None:
+    path = write_sweep(sweep_folder, strategy={"kind": "sensitivity"}, budget={"max_trials": 4})
+    code, text = _sweep(capsys, path, "--dry-run")
+    assert code == 0 and "picks its trials from measured results" in text, text
+    assert not (sweep_folder / "artifacts" / "sweeps" / "tiny" / "trials").exists()
+    small = write_sweep(sweep_folder, strategy={"kind": "sensitivity"}, budget={"max_trials": 3})
+    code, text = _sweep(capsys, small, "--dry-run")
+    assert code == 2 and "budget.max_trials" in text and "needs 4" in text, text

@@ -36,6 +36,8 @@ class Strategy(ABC):
 
     name: ClassVar[str]
     options_model: ClassVar[type[StrictModel]] = NoOptions
+    # its trials depend on measured results (a dry run can list none in advance)
+    needs_results: ClassVar[bool] = False
 
     def __init__(self, options: StrictModel, space: Space, budget: BudgetSpec, seed: int,
                  context: SweepContext) -> None:

@@ -26,6 +26,7 @@ class OptunaOptions(StrictModel):
 class OptunaStrategy(Strategy):
     name = "optuna"
     options_model = OptunaOptions
+    needs_results = True
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)

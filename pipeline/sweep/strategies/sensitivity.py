@@ -44,6 +44,7 @@ class SensitivityOptions(StrictModel):
 class SensitivityStrategy(Strategy):
     name = "sensitivity"
     options_model = SensitivityOptions
+    needs_results = True
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
