@@ -18,6 +18,7 @@ import yaml
 
 from pipeline.gguf import is_gguf, read_gguf
 from pipeline.license.kb import by_link, identify_text, normalize
+from pipeline.license.refs import parse_refs
 
 LICENSE_FILES = ("LICENSE", "LICENSE.md", "LICENSE.txt", "LICENCE", "LICENCE.md")
 POLICY_FILES = ("USE_POLICY.md", "USE_POLICY", "ACCEPTABLE_USE_POLICY.md")
@@ -130,7 +131,7 @@ def detect_folder(folder: Path, model: str, declared: str | None = None) -> Mode
     card = folder / "README.md"
     meta = read_front_matter(card) if card.is_file() else {}
     result.evidence += _card_evidence(meta)
-    result.parents = _as_list(meta.get("base_model"))
+    result.parents = [str(ref) for ref in parse_refs(meta.get("base_model"))]
     relation = meta.get("base_model_relation")
     result.relation = str(relation) if relation else None
     _file_evidence(folder, result)
@@ -158,7 +159,8 @@ def detect_path(path: Path, model: str, declared: str | None = None) -> ModelLic
     if said:
         lic = normalize(info.license_name) or normalize(info.license) or by_link(info.license_link)
         result.evidence.insert(0, Evidence("GGUF metadata general.license", said, lic))
-    result.parents += [p for p in info.base_models if p not in result.parents]
+    result.parents += [str(p) for p in parse_refs(info.base_models)
+                       if str(p) not in result.parents]
     return result
 
 

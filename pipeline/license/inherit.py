@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.license.detect import ModelLicense, detect_folder, detect_path, undetected
+from pipeline.license.refs import declared_for, normalized_keys, parse_ref
 from pipeline.sources import find_model_in_mirror, is_offline
 
 CARD_FILES = ["README.md", "LICENSE*", "LICENCE*", "USE_POLICY*", "NOTICE*"]
@@ -42,7 +43,8 @@ def find_card_folder(ref: str) -> tuple[Path | None, str | None]:
     local = Path(ref).expanduser()
     if local.is_dir():
         return local.resolve(), None
-    mirrored = find_model_in_mirror(ref)
+    parsed = parse_ref(ref)
+    mirrored = find_model_in_mirror(parsed.repo_id)
     if mirrored is not None:
         return mirrored, None
     if is_offline():
@@ -51,14 +53,16 @@ def find_card_folder(ref: str) -> tuple[Path | None, str | None]:
     from huggingface_hub.errors import HfHubHTTPError
 
     try:  # the card and license files only, never the weights
-        return Path(snapshot_download(ref, allow_patterns=CARD_FILES)), None
+        return Path(snapshot_download(parsed.repo_id, revision=parsed.revision,
+                                      allow_patterns=CARD_FILES)), None
     except (HfHubHTTPError, OSError, ValueError) as exc:
         return None, f"could not fetch its card from the hub ({type(exc).__name__}: {exc})"
 
 
 def walk(base_folder: Path, base_model: str, declared: dict[str, str]) -> Lineage:
     """Detects the base's license (folder or GGUF file), then each ancestor's, breadth first."""
-    lineage = Lineage(detect_path(base_folder, base_model, declared.get(base_model)))
+    declared = normalized_keys(declared)
+    lineage = Lineage(detect_path(base_folder, base_model, declared_for(declared, base_model)))
     seen = {base_model, str(base_folder)}
     queue = [(parent, 1) for parent in lineage.base.parents]
     while queue:
@@ -70,8 +74,8 @@ def walk(base_folder: Path, base_model: str, declared: dict[str, str]) -> Lineag
             lineage.problems.append(f"base_model chain deeper than {MAX_DEPTH} at {ref!r}")
             continue
         folder, why = find_card_folder(ref)
-        found = (detect_folder(folder, ref, declared.get(ref)) if folder
-                 else undetected(ref, why or "not found", declared.get(ref)))
+        found = (detect_folder(folder, ref, declared_for(declared, ref)) if folder
+                 else undetected(ref, why or "not found", declared_for(declared, ref)))
         lineage.ancestors.append(found)
         queue += [(parent, depth + 1) for parent in found.parents]
     return lineage
