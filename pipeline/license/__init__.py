@@ -24,7 +24,7 @@ def assess(recipe: Recipe, model_folder: Path) -> tuple[Lineage, Verdict]:
     spec = recipe.license
     lineage = walk(model_folder, recipe.model.id, spec.declared)
     verdict = evaluate(lineage, spec.intended_use, spec.distribution, spec.allow_unknown,
-                       artifact_name(recipe))
+                       artifact_name(recipe), quantized=recipe.quantization.method != "none")
     return lineage, verdict
 
 

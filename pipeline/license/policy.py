@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pipeline.license.inherit import Lineage
 from pipeline.license.kb import License, knowledge_base
+from pipeline.license.naming import name_matches
 
 Level = Literal["pass", "warn", "fail"]
 
@@ -55,9 +56,10 @@ class Verdict:
 
 def evaluate(
     lineage: Lineage, intended_use: str, distribution: str, allow_unknown: bool,
-    artifact_name: str,
+    artifact_name: str, quantized: bool = True,
 ) -> Verdict:
-    """Applies the recipe's policy to the lineage."""
+    """Applies the recipe's policy to the lineage; `quantized`: the artifact is a quantization
+    of the base (not an unchanged copy), where a naming rule's reach is a judgement call."""
     kb = knowledge_base()
     ids = sorted({i for m in lineage.models for i in m.licenses})
     verdict = Verdict(licenses=ids)
@@ -72,7 +74,7 @@ def evaluate(
         if distributed:
             _distribution(lic, distribution, verdict)
         if lic.name_prefix and (distributed or intended_use == "commercial"):
-            _naming(lic, artifact_name, distribution, verdict)
+            _naming(lic, artifact_name, distribution, quantized, verdict)
         if lic.user_limit and intended_use == "commercial":
             verdict.obligations.append({"license": lic.id, "text": (
                 f"Above {lic.user_limit.monthly_active_users:,} monthly active users a separate "
@@ -93,7 +95,13 @@ def _unknowns(lineage: Lineage, allow_unknown: bool, verdict: Verdict) -> None:
     for m in lineage.models:
         for said in m.unrecognized:
             verdict.findings.append(Finding("warn", f"{m.model}: unrecognized license {said}"))
-        if not m.licenses:
+        inherited = None if m.licenses else _inherited(lineage, m, frozenset())
+        if inherited:
+            verdict.findings.append(Finding("warn", (
+                f"{m.model} declares no license of its own: as a derivative of "
+                f"{', '.join(m.parents)} it carries their terms ({', '.join(inherited)}); "
+                "declare it with license.declared to confirm")))
+        elif not m.licenses:
             why = m.missing or "no license in its model card, LICENSE file or SOURCE.md"
             hints = f" ({'; '.join(m.hints)})" if m.hints else ""
             verdict.unknown.append(m.model)
@@ -105,6 +113,23 @@ def _unknowns(lineage: Lineage, allow_unknown: bool, verdict: Verdict) -> None:
                 f"{m.model}: its sources disagree ({', '.join(m.licenses)}); all of them apply")))
     for problem in lineage.problems:
         verdict.findings.append(Finding(level, problem))
+
+
+def _inherited(lineage: Lineage, model: Any, seen: frozenset[str]) -> list[str] | None:
+    """The licenses a model without one of its own carries from its parents (a silent
+    derivative), when every parent's license is known, itself or through its own parents."""
+    if not model.parents or model.missing:
+        return None
+    found: set[str] = set()
+    for ref in model.parents:
+        parent = next((a for a in lineage.ancestors if a.model == ref), None)
+        if parent is None or parent.model in seen:
+            return None
+        licenses = parent.licenses or _inherited(lineage, parent, seen | {model.model})
+        if not licenses:
+            return None
+        found.update(licenses)
+    return sorted(found)
 
 
 def _relaxations(lineage: Lineage, verdict: Verdict) -> None:
@@ -171,12 +196,24 @@ def _distribution(lic: License, distribution: str, verdict: Verdict) -> None:
             lic.share_alike_cite))
 
 
-def _naming(lic: License, name: str, distribution: str, verdict: Verdict) -> None:
+def _naming(lic: License, name: str, distribution: str, quantized: bool,
+            verdict: Verdict) -> None:
+    """The license's name prefix: a miss fails public distribution of an unchanged copy; for a
+    quantization (arguably not a new model the rule names) it warns with the clause."""
     assert lic.name_prefix is not None
-    prefix = lic.name_prefix.prefix
-    if name.lower().startswith(prefix.lower()):
+    prefix, cite = lic.name_prefix.prefix, lic.name_prefix.cite
+    match = name_matches(name, prefix)
+    if match == "match":
         return
-    level: Level = "fail" if distribution == "public" else "warn"
+    if match == "near":
+        verdict.findings.append(Finding("warn", (
+            f"artifact name {name!r} is close to, but not, the {prefix!r} prefix {lic.id} "
+            "requires (case or separators differ); set license.artifact_name to begin with "
+            f"{prefix!r} exactly"), cite))
+        return
+    level: Level = "fail" if distribution == "public" and not quantized else "warn"
+    why = (" (the artifact is a quantization: whether the rule binds a quantized copy is "
+           "a judgement call, so this warns)" if quantized and distribution == "public" else "")
     verdict.findings.append(Finding(level, (
         f"artifact name {name!r} must begin with {prefix!r} under {lic.id}; "
-        "set license.artifact_name"), lic.name_prefix.cite))
+        f"set license.artifact_name{why}"), cite))
