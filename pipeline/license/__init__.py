@@ -22,7 +22,7 @@ def artifact_name(recipe: Recipe) -> str:
 def assess(recipe: Recipe, model_folder: Path) -> tuple[Lineage, Verdict]:
     """The lineage of the recipe's base model and the policy's verdict on it."""
     spec = recipe.license
-    lineage = walk(model_folder, recipe.model.id, spec.declared)
+    lineage = walk(model_folder, recipe.model.id, spec.declared, spec.base_models)
     verdict = evaluate(lineage, spec.intended_use, spec.distribution, spec.allow_unknown,
                        artifact_name(recipe), quantized=recipe.quantization.method != "none")
     return lineage, verdict

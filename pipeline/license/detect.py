@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from pipeline.gguf import is_gguf, read_gguf
+from pipeline.license.families import family_of, repackaging_markers
 from pipeline.license.kb import by_link, identify_text, normalize
 from pipeline.license.refs import parse_refs
 
@@ -53,6 +54,11 @@ class ModelLicense:
     hints: list[str] = field(default_factory=list)
     missing: str | None = None  # why no folder/card could be read (e.g. offline)
     files: dict[str, str] = field(default_factory=dict)  # LICENSE/NOTICE/USE_POLICY -> path
+    family: str | None = None  # the license its name/tags point to (a cross-check only)
+    repackaging: list[str] = field(default_factory=list)  # gguf, gptq, merge, ... in its names
+    declared: bool = False  # the recipe's license.declared speaks for it
+    names: list[str] = field(default_factory=list)  # its id, card model_name and tags
+    declared_parents: list[str] = field(default_factory=list)  # from license.base_models
 
     @property
     def licenses(self) -> list[str]:
@@ -66,7 +72,8 @@ class ModelLicense:
     def to_json(self) -> dict[str, Any]:
         return {"model": self.model, "folder": self.folder, "licenses": self.licenses,
                 "evidence": [e.__dict__ for e in self.evidence], "parents": self.parents,
-                "relation": self.relation, "hints": self.hints, "missing": self.missing}
+                "relation": self.relation, "hints": self.hints, "missing": self.missing,
+                "family": self.family, "repackaging": self.repackaging}
 
 
 def read_front_matter(card: Path) -> dict[str, Any]:
@@ -125,6 +132,31 @@ def _provenance_evidence(folder: Path) -> list[Evidence]:
     return [Evidence("SOURCE.md (mirror provenance)", raw, normalize(raw))]
 
 
+def _gated_prompt_evidence(meta: dict[str, Any], result: ModelLicense) -> None:
+    """A gated repo's access prompt often quotes the license it is gated by."""
+    prompt = meta.get("extra_gated_prompt")
+    lic = identify_text(prompt) if isinstance(prompt, str) else None
+    if lic:
+        result.evidence.append(Evidence("README.md extra_gated_prompt", prompt.strip()[:80], lic))
+
+
+def _name_evidence(result: ModelLicense) -> None:
+    """The family the name and tags point to: evidence only beside a declared license (run
+    again when more evidence arrives: it replaces what it found before)."""
+    result.evidence = [e for e in result.evidence if e.source != "model name and tags"]
+    result.hints = [h for h in result.hints if "suggest the" not in h]
+    result.repackaging = repackaging_markers(result.names)
+    found = family_of(result.names)
+    if found is None:
+        return
+    result.family, text = found
+    if result.evidence:  # a cross-check of what the card says, never a license on its own
+        result.evidence.append(Evidence("model name and tags", text, result.family))
+    else:
+        result.hints.append(f"its name or tags ({text!r}) suggest the {result.family} "
+                            "family; not assumed")
+
+
 def detect_folder(folder: Path, model: str, declared: str | None = None) -> ModelLicense:
     """Everything a checkpoint folder says about its license and its parents."""
     result = ModelLicense(model=model, folder=str(folder))
@@ -137,8 +169,12 @@ def detect_folder(folder: Path, model: str, declared: str | None = None) -> Mode
     _file_evidence(folder, result)
     if not result.evidence:
         result.evidence += _provenance_evidence(folder)
+    _gated_prompt_evidence(meta, result)
+    result.names = [model, *_as_list(meta.get("model_name")), *_as_list(meta.get("tags"))]
+    _name_evidence(result)
     if declared:
         result.evidence.append(Evidence("recipe license.declared", declared, normalize(declared)))
+        result.declared = True
     config = folder / "config.json"
     if not result.licenses and config.is_file():
         model_type = str(json.loads(config.read_text()).get("model_type", ""))
@@ -159,6 +195,8 @@ def detect_path(path: Path, model: str, declared: str | None = None) -> ModelLic
     if said:
         lic = normalize(info.license_name) or normalize(info.license) or by_link(info.license_link)
         result.evidence.insert(0, Evidence("GGUF metadata general.license", said, lic))
+    result.names += [path.name, *([info.name] if info.name else [])]
+    _name_evidence(result)
     result.parents += [str(p) for p in parse_refs(info.base_models)
                        if str(p) not in result.parents]
     return result
@@ -169,4 +207,5 @@ def undetected(model: str, why: str, declared: str | None = None) -> ModelLicens
     result = ModelLicense(model=model, folder=None, missing=why)
     if declared:
         result.evidence.append(Evidence("recipe license.declared", declared, normalize(declared)))
+        result.declared = True
     return result

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.license.detect import ModelLicense, detect_folder, detect_path, undetected
-from pipeline.license.refs import declared_for, normalized_keys, parse_ref
+from pipeline.license.refs import declared_for, normalized_keys, parse_ref, parse_refs
 from pipeline.sources import find_model_in_mirror, is_offline
 
 CARD_FILES = ["README.md", "LICENSE*", "LICENCE*", "USE_POLICY*", "NOTICE*"]
@@ -59,10 +59,15 @@ def find_card_folder(ref: str) -> tuple[Path | None, str | None]:
         return None, f"could not fetch its card from the hub ({type(exc).__name__}: {exc})"
 
 
-def walk(base_folder: Path, base_model: str, declared: dict[str, str]) -> Lineage:
-    """Detects the base's license (folder or GGUF file), then each ancestor's, breadth first."""
+def walk(base_folder: Path, base_model: str, declared: dict[str, str],
+         base_models: dict[str, list[str]] | None = None) -> Lineage:
+    """Detects the base's license (folder or GGUF file), then each ancestor's, breadth first;
+    `base_models` (the recipe's license.base_models) adds parents a card does not name."""
     declared = normalized_keys(declared)
+    extra = {str(parse_ref(k)): [str(r) for r in parse_refs(v)]
+             for k, v in (base_models or {}).items()}
     lineage = Lineage(detect_path(base_folder, base_model, declared_for(declared, base_model)))
+    _add_parents(lineage.base, extra)
     seen = {base_model, str(base_folder)}
     queue = [(parent, 1) for parent in lineage.base.parents]
     while queue:
@@ -76,6 +81,15 @@ def walk(base_folder: Path, base_model: str, declared: dict[str, str]) -> Lineag
         folder, why = find_card_folder(ref)
         found = (detect_folder(folder, ref, declared_for(declared, ref)) if folder
                  else undetected(ref, why or "not found", declared_for(declared, ref)))
+        _add_parents(found, extra)
         lineage.ancestors.append(found)
         queue += [(parent, depth + 1) for parent in found.parents]
     return lineage
+
+
+def _add_parents(model: ModelLicense, extra: dict[str, list[str]]) -> None:
+    """The recipe's license.base_models for this model, after the parents its card names."""
+    for ref in extra.get(str(parse_ref(model.model)), []):
+        if ref not in model.parents:
+            model.parents.append(ref)
+            model.declared_parents.append(ref)

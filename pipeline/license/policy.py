@@ -64,6 +64,7 @@ def evaluate(
     ids = sorted({i for m in lineage.models for i in m.licenses})
     verdict = Verdict(licenses=ids)
     _unknowns(lineage, allow_unknown, verdict)
+    _repackages(lineage, intended_use, distribution, verdict)
     _relaxations(lineage, verdict)
     _incompatible([kb[i] for i in ids], verdict)
     distributed = distribution != "none"
@@ -113,6 +114,32 @@ def _unknowns(lineage: Lineage, allow_unknown: bool, verdict: Verdict) -> None:
                 f"{m.model}: its sources disagree ({', '.join(m.licenses)}); all of them apply")))
     for problem in lineage.problems:
         verdict.findings.append(Finding(level, problem))
+
+
+def _restrictive(lic: License) -> bool:
+    return lic.adds_restrictions or not lic.commercial_ok or lic.name_prefix is not None
+
+
+def _repackages(lineage: Lineage, intended_use: str, distribution: str,
+                verdict: Verdict) -> None:
+    """A permissive label on a model whose name says it comes from a restrictive family, with
+    no base_model to check it against, is never a silent pass: a repackage keeps its base's
+    license. It warns for research and internal use and fails commercial use or public
+    distribution until the recipe declares the lineage."""
+    kb = knowledge_base()
+    for m in lineage.models:
+        own = [i for i in m.licenses if i != m.family]
+        if (m.family is None or m.parents or m.declared or not own
+                or not _restrictive(kb[m.family]) or any(_restrictive(kb[i]) for i in own)):
+            continue
+        risky = intended_use == "commercial" or distribution == "public"
+        markers = f" ({', '.join(m.repackaging)} in its name or tags)" if m.repackaging else ""
+        verdict.findings.append(Finding("fail" if risky else "warn", (
+            f"{m.model} is labelled {', '.join(own)} but looks like a derivative of the "
+            f"{m.family} family{markers} and names no base_model: a repackage or fine-tune "
+            f"keeps its base's license. Declare the lineage with license.base_models "
+            f"({{{m.model}: [<the base's hub id>]}}) or its license with license.declared"),
+            kb[m.family].redistribution_cite))
 
 
 def _inherited(lineage: Lineage, model: Any, seen: frozenset[str]) -> list[str] | None:

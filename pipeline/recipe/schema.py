@@ -263,6 +263,12 @@ class LicenseSpec(StrictModel):
         description="License of a model whose card cannot be read, by model id or path "
         "(e.g. {org/model: apache-2.0}); recorded as declared by the recipe.",
     )
+    base_models: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Parents of a model whose card names none (a repackage or merge without "
+        "base_model), by model id or path, e.g. {TheBloke/Llama-2-7B-GGUF: "
+        "[meta-llama/Llama-2-7b-hf]}; walked as if its card said so.",
+    )
     artifact_name: str | None = Field(
         None, description="Name the artifact is published under (naming rules such as Llama's "
         "apply to it); default: the recipe name.",
