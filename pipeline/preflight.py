@@ -135,7 +135,9 @@ def _check_license(recipe: Recipe) -> list[str]:
     except QuenchError:  # reported by _check_model
         return []
     if resolved.origin == "hub":
-        return []
+        return [f"license: not checked before the run: the card of {recipe.model.id} is not on "
+                "this machine (not a local folder, not in the mirror); the license stage reads "
+                "it after `resolve` downloads the model, and fails the run if the policy does"]
     from pipeline.license import assess, failures
 
     lineage, verdict = assess(recipe, resolved.source)
@@ -143,7 +145,10 @@ def _check_license(recipe: Recipe) -> list[str]:
         offline = [m.model for m in lineage.offline_misses]
         fails = [f for f in verdict.findings if f.level == "fail"]
         if offline and all(f.reason.startswith(tuple(f"{m}:" for m in offline)) for f in fails):
-            raise OfflineMiss(f"license: the card of {', '.join(offline)} is not available")
+            raise OfflineMiss(
+                f"license: the card of {', '.join(offline)} is not on this machine and the hub "
+                "is offline (HF_HUB_OFFLINE); a run offline fails on it, a run online reads it "
+                "from the hub; license.declared settles it either way")
         raise QuenchError(f"license: {failures(verdict)}")
     return [f"license: {f.reason}" + (f" [{f.cite}]" if f.cite else "")
             for f in verdict.findings if f.level == "warn"]

@@ -98,10 +98,10 @@ def _as_list(value: Any) -> list[str]:
 def _card_evidence(meta: dict[str, Any]) -> list[Evidence]:
     found = []
     for raw in _as_list(meta.get("license")):
-        if raw.lower() == "other":
+        if raw.lower() in ("other", "unknown"):  # the name or link then says which
             name, link = meta.get("license_name"), meta.get("license_link")
             lic = normalize(name) or by_link(link)
-            said = f"other ({name or 'no license_name'}, {link or 'no license_link'})"
+            said = f"{raw} ({name or 'no license_name'}, {link or 'no license_link'})"
             found.append(Evidence("README.md front matter", said, lic))
         else:
             found.append(Evidence("README.md front matter", raw, normalize(raw)))
