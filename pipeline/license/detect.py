@@ -76,17 +76,32 @@ class ModelLicense:
                 "family": self.family, "repackaging": self.repackaging}
 
 
+FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(\n|\Z)", re.DOTALL)
+NEXT_FRONT_MATTER = re.compile(r"\A\s*---\s*\n(.*?)\n---\s*(\n|\Z)", re.DOTALL)  # right after
+
+
 def read_front_matter(card: Path) -> dict[str, Any]:
     """The YAML block between the leading `---` lines of a model card ({} when there is none)."""
+    blocks = read_front_matter_blocks(card)
+    return blocks[0] if blocks else {}
+
+
+def read_front_matter_blocks(card: Path) -> list[dict[str, Any]]:
+    """Every front-matter block at the top of a card: hub tools read only the first, so a
+    second one (a merge of two cards) is evidence that must not go unread."""
     text = card.read_text(encoding="utf-8", errors="replace")
-    match = re.match(r"\A---\s*\n(.*?)\n---\s*(\n|\Z)", text, re.DOTALL)
-    if not match:
-        return {}
-    try:
-        data = yaml.safe_load(match.group(1))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{card}: front matter is not valid YAML ({exc})") from None
-    return data if isinstance(data, dict) else {}
+    blocks: list[dict[str, Any]] = []
+    while (match := (NEXT_FRONT_MATTER if blocks else FRONT_MATTER).match(text)) is not None \
+            and len(blocks) < 4:
+        try:
+            data = yaml.safe_load(match.group(1))
+        except yaml.YAMLError as exc:
+            if not blocks:
+                raise ValueError(f"{card}: front matter is not valid YAML ({exc})") from None
+            break
+        blocks.append(data if isinstance(data, dict) else {})
+        text = text[match.end():]
+    return blocks
 
 
 def _as_list(value: Any) -> list[str]:
@@ -161,8 +176,14 @@ def detect_folder(folder: Path, model: str, declared: str | None = None) -> Mode
     """Everything a checkpoint folder says about its license and its parents."""
     result = ModelLicense(model=model, folder=str(folder))
     card = folder / "README.md"
-    meta = read_front_matter(card) if card.is_file() else {}
+    blocks = read_front_matter_blocks(card) if card.is_file() else []
+    meta = blocks[0] if blocks else {}
     result.evidence += _card_evidence(meta)
+    for extra in blocks[1:]:  # a second block's license is heard, and disagreement reported
+        result.hints.append("README.md has more than one front-matter block; hub tools read "
+                            "only the first")
+        result.evidence += [Evidence("README.md second front-matter block", e.said, e.license)
+                            for e in _card_evidence(extra)]
     result.parents = [str(ref) for ref in parse_refs(meta.get("base_model"))]
     relation = meta.get("base_model_relation")
     result.relation = str(relation) if relation else None

@@ -94,3 +94,13 @@ def test_the_gated_prompt_is_evidence(tmp_path: Path) -> None:
     _, verdict = assess(recipe(str(folder), intended_use="research"), folder)
     assert verdict.licenses == ["apache-2.0", "llama2"]
     assert any("sources disagree" in f.reason for f in verdict.findings)
+
+
+def test_a_second_front_matter_block_is_heard(tmp_path: Path) -> None:
+    folder = tmp_path / "two"
+    folder.mkdir()
+    (folder / "README.md").write_text("---\nlicense: apache-2.0\n---\n\n---\nlicense: llama2\n"
+                                      "---\n\n# a merged card\n---\nnot: front matter\n---\n")
+    _, verdict = assess(recipe(str(folder), intended_use="research"), folder)
+    assert verdict.licenses == ["apache-2.0", "llama2"]
+    assert any("sources disagree" in f.reason for f in verdict.findings)
