@@ -11,7 +11,7 @@ CARD_NAMES = {
     "apache-2.0": "apache-2.0", "MIT": "mit", "bsd-3-clause": "bsd-3-clause", "BSD": "bsd-3-clause",
     "gpl-3.0": "gpl-3.0", "AGPL-3.0-only": "agpl-3.0", "llama2": "llama2", "llama3": "llama3",
     "llama3.1": "llama3.1", "llama3.2": "llama3.2", "llama3.3": "llama3.3", "llama4": "llama4",
-    "gemma": "gemma", "mrl": "mrl", "qwen": "qwen", "tongyi-qianwen": "qwen",
+    "gemma": "gemma", "mrl": "mrl", "qwen": "qwen", "tongyi-qianwen": "tongyi-qianwen",
     "qwen-research": "qwen-research", "deepseek": "deepseek", "openrail": "openrail",
     "bigscience-openrail-m": "openrail", "creativeml-openrail-m": "openrail",
     "openrail++": "openrail++", "cc-by-4.0": "cc-by-4.0", "CC-BY-SA-4.0": "cc-by-sa-4.0",
