@@ -32,6 +32,8 @@ CARD_NAMES = {
     "stabilityai-ai-community": "stabilityai-ai-community",  # SD 3/3.5, SDXL Turbo, SVD
     "nvidia-open-model-license": "nvidia-open-model-license",  # Nemotron, Cosmos
     "Falcon 2 11B TII License": "falcon-2-11b",  # Falcon 2
+    "yi-license": "yi-license",  # Yi-6B/34B (2023)
+    "Databricks Open Model License": "databricks-open-model",  # DBRX
 }
 
 
@@ -84,6 +86,10 @@ NEW_LICENSE_TEXTS = {  # the opening lines of each license as published
     "Qwen LICENSE AGREEMENT\n \nQwen LICENSE AGREEMENT Release Date: September 19, 2024": "qwen",
     "Tongyi Qianwen LICENSE AGREEMENT\n\nTongyi Qianwen Release Date: August 3, 2023": (
         "tongyi-qianwen"),
+    "Databricks Open Model License\n\nBy using, reproducing, modifying, distributing, performing "
+    "or displaying\nany portion or element of DBRX": "databricks-open-model",
+    "Yi Series Models License Agreement\n  Version: 1.0\n  Date of Release: November 1, 2023": (
+        "yi-license"),
 }
 
 
@@ -144,6 +150,13 @@ VERDICTS = [
     ({"license": "other", "license_name": "Falcon 2 11B TII License"},
      {"intended_use": "commercial", "distribution": "public"}, "pass", "allowed",
      "Falcon 2 11B TII License s.6 (Publication)"),
+    ({"license": "other", "license_name": "yi-license", "license_link": "LICENSE"},
+     {"intended_use": "commercial", "distribution": "none"}, "fail",
+     "Yi Series Models License Agreement v1.0 s.2",
+     "Yi Series Models License Agreement v1.0 s.2(1)-(3)"),
+    ({"license": "other", "license_name": "databricks-open-model-license"},
+     {"intended_use": "commercial", "distribution": "public"}, "pass", "allowed",
+     "Databricks Open Model License s.2.3 (Use Restrictions)"),
 ]
 
 
