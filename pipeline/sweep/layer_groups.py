@@ -61,8 +61,9 @@ def layer_count_from_run(run_info: dict[str, Any] | None) -> int:
     if not model_dir:
         raise QuenchError(f"strategy sensitivity: {folder / 'manifest.json'} has no "
                           "outputs.model_dir; cannot read the model's layer count")
-    return layer_count_from_config(_read_json(Path(model_dir) / "config.json"),
-                                   Path(model_dir) / "config.json")
+    config = Path(model_dir) if Path(model_dir).is_absolute() else folder / model_dir
+    config = config / "config.json"  # a relative output lies in the stage's own folder
+    return layer_count_from_config(_read_json(config), config)
 
 
 def layer_count_from_config(config: dict[str, Any], where: Path | str) -> int:

@@ -209,3 +209,16 @@ def test_real_probe_trial_quantizes_only_its_group(tiny_model: Path, tmp_path: P
     candidate = report["metrics"]["candidate"]
     assert 0 < candidate["size_bytes"] < report["metrics"]["baseline"]["size_bytes"]
     assert candidate["kl_divergence"] > 0
+
+
+def test_layer_count_from_a_resolve_stage_with_a_relative_model_dir(tmp_path) -> None:
+    """A dequantized GGUF's resolve stage keeps its checkpoint in its own folder ("model")."""
+    import json
+
+    from pipeline.sweep.layer_groups import layer_count_from_run
+
+    stage = tmp_path / "cache" / "resolve" / "abc"
+    (stage / "model").mkdir(parents=True)
+    (stage / "model" / "config.json").write_text(json.dumps({"num_hidden_layers": 30}))
+    (stage / "manifest.json").write_text(json.dumps({"outputs": {"model_dir": "model"}}))
+    assert layer_count_from_run({"nodes": {"resolve": {"dir": str(stage)}}}) == 30
