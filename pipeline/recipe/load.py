@@ -56,9 +56,10 @@ def merge_extends(data: dict[str, Any], folder: Path, where: str) -> dict[str, A
     return deep_merge(base, data)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml_mapping(path: Path, kind: str = "recipe") -> dict[str, Any]:
+    """A recipe's (or sweep file's) YAML mapping, within the bounds; RecipeError names it."""
     if not path.is_file():
-        raise RecipeError(f"recipe file not found: {path}")
+        raise RecipeError(f"{kind} file not found: {path}")
     try:
         data = load_bounded(read_text(path), str(path))
     except yaml.YAMLError as exc:
@@ -66,7 +67,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise RecipeError(f"{path}: a recipe must be a mapping, got {type(data).__name__}")
+        raise RecipeError(f"{path}: a {kind} must be a mapping, got {type(data).__name__}")
     return data
 
 
@@ -77,7 +78,7 @@ def _read_with_extends(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
         raise RecipeError(f"{path}: `extends` forms a cycle: {chain}")
     if len(seen) >= MAX_EXTENDS:
         raise RecipeError(f"{path}: `extends` chain longer than {MAX_EXTENDS} files")
-    data = _read_yaml(path)
+    data = read_yaml_mapping(path)
     parent = data.pop("extends", None)
     if parent is None:
         return data

@@ -7,13 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from pipeline.errors import RecipeError
-from pipeline.recipe.load import format_validation_error, merge_extends, read_recipe_data
+from pipeline.recipe.load import (
+    format_validation_error,
+    merge_extends,
+    read_recipe_data,
+    read_yaml_mapping,
+)
 from pipeline.recipe.schema import GateSpec, Recipe
-from pipeline.recipe.yaml_bounds import describe_yaml_error, load_bounded, read_text
 from pipeline.strict import first_error, suggest
 from pipeline.sweep.executors import EXECUTORS, Executor
 from pipeline.sweep.space import Space, describe
@@ -42,14 +45,7 @@ class Prepared:
 
 def read_sweep(path: Path, overrides: dict[str, Any] | None = None) -> SweepSpec:
     """The sweep file validated; a RecipeError names the file, key and value."""
-    if not path.is_file():
-        raise RecipeError(f"sweep file not found: {path}")
-    try:
-        data = load_bounded(read_text(path), str(path))
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"not valid YAML: {describe_yaml_error(str(path), exc)}") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: a sweep file must be a mapping")
+    data = read_yaml_mapping(path, "sweep")
     data.setdefault("name", path.stem)
     for key, value in (overrides or {}).items():  # command-line flags (executor, budget)
         section, _, leaf = key.partition(".")
