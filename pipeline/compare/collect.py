@@ -52,14 +52,7 @@ class Row:
 
     def throughput(self) -> dict[int, float]:
         """{concurrency: output tokens/s} from the report's throughput rows."""
-        section = self.report.get("throughput") or {}
-        rows = section.get("rows") if isinstance(section, dict) else section
-        found = {}
-        for r in rows or []:
-            value = _number(r.get("output_tokens_per_s")) if isinstance(r, dict) else None
-            if value and "concurrency" in r:
-                found[int(r["concurrency"])] = value
-        return found
+        return throughput_by_concurrency(self.report)
 
     def license(self) -> str:
         """license (commercial use: ...; verdict ...) from the run's tags."""
@@ -68,6 +61,18 @@ class Row:
             return ""
         return (f"{name} (commercial: {self.tag('commercial_ok') or 'unknown'}, "
                 f"{self.tag('license.verdict') or 'no verdict'})")
+
+
+def throughput_by_concurrency(report: dict[str, Any]) -> dict[int, float]:
+    """{concurrency: output tokens/s} from a report.json's throughput rows (measured only)."""
+    section = report.get("throughput") or {}
+    rows = section.get("rows") if isinstance(section, dict) else section
+    found = {}
+    for r in rows or []:
+        value = _number(r.get("output_tokens_per_s")) if isinstance(r, dict) else None
+        if value and "concurrency" in r:
+            found[int(r["concurrency"])] = value
+    return found
 
 
 def load_rows(client: Any, runs: list[Any]) -> list[Row]:

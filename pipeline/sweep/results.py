@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from pipeline.compare.collect import throughput_by_concurrency
 from pipeline.errors import QuenchError
 from pipeline.gate import evaluate_gate
 from pipeline.gate.cli import record_verdict
@@ -30,14 +31,9 @@ def trial_metrics(report: dict[str, Any] | None) -> dict[str, float]:
 
 
 def top_throughput(report: dict[str, Any]) -> float | None:
-    """Served output tokens/s at the highest concurrency the run measured (any engine)."""
-    section = report.get("throughput") or {}
-    rows = section.get("rows") if isinstance(section, dict) else section
-    measured = [r for r in rows or [] if isinstance(r, dict)
-                and _number(r.get("output_tokens_per_s")) and "concurrency" in r]
-    if not measured:
-        return None
-    return float(max(measured, key=lambda r: r["concurrency"])["output_tokens_per_s"])
+    """Served output tokens/s at the highest concurrency the run measured."""
+    levels = throughput_by_concurrency(report)
+    return levels[max(levels)] if levels else None
 
 
 def cost_of(metrics: dict[str, float], objective: ObjectiveSpec) -> tuple[float | None, str | None]:
