@@ -1,7 +1,7 @@
 """Offline-first resolution: a model or dataset reference becomes a local path or a hub load.
 
 Order: an existing local path; else the mirror folder named by $QUENCH_MIRROR (laid out as
-`models/<name>` and `data/<folder>`); else the Hugging Face hub, unless HF_HUB_OFFLINE is set.
+`models/<org>/<name>` and `data/<folder>`); else the Hugging Face hub, unless HF_HUB_OFFLINE is set.
 """
 
 from __future__ import annotations
@@ -67,21 +67,34 @@ def _looks_like_path(ref: str) -> bool:
 def find_model_in_mirror(ref: str, gguf_file: str | None = None) -> Path | None:
     """Looks a hub id up in the mirror: models/<org>/<name>, models/<org>--<name>, models/<name>.
 
-    A folder counts when it holds config.json, or the named GGUF file.
+    A folder counts when it holds config.json, or the named GGUF file. A folder named by the
+    bare <name> counts only when its SOURCE.md names the hub id: `other-org/<name>` is another
+    model, and taking its card would check the wrong license.
     """
     mirror = mirror_dir()
     if mirror is None or not (mirror / "models").is_dir():
         return None
     marker = gguf_file or "config.json"
     org, _, name = ref.rpartition("/")
-    wanted = {name.lower(), f"{org}--{name}".lower(), ref.lower()}
     exact = mirror / "models" / ref
     if (exact / marker).is_file():
         return exact
     for child in sorted((mirror / "models").iterdir()):
-        if child.name.lower() in wanted and (child / marker).is_file():
+        if not (child / marker).is_file():
+            continue
+        if child.name.lower() in {f"{org}--{name}".lower(), ref.lower()}:
+            return child
+        if child.name.lower() == name.lower() and _provenance_names(child, ref):
             return child
     return None
+
+
+def _provenance_names(folder: Path, ref: str) -> bool:
+    """Whether the folder's SOURCE.md provenance note names hub id `ref` (case-insensitive)."""
+    source = folder / "SOURCE.md"
+    if "/" not in ref or not source.is_file():
+        return False
+    return ref.lower() in source.read_text(encoding="utf-8", errors="replace").lower()
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,21 @@ def test_hub_id_resolves_to_mirror_case_insensitively(mirror, tiny_model):
     assert resolved.origin == "mirror" and resolved.path == tiny_model.resolve()
 
 
+def test_bare_name_folder_needs_provenance_naming_the_hub_id(tmp_path, monkeypatch):
+    folder = tmp_path / "models" / "Llama-2-7B-GGUF"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    monkeypatch.setenv("QUENCH_MIRROR", str(tmp_path))
+    assert find_model_in_mirror("TheBloke/Llama-2-7B-GGUF") is None  # no SOURCE.md
+    (folder / "SOURCE.md").write_text("Upstream: thebloke/llama-2-7b-gguf on the hub\n")
+    assert find_model_in_mirror("TheBloke/Llama-2-7B-GGUF") == folder
+    assert find_model_in_mirror("someone-else/Llama-2-7B-GGUF") is None  # another org's model
+    other = tmp_path / "models" / "someone-else--Llama-2-7B-GGUF"
+    other.mkdir()
+    (other / "config.json").write_text("{}")
+    assert find_model_in_mirror("someone-else/Llama-2-7B-GGUF") == other
+
+
 def test_local_path_wins(tiny_model):
     assert resolve_model(str(tiny_model)).origin == "local"
 
@@ -56,7 +71,7 @@ def test_gguf_inputs_resolve_locally_and_through_the_mirror(tmp_path, monkeypatc
     folder = resolve_model(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name)
     assert folder.gguf_file == smollm2_gguf.resolve()
     # A hub repo + file (transformers' gguf_file=), found offline in a mirror folder.
-    repo = tmp_path / "models" / "SmolLM2-135M-Instruct-GGUF"
+    repo = tmp_path / "models" / "HuggingFaceTB" / "SmolLM2-135M-Instruct-GGUF"
     repo.mkdir(parents=True)
     (repo / smollm2_gguf.name).symlink_to(smollm2_gguf)
     monkeypatch.setenv("QUENCH_MIRROR", str(tmp_path))

@@ -25,13 +25,13 @@ def write_card(folder: Path, front: dict | None, files: dict[str, str] | None = 
 
 @pytest.fixture
 def card_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
-    """Writes parents into a temporary mirror ($QUENCH_MIRROR/models/<name>), offline."""
+    """Writes parents into a temporary mirror ($QUENCH_MIRROR/models/<org>/<name>), offline."""
     mirror = tmp_path / "mirror"
     (mirror / "models").mkdir(parents=True)
     monkeypatch.setenv("QUENCH_MIRROR", str(mirror))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
     def add(hub_id: str, front: dict | None, files: dict[str, str] | None = None) -> Path:
-        return write_card(mirror / "models" / hub_id.split("/")[-1], front, files)
+        return write_card(mirror / "models" / hub_id, front, files)
 
     return add
