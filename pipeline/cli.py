@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help="key.sub=value overrides")
     run.add_argument("--force", action="append", default=[], metavar="STAGE",
                      help="re-run this stage even if cached (repeatable; 'all' for every stage)")
+    run.add_argument("--until", metavar="STAGE", help="stop after this stage (e.g. license: "
+                     "the license verdict a run reaches, without calibrating)")
     validate = sub.add_parser("validate", help="check a recipe without running anything heavy")
     validate.add_argument("recipe")
     validate.add_argument("overrides", nargs="*")
@@ -151,9 +153,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"{args.recipe}: ok (method {recipe.quantization.method}, "
               f"scheme {recipe.quantization.scheme})")
         return 0
-    summary = _run(recipe, set(args.force), args.verbose)
+    summary = _run(recipe, set(args.force), args.verbose, args.until)
     if isinstance(summary, int):
         return summary
+    if args.until:
+        print(f"stopped after {args.until}: {summary.run_dir / 'run.json'}")
+        return 0
     print(f"report: {summary.run_dir / 'report.md'}")
     from pipeline.tracking.sync import tracking_line
 
@@ -163,7 +168,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(recipe: Recipe, force: set[str], verbose: bool) -> RunSummary | int:
+def _run(recipe: Recipe, force: set[str], verbose: bool,
+         until: str | None = None) -> RunSummary | int:
     """Runs the pipeline with library output in quench.log; an exit code when it did not end."""
     from pipeline.runner.console import LOG_NAME, RunConsole
     from pipeline.runner.run import output_root, run_pipeline
@@ -175,7 +181,7 @@ def _run(recipe: Recipe, force: set[str], verbose: bool) -> RunSummary | int:
         f"another quench run of {recipe.name} is using {root}; waiting for it", file=sys.stderr))
     try:
         with RunConsole(log_path, verbose) as console:
-            return run_pipeline(recipe, force=force, progress=console.progress)
+            return run_pipeline(recipe, force=force, progress=console.progress, until=until)
     except KeyboardInterrupt:
         print(f"interrupted; log: {log_path}", file=sys.stderr)
         return EXIT_INTERRUPTED

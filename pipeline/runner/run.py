@@ -66,11 +66,18 @@ def run_pipeline(
     recipe: Recipe,
     force: set[str] | frozenset[str] = frozenset(),
     progress: Progress | None = None,
+    until: str | None = None,
 ) -> RunSummary:
-    """Runs every node (reusing cached outputs), publishes the report and logs to tracking."""
+    """Runs every node (reusing cached outputs), publishes the report and logs to tracking.
+
+    `until`: stop after that node (e.g. `license`, to check a card the way a run does); a
+    partial run is not logged to tracking: its stages are cached, and the full run logs them.
+    """
     unknown = set(force) - set(node_names()) - {"all"}
     if unknown:
         raise QuenchError(f"--force: unknown stage(s) {sorted(unknown)}; known: {node_names()}")
+    if until is not None and until not in node_names():
+        raise QuenchError(f"--until: unknown stage {until!r}; known: {node_names()}")
     root = output_root(recipe)
     store = Store(root / "cache")
     progress = progress or Progress()
@@ -78,8 +85,9 @@ def run_pipeline(
         progress, f"another quench run of {recipe.name} is using {root}; waiting for it"))
     store.remove_stale_temporaries()
     summary = RunSummary(recipe, root / recipe.name)
-    tracker = make_tracker(recipe, root, notice=lambda line: progress.console.print(
-        line, markup=False, highlight=False, soft_wrap=True))
+    tracker = Tracker() if until else make_tracker(
+        recipe, root, notice=lambda line: progress.console.print(
+            line, markup=False, highlight=False, soft_wrap=True))
     tracker.retry_pending()
     last_publisher = max((i for i, n in enumerate(PIPELINE) if get_stage(n.stage).publishes),
                          default=None)
@@ -94,6 +102,8 @@ def run_pipeline(
             if i == last_publisher:  # before tracking: a tracking failure keeps the report
                 publish(summary.run_dir, [(get_stage(o.stage).publishes, o.manifest)
                                           for o in summary.outcomes])
+            if node.name == until:
+                break
     except BaseException as exc:
         tracker.fail(exc)
         raise
