@@ -104,3 +104,43 @@ def test_a_second_front_matter_block_is_heard(tmp_path: Path) -> None:
     _, verdict = assess(recipe(str(folder), intended_use="research"), folder)
     assert verdict.licenses == ["apache-2.0", "llama2"]
     assert any("sources disagree" in f.reason for f in verdict.findings)
+
+
+def _gguf(path: Path, name: str, license_id: str, base_repo_url: str | None = None) -> Path:
+    """A one-tensor GGUF file whose header says `general.license` (and a base model's URL)."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name(name)
+    writer.add_string("general.license", license_id)
+    if base_repo_url:
+        writer.add_uint32("general.base_model.count", 1)
+        writer.add_string("general.base_model.0.repo_url", base_repo_url)
+    writer.add_tensor("token_embd.weight", np.zeros((8, 64), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_gguf_metadata_is_evidence_and_its_base_model_is_walked(tmp_path: Path,
+                                                                card_mirror) -> None:
+    """general.license and general.base_model.* of a GGUF file: the label is cross-checked
+    against the name's family, and a base model named only in the header is walked."""
+    (tmp_path / "a").mkdir()
+    bare = _gguf(tmp_path / "a" / "llama-2-7b-chat.Q4_K_M.gguf", "Llama 2 7B Chat", "mit")
+    lineage = walk(bare, "someone/Llama-2-7B-Chat-GGUF", {})
+    assert lineage.base.evidence[0].source == "GGUF metadata general.license"
+    verdict = evaluate(lineage, "commercial", "public", False, "acme-7b", quantized=True)
+    assert verdict.status == "fail"
+    assert any("looks like a derivative of the llama2 family" in f for f in fails(verdict))
+    card_mirror("meta-llama/Llama-2-7b-chat-hf", {"license": "llama2"})
+    (tmp_path / "b").mkdir()
+    based = _gguf(tmp_path / "b" / "llama-2-7b-chat.Q4_K_M.gguf", "Llama 2 7B Chat", "llama2",
+                  "https://huggingface.co/meta-llama/Llama-2-7b-chat-hf")
+    lineage = walk(based, "someone/Llama-2-7B-Chat-GGUF", {})
+    assert [m.model for m in lineage.ancestors] == ["meta-llama/Llama-2-7b-chat-hf"]
+    verdict = evaluate(lineage, "commercial", "public", False, "acme-7b", quantized=True)
+    assert verdict.status == "pass", fails(verdict)
