@@ -42,6 +42,7 @@ class License(StrictModel):
     on_hub: bool = True  # a license id Hugging Face model cards accept
     aliases: list[str] = Field(default_factory=list)
     markers: list[list[str]] = Field(default_factory=list)
+    supersedes: list[str] = Field(default_factory=list)  # base licenses an addendum contains
     use: Literal["any", "non-commercial", "research-only"]
     use_cite: str
     redistribution: bool
