@@ -219,15 +219,23 @@ def test_added_card_names_normalize(name, expected):
 
 def test_ambiguous_modified_mit_is_not_taken_for_kimi():
     assert normalize("modified-mit") is None  # MiniMax uses the same name for another text
+    minimax = ("Permission is hereby granted, free of charge, ... The above copyright notice and "
+               "this permission notice shall be included in all copies ... Our only modification "
+               "is that, if the Software ... you shall prominently display \"MiniMax")
+    assert identify_text(minimax) == "minimax-modified-mit"  # never plain MIT, never Kimi's
+    assert by_link("https://github.com/MiniMax-AI/MiniMax-M2.5/blob/main/LICENSE") == (
+        "minimax-modified-mit")
+    assert by_link("https://huggingface.co/moonshotai/Kimi-K2-Thinking/blob/main/LICENSE") == (
+        "kimi-k2-modified-mit")
 
 
 ADDED_LICENSE_TEXTS = {  # opening phrases of each license as published (the file decides)
     "OPT-175B LICENSE AGREEMENT\n\nThis License Agreement (as may be amended": "opt-175b",
     "FALCON 180B TII LICENSE VERSION 1.0\nSeptember 2023\nfalconllm.tii.ae": "falcon-180b",
     "# Mistral AI Non-Production License\n": "mnpl",
-    "Modified MIT License\n\nPermission is hereby granted, free "
-    "of charge, ... The above copyright notice and this permission notice shall be included in "
-    "all copies ... you shall prominently display \"Kimi K2\" on the user interface": (
+    "Permission is hereby granted, free of charge, ... The above copyright notice and this "
+    "permission notice shall be included in all copies ... Our only modification part is that, "
+    "if the Software ... you shall prominently display \"Kimi K2\" on the user interface": (
         "kimi-k2-modified-mit"),
     "Creative Commons Attribution-NonCommercial 4.0 International Public License with "
     "Acceptable Use Addendum By exercising the Licensed Rights": "c4ai-cc-by-nc-4.0-aup",
