@@ -18,7 +18,7 @@ import yaml
 
 from pipeline.gguf import is_gguf, read_gguf
 from pipeline.license.families import family_of, repackaging_markers
-from pipeline.license.kb import by_link, identify_text, normalize
+from pipeline.license.kb import by_link, identify_text, knowledge_base, normalize
 from pipeline.license.refs import parse_refs
 
 LICENSE_FILES = ("LICENSE", "LICENSE.md", "LICENSE.txt", "LICENCE", "LICENCE.md")
@@ -62,8 +62,11 @@ class ModelLicense:
 
     @property
     def licenses(self) -> list[str]:
-        """The distinct kb ids found (several: the sources disagree, and all apply)."""
-        return sorted({e.license for e in self.evidence if e.license})
+        """The distinct kb ids found (several: the sources disagree, and all apply); an id
+        another found one supersedes (cc-by-nc-4.0 beside its AUP addendum) is dropped."""
+        found = {e.license for e in self.evidence if e.license}
+        kb = knowledge_base()
+        return sorted(found - {s for i in found for s in kb[i].supersedes})
 
     @property
     def unrecognized(self) -> list[str]:

@@ -18,6 +18,7 @@ FAMILIES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"llama[-_ ]?3(?![\d.])", "llama3"),
         (r"llama[-_ ]?4(?![\d.])", "llama4"),
         (r"gemma", "gemma"),
+        (r"c4ai-command", "c4ai-cc-by-nc-4.0-aup"),  # Cohere's Command R/R+/A releases
     ))
 REPACKAGING = re.compile(
     r"(?<![a-z0-9])(gguf|ggml|gptq|awq|exl2|bnb|mlx|4bit|8bit|int4|int8|fp8|quantized|"

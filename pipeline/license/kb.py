@@ -42,6 +42,8 @@ class License(StrictModel):
     on_hub: bool = True  # a license id Hugging Face model cards accept
     aliases: list[str] = Field(default_factory=list)
     markers: list[list[str]] = Field(default_factory=list)
+    supersedes: list[str] = Field(default_factory=list)  # base licenses an addendum contains
+    link_prefixes: list[str] = Field(default_factory=list)  # other license_link URLs naming it
     use: Literal["any", "non-commercial", "research-only"]
     use_cite: str
     redistribution: bool
@@ -98,13 +100,18 @@ def identify_text(text: str) -> str | None:
     return None
 
 
+def _bare(url: str) -> str:
+    return url.lower().rstrip("/").removeprefix("https://").removeprefix("http://") \
+        .removeprefix("www.")
+
+
 def by_link(link: str | None) -> str | None:
-    """A kb id whose url matches a card's license_link, or None."""
+    """A kb id whose url (or one of its link_prefixes) a card's license_link starts with."""
     if not link:
         return None
-    wanted = link.lower().rstrip("/").removeprefix("https://").removeprefix("http://")
+    wanted = _bare(link)
     for lic in knowledge_base().values():
-        url = (lic.url or "").lower().rstrip("/").removeprefix("https://").removeprefix("http://")
-        if url and (wanted == url or wanted.startswith(url)):
-            return lic.id
+        for url in (_bare(u) for u in [lic.url or "", *lic.link_prefixes]):
+            if url and wanted.startswith(url):
+                return lic.id
     return None

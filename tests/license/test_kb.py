@@ -202,3 +202,89 @@ def test_llama_termination_on_litigation_applies_to_use(tmp_path, card_mirror, l
     verdict = _verdict(write_card(tmp_path / "model", {"license": lic}),
                        intended_use="research", distribution="none")
     assert cite in {o["cite"] for o in verdict.obligations}
+
+
+ADDED_CARD_NAMES = {  # license / license_name spellings of the families added for issue 16 item 5
+    "mnpl": "mnpl", "MNPL-0.1": "mnpl",  # Codestral
+    "falcon-llm-license": "falcon-llm-license",  # Falcon 3, Falcon-H1
+    "glm-4": "glm-4", "jamba-open-model-license": "jamba-open-model-license",
+    "c4ai-cc-by-nc-license": "c4ai-cc-by-nc-4.0-aup",
+}
+
+
+@pytest.mark.parametrize(("name", "expected"), ADDED_CARD_NAMES.items())
+def test_added_card_names_normalize(name, expected):
+    assert normalize(name) == expected
+
+
+def test_ambiguous_modified_mit_is_not_taken_for_kimi():
+    assert normalize("modified-mit") is None  # MiniMax uses the same name for another text
+    minimax = ("Permission is hereby granted, free of charge, ... The above copyright notice and "
+               "this permission notice shall be included in all copies ... Our only modification "
+               "is that, if the Software ... you shall prominently display \"MiniMax")
+    assert identify_text(minimax) == "minimax-modified-mit"  # never plain MIT, never Kimi's
+    assert by_link("https://github.com/MiniMax-AI/MiniMax-M2.5/blob/main/LICENSE") == (
+        "minimax-modified-mit")
+    assert by_link("https://huggingface.co/moonshotai/Kimi-K2-Thinking/blob/main/LICENSE") == (
+        "kimi-k2-modified-mit")
+
+
+ADDED_LICENSE_TEXTS = {  # opening phrases of each license as published (the file decides)
+    "OPT-175B LICENSE AGREEMENT\n\nThis License Agreement (as may be amended": "opt-175b",
+    "FALCON 180B TII LICENSE VERSION 1.0\nSeptember 2023\nfalconllm.tii.ae": "falcon-180b",
+    "# Mistral AI Non-Production License\n": "mnpl",
+    "Permission is hereby granted, free of charge, ... The above copyright notice and this "
+    "permission notice shall be included in all copies ... Our only modification part is that, "
+    "if the Software ... you shall prominently display \"Kimi K2\" on the user interface": (
+        "kimi-k2-modified-mit"),
+    "Creative Commons Attribution-NonCommercial 4.0 International Public License with "
+    "Acceptable Use Addendum By exercising the Licensed Rights": "c4ai-cc-by-nc-4.0-aup",
+}
+
+
+@pytest.mark.parametrize(("text", "expected"), ADDED_LICENSE_TEXTS.items(),
+                         ids=list(ADDED_LICENSE_TEXTS.values()))
+def test_added_license_texts_are_recognized(text, expected):
+    assert identify_text(text) == expected
+
+
+def test_plain_mit_and_cc_by_nc_texts_stay_themselves():
+    assert identify_text("MIT License\n\nPermission is hereby granted, free of charge, ... The "
+                         "above copyright notice and this permission notice shall be included "
+                         "in all copies") == "mit"
+    assert identify_text("Attribution-NonCommercial 4.0 International\n") == "cc-by-nc-4.0"
+
+
+@pytest.mark.parametrize(("link", "expected"), [
+    ("https://mistral.ai/licences/MNPL-0.1.md", "mnpl"),
+    ("https://falconllm.tii.ae/falcon-terms-and-conditions.html", "falcon-llm-license"),
+    ("https://huggingface.co/THUDM/glm-4-9b/blob/main/LICENSE", "glm-4"),
+    ("https://www.ai21.com/licenses/jamba-open-model-license", "jamba-open-model-license"),
+    ("https://cohere.com/c4ai-cc-by-nc-license", "c4ai-cc-by-nc-4.0-aup"),
+    ("https://huggingface.co/moonshotai/Kimi-K2-Instruct/blob/main/LICENSE",
+     "kimi-k2-modified-mit"),
+    ("https://huggingface.co/spaces/tiiuae/falcon-180b-license/blob/main/LICENSE.txt",
+     "falcon-180b"),
+])
+def test_added_license_links_are_recognized(link, expected):
+    assert by_link(link) == expected
+
+
+def test_cohere_gated_prompt_adds_the_aup_and_supersedes_plain_cc_by_nc(tmp_path, card_mirror):
+    folder = write_card(tmp_path / "command-r", {
+        "license": "cc-by-nc-4.0", "extra_gated_prompt": (
+            "By submitting this form, you agree to the [License Agreement]"
+            "(https://cohere.com/c4ai-cc-by-nc-license) and acknowledge ...")})
+    found = detect_folder(folder, "CohereForAI/c4ai-command-r-plus")
+    assert {e.license for e in found.evidence} >= {"cc-by-nc-4.0", "c4ai-cc-by-nc-4.0-aup"}
+    assert found.licenses == ["c4ai-cc-by-nc-4.0-aup"]  # one license, no "sources disagree"
+    verdict = _verdict(folder, intended_use="research", distribution="internal")
+    assert verdict.status == "pass", _decided(verdict)
+    assert any("C4AI Acceptable Use Policy" in o["text"] for o in verdict.obligations)
+    commercial = _verdict(folder, intended_use="commercial", distribution="none")
+    assert commercial.status == "fail", _decided(commercial)
+
+
+def test_every_supersedes_names_a_kb_entry():
+    kb = knowledge_base()
+    assert all(s in kb for lic in kb.values() for s in lic.supersedes)
