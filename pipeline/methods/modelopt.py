@@ -1,4 +1,4 @@
-"""NVIDIA ModelOpt: FP8, INT8 SmoothQuant and INT4 AWQ, the formats TensorRT-LLM deploys.
+"""NVIDIA ModelOpt: FP8, INT8 SmoothQuant, INT4 AWQ and W4A8 AWQ, formats TensorRT-LLM deploys.
 
 The quantized model is saved as a fake-quantized HF checkpoint (dense weights plus ModelOpt's
 calibrated quantizers in `modelopt_state.pth`), which transformers reloads with the quantizers
@@ -20,18 +20,22 @@ from pydantic import Field, model_validator
 from pipeline.methods import Method, MethodOptions, Storage, register_method
 
 # scheme -> the ModelOpt config it starts from (modelopt.torch.quantization.<NAME>)
+# W4A8_AWQ: int4 weights in blocks (AWQ-scaled) and per-tensor FP8 activations. ModelOpt's
+# NVFP4 configs are left out: their fake quantization needs CUDA ("amax must be a CUDA tensor
+# for dynamic block quantization", ModelOpt 0.47 on CPU); NVFP4 comes from method fp4.
 CONFIGS = {"FP8": "FP8_DEFAULT_CFG", "INT8_SQ": "INT8_SMOOTHQUANT_CFG",
-           "INT4_AWQ": "INT4_AWQ_CFG"}
+           "INT4_AWQ": "INT4_AWQ_CFG", "W4A8_AWQ": "W4A8_AWQ_BETA_CFG"}
+AWQ_SCHEMES = ("INT4_AWQ", "W4A8_AWQ")
 _checkpointing = False
 
 
 class ModelOptOptions(MethodOptions):
     kv_cache: bool = Field(False, description="Also quantize the KV cache to FP8 (calibrated "
                            "per-tensor scales, ModelOpt's FP8_KV_CFG).")
-    group_size: int = Field(128, ge=16, le=1024, description="INT4_AWQ only: weights sharing "
-                            "one scale (ModelOpt's AWQ block size).")
+    group_size: int = Field(128, ge=16, le=1024, description="INT4_AWQ and W4A8_AWQ only: "
+                            "weights sharing one scale (ModelOpt's AWQ block size).")
     awq: Literal["awq_lite", "awq_full", "awq_clip"] = Field(
-        "awq_lite", description="INT4_AWQ only: ModelOpt's AWQ search.")
+        "awq_lite", description="INT4_AWQ and W4A8_AWQ only: ModelOpt's AWQ search.")
     ignore: list[str] = Field(default_factory=list, description="More module-name patterns "
                               "(fnmatch, e.g. '*mlp.down_proj*') left unquantized, on top of "
                               "ModelOpt's defaults (lm_head, embeddings, routers).")
@@ -46,7 +50,7 @@ class ModelOptOptions(MethodOptions):
 @register_method
 class ModelOpt(Method[ModelOptOptions]):
     name = "modelopt"
-    schemes = ("FP8", "INT8_SQ", "INT4_AWQ")
+    schemes = ("FP8", "INT8_SQ", "INT4_AWQ", "W4A8_AWQ")
     default_scheme = "FP8"
     options_model = ModelOptOptions
     backend = "modelopt"
@@ -57,17 +61,21 @@ class ModelOpt(Method[ModelOptOptions]):
         return True  # static activation/KV scales, SmoothQuant and AWQ all read activations
 
     def group_size(self, scheme: str, options: ModelOptOptions) -> int | None:
-        return options.group_size if scheme == "INT4_AWQ" else None
+        return options.group_size if scheme in AWQ_SCHEMES else None
 
     def storage(self, scheme: str, options: ModelOptOptions) -> Storage:
         """FP8: E4M3 weights and activations; INT8_SQ: int8 both; INT4_AWQ: symmetric int4
-        weights in blocks of group_size. kv_cache: an FP8 KV cache."""
+        weights in blocks of group_size; W4A8_AWQ: those weights with FP8 activations.
+        kv_cache: an FP8 KV cache."""
         kv = "fp8" if options.kv_cache else None
         if scheme == "FP8":
             return Storage(weight_bits=8, weight_type="float", activation_bits=8,
                            activation_type="float", kv_cache_dtype=kv)
         if scheme == "INT8_SQ":
             return Storage(weight_bits=8, activation_bits=8, kv_cache_dtype=kv)
+        if scheme == "W4A8_AWQ":
+            return Storage(weight_bits=4, group_size=options.group_size, activation_bits=8,
+                           activation_type="float", kv_cache_dtype=kv)
         return Storage(weight_bits=4, group_size=options.group_size, kv_cache_dtype=kv)
 
     def modifiers(self, scheme: str, options: ModelOptOptions) -> list[Any]:
@@ -115,16 +123,25 @@ def quant_config(mtq: Any, scheme: str, options: ModelOptOptions) -> dict[str, A
     """The scheme's ModelOpt config with the recipe's options applied (a copy)."""
     config = copy.deepcopy(getattr(mtq, CONFIGS[scheme]))
     entries = list(config["quant_cfg"])
-    if scheme == "INT4_AWQ":
+    if scheme in AWQ_SCHEMES:
         for entry in entries:
             if entry.get("quantizer_name") == "*weight_quantizer" and "cfg" in entry:
-                entry["cfg"]["block_sizes"][-1] = options.group_size
-        config["algorithm"] = {**config["algorithm"], "method": options.awq}
+                _set_block_size(entry["cfg"], options.group_size)
+        algorithm = config["algorithm"]  # a name (W4A8_AWQ) or a mapping (INT4_AWQ)
+        config["algorithm"] = {**(algorithm if isinstance(algorithm, dict) else {}),
+                               "method": options.awq}
     if options.kv_cache:
         entries += copy.deepcopy(mtq.FP8_KV_CFG["quant_cfg"])
     entries += [{"quantizer_name": pattern, "enable": False} for pattern in options.ignore]
     config["quant_cfg"] = entries  # later entries win
     return config
+
+
+def _set_block_size(cfg: dict[str, Any] | list[dict[str, Any]], group_size: int) -> None:
+    """The int4 weight quantizer's block size (W4A8_AWQ lists an int4 then an FP8 stage)."""
+    for stage in cfg if isinstance(cfg, list) else [cfg]:
+        if stage.get("block_sizes"):
+            stage["block_sizes"][-1] = group_size
 
 
 def enable_modelopt_checkpointing() -> None:

@@ -10,7 +10,7 @@ from pipeline.recipe import load_recipe
 from pipeline.stages.export import export_modelopt
 from tests.conftest import REPO
 
-RECIPES = {"FP8": "fp8", "INT8_SQ": "int8-sq", "INT4_AWQ": "int4-awq"}
+RECIPES = {"FP8": "fp8", "INT8_SQ": "int8-sq", "INT4_AWQ": "int4-awq", "W4A8_AWQ": "w4a8-awq"}
 CALIBRATION_TEXT = "data/wikitext2_valid_calibration/valid.txt"
 
 

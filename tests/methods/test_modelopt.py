@@ -1,4 +1,5 @@
-"""The modelopt method on the tiny model: FP8 (+ FP8 KV cache), INT8 SmoothQuant, INT4 AWQ.
+"""The modelopt method on the tiny model: FP8 (+ FP8 KV cache), INT8 SmoothQuant, INT4 and
+W4A8 AWQ.
 
 Real ModelOpt 0.47 calibration in fp32 on CPU, the fake-quantized checkpoint reloaded with its
 quantizers, and both exports checked by the offline validator.
@@ -19,7 +20,7 @@ from tests.checkpoints.modelopt_helpers import export, quantize
 
 PROMPT = "Once upon a time, there was a little girl named Lily. She liked to play outside."
 EXPECTED = {"FP8": ("FP8", "FP8"), "INT8_SQ": ("W8A8_SQ_PER_CHANNEL", None),
-            "INT4_AWQ": ("W4A16_AWQ", None)}
+            "INT4_AWQ": ("W4A16_AWQ", None), "W4A8_AWQ": ("W4A8_AWQ", None)}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_unified_hf_export_is_accepted(quantized, tiny_model, tmp_path, scheme):
     assert facts["quant_algo"] == EXPECTED[scheme][0]
     assert facts["kv_cache_quant_algo"] == EXPECTED[scheme][1]
     assert (out / "tokenizer.json").is_file()
-    if scheme == "INT4_AWQ":
+    if scheme in ("INT4_AWQ", "W4A8_AWQ"):
         assert facts["group_size"] == 128
 
 
@@ -71,10 +72,11 @@ def test_trtllm_checkpoint_export_is_accepted(quantized, tiny_model, tmp_path, s
     assert facts["files"] == ["rank0.safetensors"]
 
 
-def test_int4_awq_trtllm_checkpoint_export_is_accepted(quantized, tiny_model, tmp_path):
-    out = export(quantized["INT4_AWQ"], tmp_path / "trt", "trtllm-checkpoint", "INT4_AWQ")
+@pytest.mark.parametrize("scheme", ["INT4_AWQ", "W4A8_AWQ"])
+def test_awq_trtllm_checkpoint_export_is_accepted(quantized, tiny_model, tmp_path, scheme):
+    out = export(quantized[scheme], tmp_path / "trt", "trtllm-checkpoint", scheme)
     source = json.loads((tiny_model / "config.json").read_text())
-    assert validate(out, "trtllm-checkpoint", source)["quant_algo"] == "W4A16_AWQ"
+    assert validate(out, "trtllm-checkpoint", source)["quant_algo"] == EXPECTED[scheme][0]
 
 
 def test_a_second_export_from_the_same_model_is_caught(quantized, tiny_model, tmp_path):
@@ -105,3 +107,17 @@ def test_awq_group_size_option_reaches_modelopt(mirror, tiny_model):
     assert config["quant_cfg"][-1] == {"quantizer_name": "*down_proj*", "enable": False}
     assert any(e.get("quantizer_name") == "*[kv]_bmm_quantizer" for e in config["quant_cfg"])
     assert mtq.INT4_AWQ_CFG["quant_cfg"] is not config["quant_cfg"]  # ModelOpt's stays intact
+
+
+def test_w4a8_awq_keeps_the_group_size_in_its_int4_stage(mirror, tiny_model):
+    """W4A8_AWQ's weight quantizer is two stages (int4 in blocks, then FP8): group_size sets
+    the int4 one, and the AWQ search is the recipe's."""
+    from pipeline.methods.modelopt import ModelOptOptions, _import, quant_config
+
+    mtq = _import("modelopt.torch.quantization")
+    config = quant_config(mtq, "W4A8_AWQ", ModelOptOptions(group_size=64, awq="awq_clip"))
+    weights = next(e for e in config["quant_cfg"] if e.get("quantizer_name") ==
+                   "*weight_quantizer")
+    assert weights["cfg"][0]["block_sizes"][-1] == 64 and tuple(weights["cfg"][1]["num_bits"]) == (4, 3)
+    assert config["algorithm"]["method"] == "awq_clip"
+    assert mtq.W4A8_AWQ_BETA_CFG["quant_cfg"][1]["cfg"][0]["block_sizes"][-1] == 128
