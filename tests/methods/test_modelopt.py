@@ -118,6 +118,7 @@ def test_w4a8_awq_keeps_the_group_size_in_its_int4_stage(mirror, tiny_model):
     config = quant_config(mtq, "W4A8_AWQ", ModelOptOptions(group_size=64, awq="awq_clip"))
     weights = next(e for e in config["quant_cfg"] if e.get("quantizer_name") ==
                    "*weight_quantizer")
-    assert weights["cfg"][0]["block_sizes"][-1] == 64 and tuple(weights["cfg"][1]["num_bits"]) == (4, 3)
+    assert weights["cfg"][0]["block_sizes"][-1] == 64
+    assert tuple(weights["cfg"][1]["num_bits"]) == (4, 3)
     assert config["algorithm"]["method"] == "awq_clip"
     assert mtq.W4A8_AWQ_BETA_CFG["quant_cfg"][1]["cfg"][0]["block_sizes"][-1] == 128
