@@ -1,4 +1,4 @@
-"""AWQ's default weight observer: the clipped-range (mse) search, not llmcompressor's min-max."""
+"""AWQ's weight observer option: min-max (llmcompressor's default) or the clipped-range mse."""
 
 from __future__ import annotations
 
@@ -55,21 +55,20 @@ def _awq_kl(model_dir: Path, texts: tuple[list[str], list[str]], options: dict) 
     return kl[mask].mean().item()
 
 
-def test_awq_defaults_to_the_mse_weight_observer():
-    """AutoAWQ clips each group's range; llmcompressor's AWQ does not, and its maintainers
-    recommend the mse observer instead (vllm-project/llm-compressor#1600)."""
+def test_awq_observer_option_reaches_the_quantization_modifier():
+    """minmax (the default) is llmcompressor's own default; mse is its memoryless mse."""
     awq = get_method("awq")
-    options = awq.parse_options({})
-    assert options.observer == "mse"
-    (quantization,) = [m for m in awq.modifiers("W4A16_ASYM", options)
-                       if type(m).__name__ == "QuantizationModifier"]
-    assert quantization.config_groups["group_0"].weights.observer == "memoryless_mse"
+    for value, expected in (("minmax", "memoryless_minmax"), ("mse", "memoryless_mse")):
+        options = awq.parse_options({} if value == "minmax" else {"observer": value})
+        (quantization,) = [m for m in awq.modifiers("W4A16_ASYM", options)
+                           if type(m).__name__ == "QuantizationModifier"]
+        assert quantization.config_groups["group_0"].weights.observer == expected
 
 
-def test_awq_default_observer_beats_minmax_on_held_out_text(tiny_model, texts):
-    """The default AWQ (mse ranges) is measurably closer to fp32 than AWQ with min-max ranges:
-    same calibration, same smoothing search, only the final weight ranges differ (measured:
-    KL 0.075 vs 0.085)."""
-    default = _awq_kl(tiny_model, texts, {})
-    minmax = _awq_kl(tiny_model, texts, {"observer": "minmax"})
-    assert 0 < default < 0.95 * minmax, (default, minmax)
+def test_awq_mse_observer_beats_minmax_on_held_out_text(tiny_model, texts):
+    """AWQ with mse ranges is measurably closer to fp32 than with min-max ranges on the tiny
+    model: same calibration, same smoothing search, only the final weight ranges differ
+    (measured: KL 0.075 vs 0.085)."""
+    mse = _awq_kl(tiny_model, texts, {"observer": "mse"})
+    minmax = _awq_kl(tiny_model, texts, {})
+    assert 0 < mse < 0.95 * minmax, (mse, minmax)
