@@ -87,6 +87,13 @@ class Method(Generic[OptionsT]):
             return options.targets, options.ignore
         return None
 
+    def transform(self, options: OptionsT) -> str:
+        """What the checkpoint asks of the engine beyond its scheme: none, fused rotations, or
+        online ones (matrix.yaml `transform:` rules); from options.rotation where it exists."""
+        from pipeline.methods.rotations import transform_kind
+
+        return transform_kind(options)
+
     # Methods quantizing with another library (ModelOpt) override the three hooks below; the
     # llmcompressor ones keep the defaults.
     backend: ClassVar[str] = "llmcompressor"  # the library that quantizes, for the report

@@ -3,6 +3,7 @@
 from typing import Any
 
 from pipeline.methods import Method, Storage, register_method
+from pipeline.methods.rotations import rotation_modifiers
 from pipeline.methods.weights import (
     WEIGHT_BITS,
     WeightOnlyOptions,
@@ -29,4 +30,5 @@ class RoundToNearest(Method[WeightOnlyOptions]):
         from llmcompressor.modifiers.quantization import QuantizationModifier
 
         groups = weight_config_groups(scheme, options)
-        return [QuantizationModifier(config_groups=groups, ignore=options.ignore)]
+        return rotation_modifiers(options.rotation) + [
+            QuantizationModifier(config_groups=groups, ignore=options.ignore)]

@@ -7,13 +7,14 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from pipeline.methods import ModuleOptions, Storage
+from pipeline.methods.rotations import RotationOptions
 
 # Weight bits of each weight-only scheme; 3/4-bit default to groups of 128, 8-bit to channels.
 WEIGHT_BITS = {"W3A16": 3, "W4A16": 4, "W8A16": 8}
 DEFAULT_GROUP = {3: 128, 4: 128, 8: None}
 
 
-class WeightOnlyOptions(ModuleOptions):
+class WeightOnlyOptions(ModuleOptions, RotationOptions):
     group_size: int | Literal["channel"] | None = Field(
         None, description="Weights per scale group; 'channel' for one scale per output channel; "
         "unset: 128 at 3/4 bits, per channel at 8 bits."
