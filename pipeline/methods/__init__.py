@@ -94,6 +94,16 @@ class Method(Generic[OptionsT]):
 
         return transform_kind(options)
 
+    # False: the method quantizes the checkpoint's files without instantiating the model
+    # (model_free); the quantize stage calls quantize_files() instead of loading it.
+    loads_model: ClassVar[bool] = True
+
+    def quantize_files(self, source: Path, out: Path, scheme: str, options: OptionsT,
+                       device: str) -> None:
+        """Writes the quantized checkpoint into `out` from the files in `source` (loads_model
+        False only)."""
+        raise NotImplementedError
+
     # Methods quantizing with another library (ModelOpt) override the three hooks below; the
     # llmcompressor ones keep the defaults.
     backend: ClassVar[str] = "llmcompressor"  # the library that quantizes, for the report
