@@ -21,8 +21,9 @@ from pipeline.methods import Method, ModuleOptions, Storage, register_method
 STORAGE = {
     "FP8_DYNAMIC": Storage(weight_bits=8, weight_type="float", activation_bits=8,
                            activation_type="float"),
-    "FP8_BLOCK": Storage(weight_bits=8, weight_type="float", group_size=128 * 128,
-                         activation_bits=8, activation_type="float"),
+    # one scale per 128x128 block: fewer than per channel, sized as per channel (an upper bound)
+    "FP8_BLOCK": Storage(weight_bits=8, weight_type="float", activation_bits=8,
+                         activation_type="float"),
     "W8A8": Storage(weight_bits=8, activation_bits=8),
     "W4A16": Storage(weight_bits=4, group_size=128),
     "W4A16_ASYM": Storage(weight_bits=4, group_size=128, zero_points=True),
