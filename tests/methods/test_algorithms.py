@@ -83,6 +83,22 @@ def test_quip_rotation_is_stored_online_and_reapplied_on_load(mirror, out, tiny_
     assert kl(quench) < 1.0 < kl(plain), (kl(quench), kl(plain))
 
 
+def test_checkpoint_validator_wants_the_online_rotation_matrices(mirror, out, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from pipeline import checkpoints
+    from pipeline.checkpoints import CheckpointError
+
+    folder = model_dir(out, "gptq-quip")
+    assert checkpoints.validate(folder)["kind"] == "compressed-tensors"
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    shard = broken / "model.safetensors"
+    save_file({k: v for k, v in load_file(shard).items() if "v_input" not in k}, shard)
+    with pytest.raises(CheckpointError, match=r"online input rotation, but no \*\.v_input"):
+        checkpoints.validate(broken)
+
+
 def _plain_load(folder: Path):
     from transformers import AutoModelForCausalLM, CompressedTensorsConfig
 
