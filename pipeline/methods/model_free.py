@@ -74,5 +74,7 @@ class ModelFree(Method[ModelFreeOptions]):
         preset = preset_name_to_scheme(scheme, options.targets)
         if scheme in GROUPED:
             preset.weights.group_size = options.group_size
+        elif scheme == "W8A16":  # the compressed-tensors preset groups by 128; rtn's is per channel
+            preset.weights.strategy, preset.weights.group_size = "channel", None
         model_free_ptq(str(source), str(out), scheme=preset, ignore=options.ignore,
                        max_workers=options.max_workers, device=device)

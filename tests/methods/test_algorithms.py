@@ -142,11 +142,13 @@ def test_model_free_needs_no_model_class(mirror, tmp_path, tiny_model):
     config.update(model_type="not-in-transformers", architectures=["NotInTransformers"])
     (source / "config.json").write_text(json.dumps(config))
     method = get_method("model_free")
-    method.quantize_files(source, tmp_path / "out", "FP8_DYNAMIC", method.parse_options({}),
-                          "cpu")
+    method.quantize_files(source, tmp_path / "out", "W8A16", method.parse_options({}), "cpu")
     saved = json.loads((tmp_path / "out" / "config.json").read_text())
     assert saved["architectures"] == ["NotInTransformers"]
-    assert saved["quantization_config"]["quant_method"] == "compressed-tensors"
+    qc = saved["quantization_config"]
+    assert qc["quant_method"] == "compressed-tensors"
+    weights = next(iter(qc["config_groups"].values()))["weights"]
+    assert (weights["strategy"], weights["group_size"]) == ("channel", None)  # as rtn W8A16
     assert len(quantized_modules(tmp_path / "out")) == 14
 
 
