@@ -89,10 +89,8 @@ class Method(Generic[OptionsT]):
 
     def transform(self, options: OptionsT) -> str:
         """What the checkpoint asks of the engine beyond its scheme: none, fused rotations, or
-        online ones (matrix.yaml `transform:` rules); from options.rotation where it exists."""
-        from pipeline.methods.rotations import transform_kind
-
-        return transform_kind(options)
+        online ones (matrix.yaml `transform:` rules; methods with a `rotation` option)."""
+        return "none"
 
     # False: the method quantizes the checkpoint's files without instantiating the model
     # (model_free); the quantize stage calls quantize_files() instead of loading it.

@@ -22,19 +22,17 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from pipeline.methods import MethodOptions
-
 Rotation = Literal["none", "spinquant", "quip"]
 TransformKind = Literal["none", "fused", "online"]  # matrix.yaml rules match on it
 KIND: dict[str, TransformKind] = {"none": "none", "spinquant": "fused", "quip": "online"}
 TRANSFORM_WEIGHT = re.compile(r"\.[A-Za-z0-9]+_(input|output)\.weight$")
 
 
-class RotationOptions(MethodOptions):
-    rotation: Rotation = Field(
-        "none", description="Rotate weights before quantizing: spinquant (R1+R2 Hadamard, "
-        "fused into the weights), quip (online input Hadamard: the engine must apply it), or "
-        "none.")
+def rotation_field() -> Any:
+    """The `rotation` option of a weight scheme's options model (rtn, gptq)."""
+    return Field("none", description="Rotate weights before quantizing: spinquant (R1+R2 "
+                 "Hadamard, fused into the weights), quip (online input Hadamard: the engine "
+                 "must apply it), or none.")
 
 
 def rotation_modifiers(rotation: Rotation) -> list[Any]:
@@ -50,9 +48,9 @@ def rotation_modifiers(rotation: Rotation) -> list[Any]:
     return []
 
 
-def transform_kind(options: MethodOptions) -> TransformKind:
+def transform_kind(rotation: Rotation) -> TransformKind:
     """What the checkpoint asks of the engine: nothing, fused rotations, or online ones."""
-    return KIND[options.rotation] if isinstance(options, RotationOptions) else "none"
+    return KIND[rotation]
 
 
 def attach_online_transforms(model: Any, path: Path) -> int:

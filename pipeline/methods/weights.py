@@ -7,19 +7,20 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from pipeline.methods import ModuleOptions, Storage
-from pipeline.methods.rotations import RotationOptions
+from pipeline.methods.rotations import Rotation, rotation_field
 
 # Weight bits of each weight-only scheme; 3/4-bit default to groups of 128, 8-bit to channels.
 WEIGHT_BITS = {"W3A16": 3, "W4A16": 4, "W8A16": 8}
 DEFAULT_GROUP = {3: 128, 4: 128, 8: None}
 
 
-class WeightOnlyOptions(ModuleOptions, RotationOptions):
+class WeightOnlyOptions(ModuleOptions):
     group_size: int | Literal["channel"] | None = Field(
         None, description="Weights per scale group; 'channel' for one scale per output channel; "
         "unset: 128 at 3/4 bits, per channel at 8 bits."
     )
     symmetric: bool = Field(True, description="Symmetric (no zero point) or asymmetric.")
+    rotation: Rotation = rotation_field()
 
     @field_validator("group_size")
     @classmethod
