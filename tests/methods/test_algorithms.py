@@ -205,3 +205,20 @@ def test_plain_transformers_still_drops_online_transforms(mirror, tmp_path):
     assert not any("v_input" in n for n, _ in plain.named_modules())
     assert attach_online_transforms(plain, tmp_path) == 2  # one matrix per input width
     assert any("v_input" in n for n, _ in plain.named_modules())
+
+
+def test_model_free_is_sized_by_one_shard_not_the_model():
+    from pipeline import memory
+    from pipeline.geometry import Geometry
+    from pipeline.plan import KNOWN_SHAPES
+
+    llama = Geometry.for_sizing(KNOWN_SHAPES["llama-3.1-8b"])
+    free, loaded = (
+        {s.step: s for s in memory.predict(load_recipe(RECIPES / recipe, [
+            "model.dtype=bfloat16"]), llama, device="cpu")}["quantize"]
+        for recipe in ("tinystories-model-free-fp8.yaml", "tinystories-fp8-dynamic.yaml"))
+    assert "one safetensors shard" in free.note
+    # 16 GB of bf16 weights loaded vs one 5 GB shard at llm-compressor's 2.5x estimate
+    assert free.host_bytes < 0.9 * loaded.host_bytes
+    assert free.host_bytes == pytest.approx(
+        (memory.RUNTIME_BYTES + 5e9 * memory.MODEL_FREE_SHARD_FACTOR) * memory.SLACK)
