@@ -30,6 +30,16 @@ VARIANTS = {
     "SmoothQuant W8A8 (GPTQ, dynamic)": ("tinystories-smoothquant-w8a8", [], True),
     "FP8 dynamic": ("tinystories-fp8-dynamic", [], False),
     "FP8 static": ("tinystories-fp8-static", [], True),
+    # issue 17 algorithms: AutoRound, rotations in front of RTN/GPTQ, model-free PTQ
+    "AutoRound W4 g128": ("tinystories-autoround-w4a16", [], True),
+    "RTN W4 g128 + SpinQuant": ("tinystories-rtn-w4a16", ["quantization.options.rotation="
+                                                          "spinquant"], False),
+    "RTN W4 g128 + QuIP": ("tinystories-rtn-quip-w4a16", [], False),
+    "GPTQ W4 g128 + SpinQuant": ("tinystories-gptq-spinquant-w4a16", [], True),
+    "GPTQ W4 g128 + QuIP": ("tinystories-gptq-w4a16", ["quantization.options.rotation=quip"],
+                            True),
+    "model_free FP8 dynamic": ("tinystories-model-free-fp8", [], False),
+    "model_free W4 g128": ("tinystories-model-free-fp8", ["quantization.scheme=W4A16"], False),
 }
 
 
@@ -64,6 +74,8 @@ def markdown(rows: list[dict]) -> str:
              "quantize s | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
     for label in VARIANTS:
         group = [r for r in rows if r["variant"] == label]
+        if not group:
+            continue
         lines.append(
             f"| {label} | {len(group)} | {spread(group, 'perplexity')} | "
             f"{spread(group, 'kl_divergence')} | {spread(group, 'top1_agreement')} | "
@@ -73,16 +85,24 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main() -> None:
+    """All variants; with labels as arguments, only those (written to methods-partial.*)."""
+    only = sys.argv[1:]
+    unknown = [label for label in only if label not in VARIANTS]
+    if unknown:
+        sys.exit(f"unknown variant(s) {unknown}; known: {list(VARIANTS)}")
     rows = []
     for label, (recipe, overrides, calibrated) in VARIANTS.items():
+        if only and label not in only:
+            continue
         for seed in SEEDS if calibrated else SEEDS[:1]:
             rows.append(run(label, recipe, overrides, seed))
             print(f"{label} seed {seed}: ppl {rows[-1]['perplexity']:.3f} "
                   f"KL {rows[-1]['kl_divergence']:.5f}", flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "methods.json").write_text(json.dumps(rows, indent=2))
+    stem = "methods-partial" if only else "methods"
+    (OUT / f"{stem}.json").write_text(json.dumps(rows, indent=2))
     table = markdown(rows)
-    (OUT / "methods.md").write_text(table)
+    (OUT / f"{stem}.md").write_text(table)
     print(table)
 
 

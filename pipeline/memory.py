@@ -24,6 +24,9 @@ GIB = 1024**3
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 RUNTIME_BYTES = int(0.9 * GIB)  # resident before any model: interpreter and libraries
 SLACK = 1.10  # allocator fragmentation and transient copies
+# llm-compressor's own estimate for a model-free shard: 2.5x its tensors
+# (llmcompressor/entrypoints/model_free/__init__.py, _validate_shard's fallback)
+MODEL_FREE_SHARD_FACTOR = 2.5
 LM_EVAL_TOKENS = 2048  # the longest lm-eval request assumed per sequence of a batch
 
 
@@ -82,6 +85,10 @@ def _quantize(recipe: Recipe, shape: Geometry, dtype: int, model: float, on_gpu:
     """llm-compressor: model on the host, one layer onloaded; ModelOpt: all of it on device."""
     q, c = recipe.quantization, recipe.calibration
     method = get_method(q.method)
+    if not method.loads_model:  # model_free: one safetensors shard (Hub shards are <= 5 GB)
+        shard = min(model, 5 * 10**9) * MODEL_FREE_SHARD_FACTOR
+        return _step("quantize", RUNTIME_BYTES + shard, 0.0,
+                     "one safetensors shard at a time, never the whole model (model_free)")
     calibrated = method.needs_calibration(q.scheme, q.options)
     activations = c.num_samples * c.max_seq_length * shape.hidden * dtype * 1.0 \
         if calibrated else 0.0

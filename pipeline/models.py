@@ -53,6 +53,10 @@ def load_model(path: Path, dtype: str, trust_remote_code: bool = False, device: 
         raise StageError(
             f"cannot load the checkpoint in {path}: {type(exc).__name__}: {exc}"
         ) from None
+    if _quant_method(path) == "compressed-tensors":  # QuIP's online rotations (rotation: quip)
+        from pipeline.methods.rotations import attach_online_transforms
+
+        attach_online_transforms(model, Path(path))
     return model.eval()
 
 

@@ -44,6 +44,8 @@ def check(path: Path, kind: str, source: dict[str, Any] | None,
         problems.append(f"config.json: cannot read the model geometry ({exc})")
         return facts
     tensors = {k: v for h in headers.values() for k, v in h.items()}
+    if kind == "compressed-tensors" and headers:
+        _check_online_transforms(config, tensors, problems)
     if headers and geometry.intermediate:
         layout = spec()["layouts"].get(quant.get("quant_algo") or "", {}).get("hf")
         _check_layers(tensors, geometry, layout, quant, problems)
@@ -89,6 +91,28 @@ def _check_compressed_tensors(config: dict[str, Any], problems: list[str]) -> No
     for name, group in groups.items():
         if not (group.get("weights") or {}).get("num_bits"):
             problems.append(f"config.json: config_groups.{name} has no weights.num_bits")
+
+
+def _check_online_transforms(config: dict[str, Any], tensors: dict[str, Any],
+                             problems: list[str]) -> None:
+    """Each online transform of transform_config (QuIP's `input`/`output` locations) needs its
+    stored matrices, `<module>.<scheme>_<location>.weight`, square: an engine applying it
+    (vLLM's HadamardTransform) loads them. Fused (weight_*) transforms store nothing."""
+    groups = ((config.get("quantization_config") or {}).get("transform_config") or {}).get(
+        "config_groups") or {}
+    for name, scheme in groups.items():
+        for location in sorted({a.get("location") for a in scheme.get("apply") or []}
+                               & {"input", "output"}):
+            suffix = f".{name}_{location}.weight"
+            found = {k: v for k, v in tensors.items() if k.endswith(suffix)}
+            if not found:
+                problems.append(f"config.json: transform_config.config_groups.{name} applies "
+                                f"an online {location} rotation, but no *{suffix} tensor is "
+                                "stored")
+            for key, entry in found.items():
+                shape = list(entry["shape"])
+                if len(shape) != 2 or shape[0] != shape[1]:
+                    problems.append(f"{key} has shape {shape}, a rotation is square")
 
 
 def _headers(path: Path, problems: list[str]) -> dict[str, dict[str, Any]]:

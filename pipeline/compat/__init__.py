@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.methods import get_method
 from pipeline.recipe.schema import Recipe
 
 
@@ -36,6 +37,7 @@ class Cell:
     backend: str | None
     gpu: str | None
     arch: str | None
+    transform: str = "none"  # rotations the engine must apply: none, fused or online
 
 
 @dataclass
@@ -100,7 +102,7 @@ def cell_of(recipe: Recipe) -> Cell | None:
     backend = backend_of(target.engine, target.backend)
     return Cell(q.method, q.scheme, producer, quant,
                 export_format(producer, target.engine, backend), target.engine, backend,
-                target.gpu, gpu_arch(target.gpu))
+                target.gpu, gpu_arch(target.gpu), get_method(q.method).transform(q.options))
 
 
 def check(recipe: Recipe) -> Verdict:
@@ -135,7 +137,7 @@ def first_rule(cell: Cell) -> dict[str, Any] | None:
     """The first rule matching the cell (rules naming an architecture need one)."""
     for rule in matrix()["rules"]:
         if all(_matches(rule.get(key), getattr(cell, key))
-               for key in ("engine", "backend", "format", "quant", "arch")):
+               for key in ("engine", "backend", "format", "quant", "arch", "transform")):
             return rule
     return None
 
@@ -144,7 +146,8 @@ def _apply(rule: dict[str, Any] | None, cell: Cell, verdict: Verdict) -> None:
     where = f"{cell.engine}" + (f" ({cell.backend} backend)" if cell.backend else "") + (
         f" on {cell.gpu} ({cell.arch})" if cell.arch else "")
     what = (f"quantization.method {cell.method} scheme {cell.scheme} ({cell.quant}, "
-            f"{cell.format} checkpoint)")
+            f"{cell.format} checkpoint" + (f", {cell.transform} rotations" if cell.transform
+                                           != "none" else "") + ")")
     if rule is None:
         if cell.arch is not None:
             verdict.warnings.append(f"target: no documented support found for {what} on "

@@ -87,6 +87,21 @@ class Method(Generic[OptionsT]):
             return options.targets, options.ignore
         return None
 
+    def transform(self, options: OptionsT) -> str:
+        """What the checkpoint asks of the engine beyond its scheme: none, fused rotations, or
+        online ones (matrix.yaml `transform:` rules; methods with a `rotation` option)."""
+        return "none"
+
+    # False: the method quantizes the checkpoint's files without instantiating the model
+    # (model_free); the quantize stage calls quantize_files() instead of loading it.
+    loads_model: ClassVar[bool] = True
+
+    def quantize_files(self, source: Path, out: Path, scheme: str, options: OptionsT,
+                       device: str) -> None:
+        """Writes the quantized checkpoint into `out` from the files in `source` (loads_model
+        False only)."""
+        raise NotImplementedError
+
     # Methods quantizing with another library (ModelOpt) override the three hooks below; the
     # llmcompressor ones keep the defaults.
     backend: ClassVar[str] = "llmcompressor"  # the library that quantizes, for the report

@@ -5,6 +5,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from pipeline.methods import Method, Storage, register_method
+from pipeline.methods.rotations import rotation_modifiers, transform_kind
 from pipeline.methods.weights import (
     WEIGHT_BITS,
     WeightOnlyOptions,
@@ -39,10 +40,13 @@ class GPTQ(Method[GPTQOptions]):
     def storage(self, scheme: str, options: GPTQOptions) -> Storage:
         return weight_storage(scheme, options)
 
+    def transform(self, options: GPTQOptions) -> str:
+        return transform_kind(options.rotation)
+
     def modifiers(self, scheme: str, options: GPTQOptions) -> list[Any]:
         from llmcompressor.modifiers.gptq import GPTQModifier
 
-        return [
+        return rotation_modifiers(options.rotation) + [
             GPTQModifier(
                 config_groups=weight_config_groups(scheme, options),
                 ignore=options.ignore,

@@ -3,6 +3,7 @@
 from typing import Any
 
 from pipeline.methods import Method, Storage, register_method
+from pipeline.methods.rotations import rotation_modifiers, transform_kind
 from pipeline.methods.weights import (
     WEIGHT_BITS,
     WeightOnlyOptions,
@@ -25,8 +26,12 @@ class RoundToNearest(Method[WeightOnlyOptions]):
     def storage(self, scheme: str, options: WeightOnlyOptions) -> Storage:
         return weight_storage(scheme, options)
 
+    def transform(self, options: WeightOnlyOptions) -> str:
+        return transform_kind(options.rotation)
+
     def modifiers(self, scheme: str, options: WeightOnlyOptions) -> list[Any]:
         from llmcompressor.modifiers.quantization import QuantizationModifier
 
         groups = weight_config_groups(scheme, options)
-        return [QuantizationModifier(config_groups=groups, ignore=options.ignore)]
+        return rotation_modifiers(options.rotation) + [
+            QuantizationModifier(config_groups=groups, ignore=options.ignore)]

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from pipeline.methods import ModuleOptions, Storage
+from pipeline.methods.rotations import Rotation, rotation_field
 
 # Weight bits of each weight-only scheme; 3/4-bit default to groups of 128, 8-bit to channels.
 WEIGHT_BITS = {"W3A16": 3, "W4A16": 4, "W8A16": 8}
@@ -19,6 +20,7 @@ class WeightOnlyOptions(ModuleOptions):
         "unset: 128 at 3/4 bits, per channel at 8 bits."
     )
     symmetric: bool = Field(True, description="Symmetric (no zero point) or asymmetric.")
+    rotation: Rotation = rotation_field()
 
     @field_validator("group_size")
     @classmethod

@@ -74,6 +74,10 @@ class QuantizeStage(Stage):
         source = ctx.inputs["model"].path("model_dir")
         method = get_method(q.method)
         device = ctx.config["device"]
+        if not method.loads_model:
+            from pipeline.stages.quantize_files import run_without_model
+
+            return run_without_model(ctx, method, source)
         model = load_model(source, recipe.model.dtype, recipe.model.trust_remote_code,
                            device=device if method.loads_on_device else "cpu",
                            offload_folder=recipe.compute.offload_folder)
