@@ -68,7 +68,8 @@ class Scheme:
     @classmethod
     def of(cls, label: str, storage: Storage) -> Scheme:
         """The scheme a method's Storage describes."""
-        return cls(label, storage.weight_bits, storage.group_size, storage.zero_points,
+        return cls(label, storage.weight_bits, storage.group_size or storage.block_weights,
+                   storage.zero_points,
                    storage.kv_cache_dtype == "fp8", 8 * storage.scale_bytes,
                    storage.needs_fp8_compute, storage.tensor_scale_bytes,
                    storage.needs_fp4_compute)
@@ -270,7 +271,7 @@ def render(p: dict[str, Any]) -> str:
                      f"{mine:<13} {r['max_batch']:>9}  {rec}")
     if fp4:
         lines += ["", "* no FP4 compute: FP4 W4A4 (NVFP4, MXFP4) needs Blackwell (compute "
-                  "capability >= 10.0); the A16 variants run weight-only elsewhere."]
+                  "capability >= 10.0); elsewhere vLLM runs FP4 checkpoints weight-only."]
     elif fp8:
         lines += ["", "* no FP8 compute: FP8 W8A8 needs compute capability >= 8.9 (Ada, Hopper)."]
     lines += ["", "GPU memory is nominal (usable memory is a little lower); $/h are approximate "

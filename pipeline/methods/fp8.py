@@ -28,7 +28,7 @@ class FP8(Method[FP8Options]):
 
     def storage(self, scheme: str, options: FP8Options) -> Storage:
         """E4M3 weights (per channel, per tensor, or per 128x128 block with a float32 scale)."""
-        block = {"group_size": BLOCK * BLOCK, "scale_bytes": 4} if scheme == "FP8_BLOCK" else {}
+        block = {"block_weights": BLOCK * BLOCK, "scale_bytes": 4} if scheme == "FP8_BLOCK" else {}
         return Storage(weight_bits=8, weight_type="float", activation_bits=8,
                        activation_type="float", kv_cache_dtype=kv_cache_dtype(options), **block)
 

@@ -16,6 +16,7 @@ class Storage:
     weight_type: NumberType = "int"
     group_size: int | None = None  # None: one scale per output channel (or tensor)
     scale_bytes: int = 2  # one float16/bfloat16 scale per group
+    block_weights: int | None = None  # weights per block scale (FP8_BLOCK: 128 x 128)
     # float32 scales per quantized Linear (NVFP4: weight_global_scale, input_global_scale)
     tensor_scale_bytes: int = 0
     zero_points: bool = False  # asymmetric: a zero point (at weight_bits) per group
