@@ -30,6 +30,16 @@ VARIANTS = {
     "SmoothQuant W8A8 (GPTQ, dynamic)": ("tinystories-smoothquant-w8a8", [], True),
     "FP8 dynamic": ("tinystories-fp8-dynamic", [], False),
     "FP8 static": ("tinystories-fp8-static", [], True),
+    # FP4, block-wise FP8, W4A8 and the FP8 KV cache option (issue 17)
+    "NVFP4 (W4A4)": ("tinystories-nvfp4", [], True),
+    "NVFP4A16": ("tinystories-nvfp4a16", [], False),
+    "MXFP4 (W4A4)": ("tinystories-mxfp4", [], False),
+    "MXFP4A16": ("tinystories-mxfp4a16", [], False),
+    "FP8 block": ("tinystories-fp8-block", [], False),
+    "W4AFP8 (GPTQ)": ("tinystories-w4afp8", [], True),
+    "W4A8 (GPTQ)": ("tinystories-w4a8", [], True),
+    "RTN W4 g128 + FP8 KV": ("tinystories-rtn-w4a16", ["quantization.options.kv_cache=true"],
+                             True),
 }
 
 
