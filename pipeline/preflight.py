@@ -6,6 +6,7 @@ engines, memory): a stage-level module, so `pipeline/recipe` stays a model of th
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +61,7 @@ def _check_model(recipe: Recipe) -> list[str]:
         return []
     config = model_config(resolved)  # a bad GGUF file or config.json fails here
     _check_group_size(recipe, config)
+    _check_fp8_blocks(recipe, config)
     if config.get("auto_map") and not recipe.model.trust_remote_code:
         raise UntrustedCode(
             f"model.id: {recipe.model.id} ships its own Python code (config.json auto_map: "
@@ -88,6 +90,31 @@ def _check_group_size(recipe: Recipe, config: dict) -> None:
             + ", ".join(f"{name} ({w})" for name, w in bad.items())
             + f"; it must divide each of {sorted({w for w in widths.values() if w})}"
         )
+
+
+def _check_fp8_blocks(recipe: Recipe, config: dict) -> None:
+    """vLLM loads block-wise FP8 into merged q/k/v and gate/up matrices: every part but the
+    last must be a whole number of blocks (fp8_utils.validate_fp8_block_shape, vLLM 0.32)."""
+    q = recipe.quantization
+    storage = get_method(q.method).storage(q.scheme, q.options)
+    if not (storage and storage.block_weights and recipe.target
+            and recipe.target.engine == "vllm"):
+        return
+    block = math.isqrt(storage.block_weights)
+    head_dim = head_dim_of(config) or 0
+    parts = {"num_attention_heads * head_dim": config.get("num_attention_heads", 0) * head_dim,
+             "num_key_value_heads * head_dim": (config.get("num_key_value_heads")
+                                                or config.get("num_attention_heads", 0))
+             * head_dim,
+             "intermediate_size": config.get("intermediate_size") or 0}
+    bad = {name: n for name, n in parts.items() if n % block}
+    if bad:
+        raise QuenchError(
+            f"quantization.scheme: {q.scheme} with target.engine vllm: vLLM needs "
+            + ", ".join(f"{name} ({n})" for name, n in bad.items())
+            + f" to be a multiple of the {block}x{block} weight block (merged q/k/v and "
+            "gate/up matrices) and refuses to load otherwise; use scheme FP8_DYNAMIC "
+            "(per-channel scales) for this model")
 
 
 def _check_calibration(recipe: Recipe) -> None:

@@ -75,3 +75,13 @@ def test_real_gpu_examples_validate(example):
     result = run_quench("validate", str(RECIPES / "examples" / f"{example}.yaml"))
     assert result.returncode == 0, result.stderr
     assert "error" not in result.stderr.lower()
+
+
+def test_fp8_blocks_that_do_not_tile_the_merged_matrices_are_refused_for_vllm(mirror):
+    """TinyStories' k/v projections (4 heads x 16 = 64 rows) are half a 128-row block."""
+    result = run_quench("validate", str(RECIPES / "tinystories-fp8-block.yaml"),
+                        "target.engine=vllm", "target.gpu=H100")
+    assert result.returncode == 2
+    assert "num_key_value_heads * head_dim (64)" in result.stderr
+    assert "use scheme FP8_DYNAMIC" in result.stderr
+    assert run_quench("validate", str(RECIPES / "tinystories-fp8-block.yaml")).returncode == 0
