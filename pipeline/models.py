@@ -65,7 +65,8 @@ def fp4_decompress_dtype_workaround(model: Any, dtype: Any) -> None:
     bfloat16 whatever the load dtype (unpack_fp4_from_uint8's default), so a float32 model gets
     bfloat16 Linears and its forward fails ("expected m1 and m2 to have the same dtype"). The
     FP4 values times their scales are exact in bfloat16, so the cast changes no weight at
-    float32. tests/methods/test_fp4_upstream.py fails once upstream no longer needs this.
+    float32. Fixed upstream after 0.19 (https://github.com/vllm-project/compressed-tensors/pull/839);
+    tests/methods/test_fp4_upstream.py fails once the installed release no longer needs this.
     """
     for param in model.parameters():
         if param.is_floating_point() and param.dtype != dtype and dtype.is_floating_point:
