@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.methods import Method, Storage, register_method
-from pipeline.methods.kv_cache import KvCacheOptions, kv_cache_dtype, kv_cache_scheme
+from pipeline.methods.kv_cache import kv_cache_dtype
+from pipeline.methods.rounding import RoundingOptions, preset_modifiers
 
 # Per scheme, from compressed-tensors 0.19's presets (quantization/quant_scheme.py): weights
 # per scale group, scale bytes (NVFP4: FP8 E4M3 per 16 under a float32 per-tensor global
@@ -16,8 +17,8 @@ FP4_SCHEMES: dict[str, tuple[int, int, bool]] = {
 }
 
 
-class FP4Options(KvCacheOptions):
-    """Targets, ignore and the FP8 KV cache option; group sizes are fixed by the formats."""
+class FP4Options(RoundingOptions):
+    """Rounding (rtn or gptq), the FP8 KV cache option; group sizes are fixed by the formats."""
 
 
 @register_method
@@ -26,10 +27,11 @@ class FP4(Method[FP4Options]):
     schemes = tuple(FP4_SCHEMES)
     default_scheme = "NVFP4A16"
     options_model = FP4Options
+    keeps_hessians = True  # with weights: gptq (an upper bound for rtn)
 
     def needs_calibration(self, scheme: str, options: FP4Options) -> bool:
         """NVFP4 calibrates its activations' per-tensor global scale (input_global_scale)."""
-        return scheme == "NVFP4" or options.kv_cache
+        return scheme == "NVFP4" or options.kv_cache or options.weights == "gptq"
 
     def group_size(self, scheme: str, options: FP4Options) -> int | None:
         return FP4_SCHEMES[scheme][0]
@@ -44,8 +46,4 @@ class FP4(Method[FP4Options]):
                        kv_cache_dtype=kv_cache_dtype(options))
 
     def modifiers(self, scheme: str, options: FP4Options) -> list[Any]:
-        from llmcompressor.modifiers.quantization import QuantizationModifier
-
-        return [QuantizationModifier(targets=options.targets, scheme=scheme,
-                                     ignore=options.ignore,
-                                     kv_cache_scheme=kv_cache_scheme(options))]
+        return preset_modifiers(scheme, options)

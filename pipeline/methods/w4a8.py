@@ -7,7 +7,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from pipeline.methods import Method, Storage, register_method
-from pipeline.methods.kv_cache import KvCacheOptions, kv_cache_dtype, kv_cache_scheme
+from pipeline.methods.kv_cache import kv_cache_dtype
+from pipeline.methods.rounding import Rounding, RoundingOptions, preset_modifiers
 
 # compressed-tensors 0.19 presets W4AFP8 and W4A8: symmetric int4 weights, one scale per 128
 # input columns; activations quantized at run time, so only GPTQ or the KV cache need data.
@@ -15,10 +16,9 @@ GROUP = 128
 ACTIVATION_TYPE: dict[str, Literal["int", "float"]] = {"W4AFP8": "float", "W4A8": "int"}
 
 
-class W4A8Options(KvCacheOptions):
-    weights: Literal["gptq", "rtn"] = Field("gptq", description="How the int4 weights are "
-                                            "rounded: GPTQ (calibrated) or round-to-nearest.")
-    dampening_frac: float = Field(0.01, gt=0, lt=1, description="GPTQ Hessian dampening.")
+class W4A8Options(RoundingOptions):
+    weights: Rounding = Field("gptq", description="How the int4 weights are rounded: GPTQ "
+                              "(calibrated) or round-to-nearest.")
 
 
 @register_method
@@ -42,11 +42,4 @@ class W4A8(Method[W4A8Options]):
                        kv_cache_dtype=kv_cache_dtype(options))
 
     def modifiers(self, scheme: str, options: W4A8Options) -> list[Any]:
-        from llmcompressor.modifiers.gptq import GPTQModifier
-        from llmcompressor.modifiers.quantization import QuantizationModifier
-
-        common = {"targets": options.targets, "scheme": scheme, "ignore": options.ignore,
-                  "kv_cache_scheme": kv_cache_scheme(options)}
-        if options.weights == "rtn":
-            return [QuantizationModifier(**common)]
-        return [GPTQModifier(dampening_frac=options.dampening_frac, **common)]
+        return preset_modifiers(scheme, options)

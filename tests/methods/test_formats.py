@@ -137,3 +137,13 @@ def test_a_broken_nvfp4_checkpoint_is_rejected(mirror, out, tmp_path):
     assert f"missing tensor {LAYER0}.weight_global_scale" in message
     assert f"{LAYER0}.weight_packed is U8 [128, 384], nvfp4-pack-quantized stores U8 " \
            "[128, 192]" in message
+
+
+def test_fp4_weights_rounded_by_gptq(mirror, out):
+    report, model_dir = run_recipe(out, "nvfp4a16", "quantization.options.weights=gptq",
+                                   name="nvfp4a16-gptq")
+    stages = {s["node"]: s["status"] for s in report["stages"]}
+    assert stages["calibrate"] == "ran"  # GPTQ's Hessians need data
+    assert report["quantization"]["quantization_config"]["format"] == "nvfp4-pack-quantized"
+    validate(model_dir)
+    assert 0 < report["metrics"]["candidate"]["kl_divergence"] < 0.5
