@@ -147,3 +147,14 @@ def test_fp4_weights_rounded_by_gptq(mirror, out):
     assert report["quantization"]["quantization_config"]["format"] == "nvfp4-pack-quantized"
     validate(model_dir)
     assert 0 < report["metrics"]["candidate"]["kl_divergence"] < 0.5
+
+
+@pytest.mark.parametrize("recipe", ["gptq-w4a16", "smoothquant-w8a8"])
+def test_fp8_kv_cache_option_on_the_existing_methods(mirror, out, recipe):
+    report, model_dir = run_recipe(out, recipe, "quantization.options.kv_cache=true",
+                                   name=f"{recipe}-kv")
+    kv = report["quantization"]["quantization_config"]["kv_cache_scheme"]
+    assert kv["num_bits"] == 8 and kv["type"] == "float"
+    with safe_open(model_dir / "model.safetensors", "pt") as f:
+        assert "model.layers.1.self_attn.v_scale" in f.keys()  # noqa: SIM118
+    validate(model_dir)
