@@ -14,6 +14,10 @@ from pipeline.methods.rounding import Rounding, RoundingOptions, preset_modifier
 # input columns; activations quantized at run time, so only GPTQ or the KV cache need data.
 GROUP = 128
 ACTIVATION_TYPE: dict[str, Literal["int", "float"]] = {"W4AFP8": "float", "W4A8": "int"}
+# The checkpoint format each vLLM kernel reads: CompressedTensorsW4A8Fp8 (Hopper) loads
+# `weight_packed` (pack-quantized: 8 int4 per int32), while compressed-tensors 0.19 would infer
+# int-quantized (one int8 per weight); CompressedTensorsW4A8Int (CPU) loads that int8 `weight`.
+FORMAT = {"W4AFP8": "pack-quantized", "W4A8": None}
 
 
 class W4A8Options(RoundingOptions):
@@ -42,4 +46,4 @@ class W4A8(Method[W4A8Options]):
                        kv_cache_dtype=kv_cache_dtype(options))
 
     def modifiers(self, scheme: str, options: W4A8Options) -> list[Any]:
-        return preset_modifiers(scheme, options)
+        return preset_modifiers(scheme, options, FORMAT[scheme])

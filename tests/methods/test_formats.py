@@ -43,10 +43,10 @@ CASES = {
                   {"num_bits": 8, "type": "float", "strategy": "group", "group_size": 128,
                    "dynamic": True},
                   {"weight": "F8_E4M3", "weight_scale": "F32"}, 1.1),
-    "w4afp8": ("int-quantized",
+    "w4afp8": ("pack-quantized",  # vLLM's W4A8 FP8 kernel reads weight_packed
                {"num_bits": 4, "type": "int", "strategy": "group", "group_size": 128},
                {"num_bits": 8, "type": "float", "strategy": "token", "dynamic": True},
-               {"weight": "I8", "weight_scale": "F32"}, 1.2),
+               {"weight_packed": "I32", "weight_scale": "F32", "weight_shape": "I64"}, 1.2),
     "w4a8": ("int-quantized",
              {"num_bits": 4, "type": "int", "strategy": "group", "group_size": 128},
              {"num_bits": 8, "type": "int", "strategy": "token", "dynamic": True},
