@@ -93,15 +93,30 @@ def _check_group_size(recipe: Recipe, config: dict) -> None:
 
 
 def _check_fp8_blocks(recipe: Recipe, config: dict) -> None:
-    """vLLM loads block-wise FP8 into merged q/k/v and gate/up matrices: every part but the
-    last must be a whole number of blocks (fp8_utils.validate_fp8_block_shape, vLLM 0.32)."""
+    """Block-wise FP8: its activations are quantized per 128 input columns, and
+    compressed-tensors 0.19 fails on a partial group in the forward pass
+    (compute_dynamic_scales_and_zp: unflatten), so the input widths must be whole blocks;
+    vLLM loads merged q/k/v and gate/up matrices, every
+    part but the last a whole number of blocks (fp8_utils.validate_fp8_block_shape, 0.32)."""
     q = recipe.quantization
     storage = get_method(q.method).storage(q.scheme, q.options)
-    if not (storage and storage.block_weights and recipe.target
-            and recipe.target.engine == "vllm"):
+    if not (storage and storage.block_weights):
         return
     block = math.isqrt(storage.block_weights)
     head_dim = head_dim_of(config) or 0
+    inputs = {"hidden_size": config.get("hidden_size") or 0,
+              "intermediate_size": config.get("intermediate_size") or 0}
+    bad_inputs = {name: n for name, n in inputs.items() if n % block}
+    if bad_inputs:
+        raise QuenchError(
+            f"quantization.scheme: {q.scheme} needs "
+            + ", ".join(f"{name} ({n})" for name, n in bad_inputs.items())
+            + f" to be a multiple of {block} (its activations are quantized in groups of "
+            f"{block} input columns; compressed-tensors fails on a partial group, so the "
+            "checkpoint cannot be evaluated); use scheme FP8_DYNAMIC (per-channel scales) "
+            "for this model")
+    if not (recipe.target and recipe.target.engine == "vllm"):
+        return
     parts = {"num_attention_heads * head_dim": config.get("num_attention_heads", 0) * head_dim,
              "num_key_value_heads * head_dim": (config.get("num_key_value_heads")
                                                 or config.get("num_attention_heads", 0))

@@ -85,3 +85,18 @@ def test_fp8_blocks_that_do_not_tile_the_merged_matrices_are_refused_for_vllm(mi
     assert "num_key_value_heads * head_dim (64)" in result.stderr
     assert "use scheme FP8_DYNAMIC" in result.stderr
     assert run_quench("validate", str(RECIPES / "tinystories-fp8-block.yaml")).returncode == 0
+
+
+def test_fp8_blocks_need_whole_activation_groups(tmp_path):
+    """SmolLM2's hidden_size 576 is 4.5 groups of 128: the reloaded model's forward fails."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text(
+        '{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 576, '
+        '"intermediate_size": 1536, "num_attention_heads": 9, "num_key_value_heads": 3, '
+        '"num_hidden_layers": 2, "vocab_size": 2048}')
+    result = run_quench("validate", str(RECIPES / "tinystories-fp8-block.yaml"),
+                        f"model.id={model}")
+    assert result.returncode == 2
+    assert "hidden_size (576) to be a multiple of 128" in result.stderr
+    assert "use scheme FP8_DYNAMIC" in result.stderr
