@@ -14,10 +14,10 @@ from bench import engines
 from pipeline.engines import get_engine
 
 VARIANTS = {
-    "W4A8 (int8 act, RTN)": ("tinystories-w4a8", ["quantization.options.weights=rtn"]),
-    "FP8 block": ("tinystories-fp8-block", []),
-    "NVFP4A16": ("tinystories-nvfp4a16", []),
-    "W4AFP8 (RTN)": ("tinystories-w4afp8", ["quantization.options.weights=rtn"]),
+    "w4a8-int8-rtn": ("tinystories-w4a8", ["quantization.options.weights=rtn"]),
+    "fp8-block": ("tinystories-fp8-block", []),
+    "nvfp4a16": ("tinystories-nvfp4a16", []),
+    "w4afp8-rtn": ("tinystories-w4afp8", ["quantization.options.weights=rtn"]),
 }
 
 
