@@ -21,11 +21,12 @@ def verdict(recipe: str, engine: str, gpu: str, *extra: str) -> compat.Verdict:
 # (recipe, engine, gpu) -> accepted without warning
 OK = [("nvfp4", "vllm", "B200"), ("nvfp4a16", "vllm", "H100"), ("nvfp4a16", "vllm", "A100"),
       ("mxfp4", "vllm", "B200"), ("mxfp4a16", "vllm", "L4"), ("fp8-block", "vllm", "H100"),
-      ("fp8-block", "vllm", "L40S"), ("w4afp8", "vllm", "H100"), ("w4a8", "vllm", "cpu"),
+      ("fp8-block", "vllm", "L40S"), ("w4afp8", "vllm", "H100"),
       ("nvfp4", "tensorrt-llm", "B200"), ("fp8-block", "tensorrt-llm", "H200")]
 # (recipe, engine, gpu) -> a phrase of the warning
 WARN = [("nvfp4", "vllm", "H100", "weight-only"), ("mxfp4", "vllm", "A100", "Marlin"),
-        ("fp8-block", "vllm", "A100", "W8A16"), ("fp8-block", "vllm", "cpu", "AMX")]
+        ("fp8-block", "vllm", "A100", "W8A16"), ("fp8-block", "vllm", "cpu", "AMX"),
+        ("w4a8", "vllm", "cpu", "accelerated on Arm")]
 # (recipe, engine, gpu) -> the alternative the refusal must name
 REJECT = [("nvfp4", "vllm", "cpu", "gptq or awq W4A16"),
           ("nvfp4a16", "vllm", "cpu", "gptq or awq W4A16"),
