@@ -40,6 +40,16 @@ VARIANTS = {
                             True),
     "model_free FP8 dynamic": ("tinystories-model-free-fp8", [], False),
     "model_free W4 g128": ("tinystories-model-free-fp8", ["quantization.scheme=W4A16"], False),
+    # FP4, block-wise FP8, W4A8 and the FP8 KV cache option (issue 17)
+    "NVFP4 (W4A4)": ("tinystories-nvfp4", [], True),
+    "NVFP4A16": ("tinystories-nvfp4a16", [], False),
+    "MXFP4 (W4A4)": ("tinystories-mxfp4", [], False),
+    "MXFP4A16": ("tinystories-mxfp4a16", [], False),
+    "FP8 block": ("tinystories-fp8-block", [], False),
+    "W4AFP8 (GPTQ)": ("tinystories-w4afp8", [], True),
+    "W4A8 (GPTQ)": ("tinystories-w4a8", [], True),
+    "RTN W4 g128 + FP8 KV": ("tinystories-rtn-w4a16", ["quantization.options.kv_cache=true"],
+                             True),
 }
 
 

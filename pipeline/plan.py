@@ -1,8 +1,10 @@
 """Sizing and cost: predicted serving memory per GPU, the recommended recipe, $ per million tokens.
 
 Memory = (weights + KV cache) x (1 + margin). Weights: the decoder's linear layers at the
-scheme's bits (plus one 16-bit scale per group, and a zero point for asymmetric schemes),
-embeddings, lm_head and norms at the serving dtype. KV cache, the seed guide's formula with
+scheme's bits (plus one scale per group at the scheme's scale width: 16-bit, FP8 E4M3 per 16
+for NVFP4, E8M0 per 32 for MXFP4, float32 per 128x128 block for FP8_BLOCK; a zero point for
+asymmetric schemes; float32 per-tensor global scales for NVFP4), embeddings, lm_head and
+norms at the serving dtype. KV cache, the seed guide's formula with
 GQA: batch x seq_len x layers x 2 x hidden x bytes / gqa_factor (gqa_factor = heads / kv_heads;
 hidden / gqa_factor is kv_heads x head_dim).
 """
@@ -25,6 +27,8 @@ from pipeline.recipe.schema import Recipe
 
 DEFAULT_BATCH, DEFAULT_SEQ_LEN, DEFAULT_MARGIN = 16, 4096, 0.2
 FP8_COMPUTE = 8.9  # compute capability of the first FP8 tensor cores (Ada)
+FP4_COMPUTE = 10.0  # compute capability of the first FP4 tensor cores (Blackwell)
+LINEARS_PER_LAYER = 7  # q, k, v, o, gate, up, down: each carries its own per-tensor scales
 GPUS: tuple[Gpu, ...] = sized_gpus()  # pipeline/compat/matrix.yaml `gpus:`, smallest first
 
 # Shapes of common hub models, from their config.json, for sizing without the hub.
@@ -58,13 +62,22 @@ class Scheme:
     fp8_kv: bool = False
     scale_bits: int = 16  # one scale per group
     fp8_compute: bool = False  # FP8 activations: FP8 tensor cores needed
+    tensor_scale_bytes: int = 0  # per quantized Linear (NVFP4's float32 global scales)
+    fp4_compute: bool = False  # FP4 activations: FP4 tensor cores (Blackwell) needed
 
     @classmethod
     def of(cls, label: str, storage: Storage) -> Scheme:
         """The scheme a method's Storage describes."""
-        return cls(label, storage.weight_bits, storage.group_size, storage.zero_points,
+        return cls(label, storage.weight_bits, storage.group_size or storage.block_weights,
+                   storage.zero_points,
                    storage.kv_cache_dtype == "fp8", 8 * storage.scale_bytes,
-                   storage.needs_fp8_compute)
+                   storage.needs_fp8_compute, storage.tensor_scale_bytes,
+                   storage.needs_fp4_compute)
+
+    @property
+    def min_compute(self) -> float:
+        """The compute capability its activations need tensor cores of (0: any)."""
+        return FP4_COMPUTE if self.fp4_compute else FP8_COMPUTE if self.fp8_compute else 0.0
 
     def bits_per_weight(self, dense_bytes: int) -> float:
         if self.weight_bits is None:
@@ -97,6 +110,7 @@ def kv_cache_bytes(shape: Geometry, batch: int, seq_len: int, elem_bytes: float)
 def estimate(shape: Geometry, scheme: Scheme, dense_bytes: int, batch: int, seq_len: int,
              margin: float = DEFAULT_MARGIN) -> Estimate:
     weights = (shape.linear_params * scheme.bits_per_weight(dense_bytes) / 8
+               + shape.layers * LINEARS_PER_LAYER * scheme.tensor_scale_bytes
                + shape.other_params * dense_bytes)
     kv = kv_cache_bytes(shape, batch, seq_len, 1 if scheme.fp8_kv else dense_bytes)
     return Estimate(weights, kv, margin)
@@ -212,6 +226,7 @@ def plan(recipe: Recipe, batch: int | None = None, seq_len: int | None = None,
             "usd_per_hour": gpu_price(recipe, gpu.name),
             "fits": mine.total_bytes <= gpu.memory_gib * GIB,
             "fp8_compute": gpu.compute >= FP8_COMPUTE,
+            "compute_ok": gpu.compute >= scheme.min_compute,
             "max_batch": max_batch(gpu, shape, scheme, dense, seq_len, margin),
             "recommended": rec[0].label if rec else None,
             "recommended_max_batch": rec[1] if rec else None,
@@ -221,6 +236,7 @@ def plan(recipe: Recipe, batch: int | None = None, seq_len: int | None = None,
     return {"model": recipe.model.id, "shape": asdict(shape), "shape_source": source,
             "params": shape.linear_params + shape.other_params, "dense_bytes": dense,
             "scheme": scheme.label, "scheme_needs_fp8_compute": scheme.fp8_compute,
+            "scheme_min_compute": scheme.min_compute,
             "batch": batch, "seq_len": seq_len,
             "estimate": mine.as_gib(), "gpus": rows,
             "run_memory": {"device": resolve_device(recipe.compute.device),
@@ -240,10 +256,10 @@ def render(p: dict[str, Any]) -> str:
         f"{'GPU':<9} {'arch':<7} {'GiB':>4} {'$/h':>5}  {'this recipe':<13} {'max batch':>9}"
         "  recommended",
     ]
-    fp8 = p["scheme_needs_fp8_compute"]
+    fp8, fp4 = p["scheme_needs_fp8_compute"], p.get("scheme_min_compute") == FP4_COMPUTE
     for r in p["gpus"]:
-        mine = ("fits" if r["fits"] else "does not fit") + ("*" if fp8 and not r["fp8_compute"]
-                                                              else "")
+        mine = ("fits" if r["fits"] else "does not fit") + ("" if r.get("compute_ok", True)
+                                                              else "*")
         rec = "nothing fits on one GPU: tensor parallelism"
         if r["recommended"]:
             rec = f"{r['recommended']}, {format_size(r['recommended_total_gib'])}"
@@ -253,7 +269,10 @@ def render(p: dict[str, Any]) -> str:
         price = f"{r['usd_per_hour']:.2f}" if r["usd_per_hour"] is not None else "-"
         lines.append(f"{r['gpu']:<9} {r['arch']:<7} {r['memory_gib']:>4g} {price:>5}  "
                      f"{mine:<13} {r['max_batch']:>9}  {rec}")
-    if fp8:
+    if fp4:
+        lines += ["", "* no FP4 compute: FP4 W4A4 (NVFP4, MXFP4) needs Blackwell (compute "
+                  "capability >= 10.0); elsewhere vLLM runs FP4 checkpoints weight-only."]
+    elif fp8:
         lines += ["", "* no FP8 compute: FP8 W8A8 needs compute capability >= 8.9 (Ada, Hopper)."]
     lines += ["", "GPU memory is nominal (usable memory is a little lower); $/h are approximate "
               "on-demand prices: override with cost.gpu_usd_per_hour."]

@@ -6,6 +6,7 @@ engines, memory): a stage-level module, so `pipeline/recipe` stays a model of th
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +61,7 @@ def _check_model(recipe: Recipe) -> list[str]:
         return []
     config = model_config(resolved)  # a bad GGUF file or config.json fails here
     _check_group_size(recipe, config)
+    _check_fp8_blocks(recipe, config)
     if config.get("auto_map") and not recipe.model.trust_remote_code:
         raise UntrustedCode(
             f"model.id: {recipe.model.id} ships its own Python code (config.json auto_map: "
@@ -88,6 +90,46 @@ def _check_group_size(recipe: Recipe, config: dict) -> None:
             + ", ".join(f"{name} ({w})" for name, w in bad.items())
             + f"; it must divide each of {sorted({w for w in widths.values() if w})}"
         )
+
+
+def _check_fp8_blocks(recipe: Recipe, config: dict) -> None:
+    """Block-wise FP8: its activations are quantized per 128 input columns, and
+    compressed-tensors 0.19 fails on a partial group in the forward pass
+    (compute_dynamic_scales_and_zp: unflatten), so the input widths must be whole blocks;
+    vLLM loads merged q/k/v and gate/up matrices, every
+    part but the last a whole number of blocks (fp8_utils.validate_fp8_block_shape, 0.32)."""
+    q = recipe.quantization
+    storage = get_method(q.method).storage(q.scheme, q.options)
+    if not (storage and storage.block_weights):
+        return
+    block = math.isqrt(storage.block_weights)
+    head_dim = head_dim_of(config) or 0
+    inputs = {"hidden_size": config.get("hidden_size") or 0,
+              "intermediate_size": config.get("intermediate_size") or 0}
+    bad_inputs = {name: n for name, n in inputs.items() if n % block}
+    if bad_inputs:
+        raise QuenchError(
+            f"quantization.scheme: {q.scheme} needs "
+            + ", ".join(f"{name} ({n})" for name, n in bad_inputs.items())
+            + f" to be a multiple of {block} (its activations are quantized in groups of "
+            f"{block} input columns; compressed-tensors fails on a partial group, so the "
+            "checkpoint cannot be evaluated); use scheme FP8_DYNAMIC (per-channel scales) "
+            "for this model")
+    if not (recipe.target and recipe.target.engine == "vllm"):
+        return
+    parts = {"num_attention_heads * head_dim": config.get("num_attention_heads", 0) * head_dim,
+             "num_key_value_heads * head_dim": (config.get("num_key_value_heads")
+                                                or config.get("num_attention_heads", 0))
+             * head_dim,
+             "intermediate_size": config.get("intermediate_size") or 0}
+    bad = {name: n for name, n in parts.items() if n % block}
+    if bad:
+        raise QuenchError(
+            f"quantization.scheme: {q.scheme} with target.engine vllm: vLLM needs "
+            + ", ".join(f"{name} ({n})" for name, n in bad.items())
+            + f" to be a multiple of the {block}x{block} weight block (merged q/k/v and "
+            "gate/up matrices) and refuses to load otherwise; use scheme FP8_DYNAMIC "
+            "(per-channel scales) for this model")
 
 
 def _check_calibration(recipe: Recipe) -> None:

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pipeline.checkpoints import check_linear, read_header, read_json, spec
+from pipeline.checkpoints import check_linear, compressed, read_header, read_json, spec
 from pipeline.geometry import Geometry
 
 LAYER = re.compile(r"^(?:model\.)?layers\.(\d+)\.(.+)\.weight$")
@@ -33,8 +33,10 @@ def check(path: Path, kind: str, source: dict[str, Any] | None,
         problems.append("config.json: `architectures` is missing or empty (engines pick the "
                         "model class from it)")
     quant = _modelopt_quant(path, config, problems) if kind == "modelopt-hf" else {}
+    ct: tuple[str | None, dict[str, Any]] = (None, {})
     if kind == "compressed-tensors":
         _check_compressed_tensors(config, problems)
+        ct = compressed.group_of(config, problems)
     headers = _headers(path, problems)
     facts: dict[str, Any] = {"files": sorted(headers),
                              "tensors": sum(len(h) for h in headers.values()), **quant}
@@ -48,7 +50,7 @@ def check(path: Path, kind: str, source: dict[str, Any] | None,
         _check_online_transforms(config, tensors, problems)
     if headers and geometry.intermediate:
         layout = spec()["layouts"].get(quant.get("quant_algo") or "", {}).get("hf")
-        _check_layers(tensors, geometry, layout, quant, problems)
+        _check_layers(tensors, geometry, layout, quant, problems, config if ct[0] else None)
     return facts
 
 
@@ -142,8 +144,10 @@ def _headers(path: Path, problems: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def _check_layers(tensors: dict[str, Any], g: Geometry, layout: dict[str, Any] | None,
-                  quant: dict[str, Any], problems: list[str]) -> None:
-    """Each decoder layer's Linears: present, right shape, the quant_algo's dtype and scales."""
+                  quant: dict[str, Any], problems: list[str],
+                  ct_config: dict[str, Any] | None = None) -> None:
+    """Each decoder layer's Linears: present, right shape, the quant_algo's dtype and scales
+    (or, for a single-group compressed-tensors `ct_config`, its format's tensors)."""
     seen_layers = {int(m.group(1)) for t in tensors if (m := LAYER.match(t))}
     if seen_layers and seen_layers != set(range(g.layers)):
         problems.append(f"decoder layers {sorted(seen_layers)[:3]}..{max(seen_layers)} in the "
@@ -152,6 +156,9 @@ def _check_layers(tensors: dict[str, Any], g: Geometry, layout: dict[str, Any] |
     for i in sorted(seen_layers):
         prefix = next((p for p in (f"model.layers.{i}", f"layers.{i}")
                        if any(t.startswith(p + ".") for t in tensors)), f"model.layers.{i}")
+        if ct_config is not None:
+            _check_compressed_layer(prefix, ct_config, g, tensors, problems)
+            continue
         for module, shape_of in LINEARS.items():
             name = f"{prefix}.{module}"
             entry = tensors.get(f"{name}.weight")
@@ -167,3 +174,18 @@ def _check_layers(tensors: dict[str, Any], g: Geometry, layout: dict[str, Any] |
                 if f"{prefix}.self_attn.{proj}.{scale}" not in tensors:
                     problems.append(f"missing tensor {prefix}.self_attn.{proj}.{scale} (the "
                                     f"{quant['kv_cache_quant_algo']} KV cache scale)")
+
+
+def _check_compressed_layer(prefix: str, config: dict[str, Any], g: Geometry,
+                            tensors: dict[str, Any], problems: list[str]) -> None:
+    """One decoder layer of a compressed-tensors checkpoint: Linears and KV cache scales."""
+    fmt, group = compressed.group_of(config, [])
+    ignore = (config.get("quantization_config") or {}).get("ignore") or []
+    for module, shape_of in LINEARS.items():
+        name = f"{prefix}.{module}"
+        if name in ignore or any(i.startswith("re:") and re.match(i[3:], name) for i in ignore):
+            if f"{name}.weight" not in tensors:
+                problems.append(f"missing tensor {name}.weight (ignored: stored dense)")
+            continue
+        compressed.check_linear(name, shape_of(g), str(fmt), group, tensors, problems)
+    compressed.check_kv_scales(prefix, config, g, tensors, problems)

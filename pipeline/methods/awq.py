@@ -9,10 +9,11 @@ from typing import Any, Literal
 from pydantic import Field
 
 from pipeline.gpu import accelerator_present
-from pipeline.methods import Method, ModuleOptions, Storage, register_method
+from pipeline.methods import Method, Storage, register_method
+from pipeline.methods.kv_cache import KvCacheOptions, kv_cache_dtype, kv_cache_scheme
 
 
-class AWQOptions(ModuleOptions):
+class AWQOptions(KvCacheOptions):
     group_size: int = Field(128, ge=1, description="Weights per scale group.")
     duo_scaling: bool = Field(True, description="Scale search uses activations and weights.")
     # llmcompressor 0.14 divides by (n_grid - 2) when duo_scaling is on: below 3 it crashes.
@@ -46,7 +47,7 @@ class AWQ(Method[AWQOptions]):
 
     def storage(self, scheme: str, options: AWQOptions) -> Storage:
         return Storage(weight_bits=4, group_size=options.group_size,
-                       zero_points=scheme == "W4A16_ASYM")
+                       zero_points=scheme == "W4A16_ASYM", kv_cache_dtype=kv_cache_dtype(options))
 
     def modifiers(self, scheme: str, options: AWQOptions) -> list[Any]:
         from llmcompressor.modifiers.quantization import QuantizationModifier
@@ -60,7 +61,8 @@ class AWQ(Method[AWQOptions]):
         groups = {"group_0": {"targets": options.targets, "weights": weights}}
         return [
             AWQModifier(duo_scaling=options.duo_scaling, n_grid=options.n_grid),
-            QuantizationModifier(config_groups=groups, ignore=options.ignore),
+            QuantizationModifier(config_groups=groups, ignore=options.ignore,
+                                 kv_cache_scheme=kv_cache_scheme(options)),
         ]
 
     def context(self, options: AWQOptions) -> Any:

@@ -1,25 +1,25 @@
-"""FP8 (E4M3) weights and activations: dynamic (no data) or static (calibrated), FP8 KV cache."""
+"""FP8 (E4M3) weights and activations: dynamic (no data), static (calibrated) or block-wise."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pipeline.methods import Method, Storage, register_method
+from pipeline.methods.kv_cache import KvCacheOptions, kv_cache_dtype, kv_cache_scheme
 
-from pipeline.methods import Method, ModuleOptions, Storage, register_method
+# FP8_BLOCK (compressed-tensors preset): one float32 scale per 128 x 128 weight block,
+# activations quantized dynamically per group of 128 (DeepSeek-V3 style).
+BLOCK = 128
 
-KV_CACHE_FP8 = {"num_bits": 8, "type": "float", "strategy": "tensor", "dynamic": False,
-                "symmetric": True}
 
-
-class FP8Options(ModuleOptions):
-    kv_cache: bool = Field(False, description="Also quantize the KV cache to FP8 (calibrated).")
+class FP8Options(KvCacheOptions):
+    """Targets, ignore and the FP8 KV cache option (kv_cache, kv_cache_strategy)."""
 
 
 @register_method
 class FP8(Method[FP8Options]):
     name = "fp8"
-    schemes = ("FP8_DYNAMIC", "FP8")
+    schemes = ("FP8_DYNAMIC", "FP8", "FP8_BLOCK")
     default_scheme = "FP8_DYNAMIC"
     options_model = FP8Options
 
@@ -27,13 +27,14 @@ class FP8(Method[FP8Options]):
         return scheme == "FP8" or options.kv_cache
 
     def storage(self, scheme: str, options: FP8Options) -> Storage:
-        """E4M3 weights (per channel, FP8_DYNAMIC, or per tensor) and activations."""
+        """E4M3 weights (per channel, per tensor, or per 128x128 block with a float32 scale)."""
+        block = {"block_weights": BLOCK * BLOCK, "scale_bytes": 4} if scheme == "FP8_BLOCK" else {}
         return Storage(weight_bits=8, weight_type="float", activation_bits=8,
-                       activation_type="float", kv_cache_dtype="fp8" if options.kv_cache else None)
+                       activation_type="float", kv_cache_dtype=kv_cache_dtype(options), **block)
 
     def modifiers(self, scheme: str, options: FP8Options) -> list[Any]:
         from llmcompressor.modifiers.quantization import QuantizationModifier
 
-        kv = KV_CACHE_FP8 if options.kv_cache else None
         return [QuantizationModifier(targets=options.targets, scheme=scheme,
-                                     ignore=options.ignore, kv_cache_scheme=kv)]
+                                     ignore=options.ignore,
+                                     kv_cache_scheme=kv_cache_scheme(options))]

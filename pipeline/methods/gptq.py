@@ -5,6 +5,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from pipeline.methods import Method, Storage, register_method
+from pipeline.methods.kv_cache import kv_cache_scheme
 from pipeline.methods.rotations import rotation_modifiers, transform_kind
 from pipeline.methods.weights import (
     WEIGHT_BITS,
@@ -53,5 +54,6 @@ class GPTQ(Method[GPTQOptions]):
                 actorder=options.actorder,
                 dampening_frac=options.dampening_frac,
                 block_size=options.block_size,
+                kv_cache_scheme=kv_cache_scheme(options),
             )
         ]

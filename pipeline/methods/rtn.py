@@ -3,6 +3,7 @@
 from typing import Any
 
 from pipeline.methods import Method, Storage, register_method
+from pipeline.methods.kv_cache import kv_cache_scheme
 from pipeline.methods.rotations import rotation_modifiers, transform_kind
 from pipeline.methods.weights import (
     WEIGHT_BITS,
@@ -20,6 +21,9 @@ class RoundToNearest(Method[WeightOnlyOptions]):
     default_scheme = "W4A16"
     options_model = WeightOnlyOptions
 
+    def needs_calibration(self, scheme: str, options: WeightOnlyOptions) -> bool:
+        return options.kv_cache  # the KV cache scales are calibrated
+
     def group_size(self, scheme: str, options: WeightOnlyOptions) -> int | None:
         return resolved_group_size(scheme, options)
 
@@ -34,4 +38,5 @@ class RoundToNearest(Method[WeightOnlyOptions]):
 
         groups = weight_config_groups(scheme, options)
         return rotation_modifiers(options.rotation) + [
-            QuantizationModifier(config_groups=groups, ignore=options.ignore)]
+            QuantizationModifier(config_groups=groups, ignore=options.ignore,
+                                 kv_cache_scheme=kv_cache_scheme(options))]

@@ -6,10 +6,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from pipeline.methods import Method, ModuleOptions, Storage, register_method
+from pipeline.methods import Method, Storage, register_method
+from pipeline.methods.kv_cache import KvCacheOptions, kv_cache_dtype, kv_cache_scheme
 
 
-class SmoothQuantOptions(ModuleOptions):
+class SmoothQuantOptions(KvCacheOptions):
     smoothing_strength: float = Field(0.8, ge=0, le=1, description="SmoothQuant alpha.")
     weights: Literal["gptq", "rtn"] = Field("gptq", description="How int8 weights are rounded.")
     activations: Literal["dynamic", "static"] = Field(
@@ -29,7 +30,7 @@ class SmoothQuant(Method[SmoothQuantOptions]):
 
     def storage(self, scheme: str, options: SmoothQuantOptions) -> Storage:
         """Symmetric int8 weights per output channel, int8 activations."""
-        return Storage(weight_bits=8, activation_bits=8)
+        return Storage(weight_bits=8, activation_bits=8, kv_cache_dtype=kv_cache_dtype(options))
 
     def modifiers(self, scheme: str, options: SmoothQuantOptions) -> list[Any]:
         from llmcompressor.modifiers.gptq import GPTQModifier
@@ -45,5 +46,6 @@ class SmoothQuant(Method[SmoothQuantOptions]):
         quantizer = GPTQModifier if options.weights == "gptq" else QuantizationModifier
         return [
             SmoothQuantModifier(smoothing_strength=options.smoothing_strength),
-            quantizer(config_groups=groups, ignore=options.ignore),
+            quantizer(config_groups=groups, ignore=options.ignore,
+                      kv_cache_scheme=kv_cache_scheme(options)),
         ]

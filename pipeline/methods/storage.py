@@ -16,6 +16,9 @@ class Storage:
     weight_type: NumberType = "int"
     group_size: int | None = None  # None: one scale per output channel (or tensor)
     scale_bytes: int = 2  # one float16/bfloat16 scale per group
+    block_weights: int | None = None  # weights per block scale (FP8_BLOCK: 128 x 128)
+    # float32 scales per quantized Linear (NVFP4: weight_global_scale, input_global_scale)
+    tensor_scale_bytes: int = 0
     zero_points: bool = False  # asymmetric: a zero point (at weight_bits) per group
     activation_bits: int | None = None  # None: activations at the serving dtype
     activation_type: NumberType = "int"
@@ -30,3 +33,8 @@ class Storage:
     def needs_fp8_compute(self) -> bool:
         """FP8 activations run on FP8 tensor cores only (compute capability >= 8.9)."""
         return self.activation_bits == 8 and self.activation_type == "float"
+
+    @property
+    def needs_fp4_compute(self) -> bool:
+        """FP4 activations (NVFP4, MXFP4 W4A4) run on FP4 tensor cores only (Blackwell)."""
+        return self.activation_bits == 4 and self.activation_type == "float"

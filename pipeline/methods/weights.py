@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from pipeline.methods import ModuleOptions, Storage
+from pipeline.methods import Storage
+from pipeline.methods.kv_cache import KvCacheOptions, kv_cache_dtype
 from pipeline.methods.rotations import Rotation, rotation_field
 
 # Weight bits of each weight-only scheme; 3/4-bit default to groups of 128, 8-bit to channels.
@@ -14,7 +15,7 @@ WEIGHT_BITS = {"W3A16": 3, "W4A16": 4, "W8A16": 8}
 DEFAULT_GROUP = {3: 128, 4: 128, 8: None}
 
 
-class WeightOnlyOptions(ModuleOptions):
+class WeightOnlyOptions(KvCacheOptions):
     group_size: int | Literal["channel"] | None = Field(
         None, description="Weights per scale group; 'channel' for one scale per output channel; "
         "unset: 128 at 3/4 bits, per channel at 8 bits."
@@ -41,7 +42,7 @@ def resolved_group_size(scheme: str, options: WeightOnlyOptions) -> int | None:
 def weight_storage(scheme: str, options: WeightOnlyOptions) -> Storage:
     """Integer weights at the scheme's bits; a zero point per group when asymmetric."""
     return Storage(weight_bits=WEIGHT_BITS[scheme], group_size=resolved_group_size(scheme, options),
-                   zero_points=not options.symmetric)
+                   zero_points=not options.symmetric, kv_cache_dtype=kv_cache_dtype(options))
 
 
 def weight_config_groups(scheme: str, options: WeightOnlyOptions) -> dict[str, Any]:

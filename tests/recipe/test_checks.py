@@ -69,7 +69,8 @@ def test_example_recipes_validate_offline_with_exact_warnings(mirror):
     if cuda_device_count():
         pytest.skip("the expected TensorRT-LLM warnings are those of a machine without CUDA")
     paths = sorted(EXAMPLES.glob("*.yaml"))
-    assert len(paths) == 10  # 6 + issue 17: autoround, gptq-spinquant, model-free-fp8, w4a8-awq
+    # 6 + issue 17: autoround, gptq-spinquant, model-free-fp8, w4a8-awq, nvfp4, fp8-block, w4afp8
+    assert len(paths) == 13
     for path in paths:
         warnings = check_recipe(load_recipe(path, ["compute.check_memory=false"]), for_run=False)
         expected = [OFFLINE.format(mirror=mirror)]

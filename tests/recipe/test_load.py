@@ -69,7 +69,8 @@ def test_deep_merge_does_not_mutate_inputs():
                                      "'rtn'; allowed: W3A16, W4A16, W8A16"),
         ("quantization.method=magic", "quantization.method: unknown method 'magic'; allowed:"),
         ("quantization.options.bogus=1", "quantization.options.bogus: unknown option for method "
-                                         "'rtn'; allowed: targets, ignore, group_size"),
+                                         "'rtn'; allowed: targets, ignore, kv_cache, "
+                                         "kv_cache_strategy, group_size, symmetric, rotation"),
         ("modle.id=x", "modle: unknown key"),
         ("calibration.num_samples=0", "calibration.num_samples: Input should be greater than"),
         ("evaluation.perplexity.stride=999", "evaluation.perplexity.stride: 999 must be <= "
