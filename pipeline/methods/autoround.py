@@ -8,11 +8,12 @@ entry point on the same calibration).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from pipeline.methods import Method, ModuleOptions, Storage, register_method
+from pipeline.methods.weights import GroupSize
 
 # scheme -> (weight bits, symmetric); 4-bit schemes default to groups of 128, 8-bit to channels
 SCHEMES = {"W4A16": (4, True), "W4A16_ASYM": (4, False), "W8A16": (8, True)}
@@ -20,7 +21,7 @@ DEFAULT_GROUP = {4: 128, 8: None}
 
 
 class AutoRoundOptions(ModuleOptions):
-    group_size: int | Literal["channel"] | None = Field(
+    group_size: GroupSize = Field(
         None, description="Weights per scale group; 'channel': one scale per output channel; "
         "unset: 128 at 4 bits, per channel at 8 bits.")
     iters: int = Field(200, ge=1, le=10_000, description="Tuning steps per decoder layer (the "
@@ -33,13 +34,6 @@ class AutoRoundOptions(ModuleOptions):
     enable_torch_compile: bool = Field(False, description="torch.compile the tuning loop "
                                        "(needs a C++ compiler; off: compiling costs more than "
                                        "it saves on small models and on CPU).")
-
-    @field_validator("group_size")
-    @classmethod
-    def _positive(cls, value: int | str | None) -> int | str | None:
-        if isinstance(value, int) and value < 1:
-            raise ValueError("must be >= 1 or 'channel'")
-        return value
 
 
 def resolved_group_size(scheme: str, options: AutoRoundOptions) -> int | None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field
 
 from pipeline.methods import Storage
 from pipeline.methods.kv_cache import KvCacheOptions, kv_cache_dtype
@@ -15,20 +15,23 @@ WEIGHT_BITS = {"W3A16": 3, "W4A16": 4, "W8A16": 8}
 DEFAULT_GROUP = {3: 128, 4: 128, 8: None}
 
 
+def _at_least_one(value: int | str | None) -> int | str | None:
+    if isinstance(value, int) and value < 1:
+        raise ValueError("must be >= 1 or 'channel'")
+    return value
+
+
+# A weight group size option: weights per scale, "channel" (one per output channel) or unset.
+GroupSize = Annotated[int | Literal["channel"] | None, AfterValidator(_at_least_one)]
+
+
 class WeightOnlyOptions(KvCacheOptions):
-    group_size: int | Literal["channel"] | None = Field(
+    group_size: GroupSize = Field(
         None, description="Weights per scale group; 'channel' for one scale per output channel; "
         "unset: 128 at 3/4 bits, per channel at 8 bits."
     )
     symmetric: bool = Field(True, description="Symmetric (no zero point) or asymmetric.")
     rotation: Rotation = rotation_field()
-
-    @field_validator("group_size")
-    @classmethod
-    def _positive(cls, value: int | str | None) -> int | str | None:
-        if isinstance(value, int) and value < 1:
-            raise ValueError("must be >= 1 or 'channel'")
-        return value
 
 
 def resolved_group_size(scheme: str, options: WeightOnlyOptions) -> int | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import methods, progress
-from pipeline.compute import peak_memory, release_memory, resolve_device
+from pipeline.compute import release_memory, resolve_device
 from pipeline.contract.manifest import Manifest
 from pipeline.contract.stage import Publishes, Stage, StageContext, StageResult
 from pipeline.errors import StageError
@@ -23,11 +23,12 @@ from pipeline.metrics.fidelity import (
     output_cosine,
     save_logits,
 )
-from pipeline.models import check_safetensors, dir_size_bytes, load_model, load_tokenizer
+from pipeline.models import check_safetensors, load_model, load_tokenizer
 from pipeline.progress import human_bytes
 from pipeline.recipe.schema import Recipe
 from pipeline.sources import file_sha256
 from pipeline.stages import register_stage
+from pipeline.stages.quantize_files import quantize_metrics, run_without_model
 
 RELOAD_PROMPT = "Once upon a time, there was a little girl"
 WARNING = 30  # loguru's WARNING level number
@@ -75,8 +76,6 @@ class QuantizeStage(Stage):
         method = get_method(q.method)
         device = ctx.config["device"]
         if not method.loads_model:
-            from pipeline.stages.quantize_files import run_without_model
-
             return run_without_model(ctx, method, source)
         model = load_model(source, recipe.model.dtype, recipe.model.trust_remote_code,
                            device=device if method.loads_on_device else "cpu",
@@ -110,14 +109,7 @@ class QuantizeStage(Stage):
             "library_warnings": warnings,
             "shards": sorted(p.name for p in out.glob("*.safetensors")),
         }
-        metrics = {
-            "quantize_wall_seconds": round(wall, 3),
-            "quantize_cpu_seconds": round(cpu, 3),
-            "peak_rss_mb": peak_memory()["peak_rss_bytes"] / 2**20,
-            "size_bytes": dir_size_bytes(out),
-            "weight_error_mean": sum(errors.values()) / len(errors) if errors else 0.0,
-            "weight_error_max": max(errors.values(), default=0.0),
-        }
+        metrics = quantize_metrics(wall, cpu, out, errors)
         if check["output_cosine"] is not None:
             metrics["output_cosine"] = check["output_cosine"]
         return StageResult(outputs=outputs, metrics=metrics)

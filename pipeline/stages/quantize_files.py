@@ -47,7 +47,13 @@ def run_without_model(ctx: StageContext, method: Method[Any], source: Path) -> S
         "shards": facts["files"],
         "loaded_model": False,
     }
-    metrics = {
+    return StageResult(outputs=outputs, metrics=quantize_metrics(wall, cpu, out, errors))
+
+
+def quantize_metrics(wall: float, cpu: float, out: Path, errors: dict[str, float]
+                     ) -> dict[str, float]:
+    """The quantize stage's timing, memory, size and weight-error metrics (both paths)."""
+    return {
         "quantize_wall_seconds": round(wall, 3),
         "quantize_cpu_seconds": round(cpu, 3),
         "peak_rss_mb": peak_memory()["peak_rss_bytes"] / 2**20,
@@ -55,7 +61,6 @@ def run_without_model(ctx: StageContext, method: Method[Any], source: Path) -> S
         "weight_error_mean": sum(errors.values()) / len(errors) if errors else 0.0,
         "weight_error_max": max(errors.values(), default=0.0),
     }
-    return StageResult(outputs=outputs, metrics=metrics)
 
 
 def quantized_modules(folder: Path) -> list[str]:
