@@ -45,7 +45,8 @@ def test_report_has_baseline_and_candidate(cold_run):
     weights = qc["config_groups"]["group_0"]["weights"]
     assert (weights["num_bits"], weights["group_size"]) == (4, 128)
     statuses = {s["node"]: s["status"] for s in report["stages"]}
-    assert statuses["calibrate"] == "skipped: the quantization method and scheme need no calibration data"
+    assert statuses["calibrate"] == ("skipped: the quantization method and scheme need no "
+                                     "calibration data")
     assert statuses["quantize"] == "ran"
     assert (out / "tinystories-rtn-w4a16" / "report.md").read_text().startswith("# quench run")
 

@@ -65,7 +65,8 @@ def test_method_produces_the_checkpoint_the_recipe_asked_for(mirror, out, name):
     assert 0 < m["candidate"]["weight_error_mean"] < 0.5
     stages = {s["node"]: s["status"] for s in report["stages"]}
     if name == "fp8-dynamic":  # data-free: no calibration draw, so no held-out batches either
-        assert stages["calibrate"] == "skipped: the quantization method and scheme need no calibration data"
+        assert stages["calibrate"] == ("skipped: the quantization method and scheme need no "
+                                       "calibration data")
         assert "output_cosine" not in m["candidate"]
     else:
         assert stages["calibrate"] == "ran"
