@@ -91,7 +91,7 @@ TABLE: list[tuple[str, Build, int, list[str]]] = [
       "allowed: method, scheme, options"]),
     ("unknown-method-option", given("quantization.options.group_sise=32"), 2,
      ["quantization.options.group_sise", "did you mean `group_size`?",
-      "allowed: targets, ignore, group_size"]),
+      "allowed: targets, ignore, kv_cache, kv_cache_strategy, group_size"]),
     ("huge-unknown-key", given("k" * 60_000 + "=1"), 2, ["kkkk: unknown key", "allowed: name"]),
     ("huge-method-name", given("quantization.method=" + "m" * 60_000), 2,
      ["quantization.method", "(60000 characters)", "allowed:"]),
