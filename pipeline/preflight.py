@@ -83,13 +83,17 @@ def _check_group_size(recipe: Recipe, config: dict) -> None:
         "intermediate_size": config.get("intermediate_size"),
         "num_attention_heads * head_dim": heads * head_dim if heads and head_dim else None,
     }
-    bad = {name: w for name, w in widths.items() if w and w % group}
+    bad = _not_multiples(widths, group)
     if bad:
         raise QuenchError(
-            f"quantization.options.group_size: {group} does not divide the model's "
-            + ", ".join(f"{name} ({w})" for name, w in bad.items())
-            + f"; it must divide each of {sorted({w for w in widths.values() if w})}"
+            f"quantization.options.group_size: {group} does not divide the model's {bad}; "
+            f"it must divide each of {sorted({w for w in widths.values() if w})}"
         )
+
+
+def _not_multiples(widths: dict[str, int | None], of: int) -> str:
+    """The named widths that are not multiples of `of`, as "name (width), ..."; "" if none."""
+    return ", ".join(f"{name} ({w})" for name, w in widths.items() if w and w % of)
 
 
 def _check_fp8_blocks(recipe: Recipe, config: dict) -> None:
@@ -106,12 +110,11 @@ def _check_fp8_blocks(recipe: Recipe, config: dict) -> None:
     head_dim = head_dim_of(config) or 0
     inputs = {"hidden_size": config.get("hidden_size") or 0,
               "intermediate_size": config.get("intermediate_size") or 0}
-    bad_inputs = {name: n for name, n in inputs.items() if n % block}
+    bad_inputs = _not_multiples(inputs, block)
     if bad_inputs:
         raise QuenchError(
-            f"quantization.scheme: {q.scheme} needs "
-            + ", ".join(f"{name} ({n})" for name, n in bad_inputs.items())
-            + f" to be a multiple of {block} (its activations are quantized in groups of "
+            f"quantization.scheme: {q.scheme} needs {bad_inputs}"
+            f" to be a multiple of {block} (its activations are quantized in groups of "
             f"{block} input columns; compressed-tensors fails on a partial group, so the "
             "checkpoint cannot be evaluated); use scheme FP8_DYNAMIC (per-channel scales) "
             "for this model")
@@ -122,12 +125,11 @@ def _check_fp8_blocks(recipe: Recipe, config: dict) -> None:
                                                 or config.get("num_attention_heads", 0))
              * head_dim,
              "intermediate_size": config.get("intermediate_size") or 0}
-    bad = {name: n for name, n in parts.items() if n % block}
+    bad = _not_multiples(parts, block)
     if bad:
         raise QuenchError(
-            f"quantization.scheme: {q.scheme} with target.engine vllm: vLLM needs "
-            + ", ".join(f"{name} ({n})" for name, n in bad.items())
-            + f" to be a multiple of the {block}x{block} weight block (merged q/k/v and "
+            f"quantization.scheme: {q.scheme} with target.engine vllm: vLLM needs {bad}"
+            f" to be a multiple of the {block}x{block} weight block (merged q/k/v and "
             "gate/up matrices) and refuses to load otherwise; use scheme FP8_DYNAMIC "
             "(per-channel scales) for this model")
 
