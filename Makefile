@@ -85,7 +85,7 @@ ui: setup
 	  --host 127.0.0.1 --port $(UI_PORT) --workers 1
 
 test: setup
-	$(PY) -m ruff check pipeline tests bench scripts
+	$(PY) -m ruff check quench tests bench scripts
 	$(PY) -m pytest -q -rs --durations=15
 
 bench: setup

@@ -32,14 +32,14 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.recipe.load import read_recipe_data  # noqa: E402
-from pipeline.sources import load_texts, resolve_text_source  # noqa: E402
-from pipeline.sweep.jobs import FINISHED, TrialOutcome  # noqa: E402
-from pipeline.sweep.space import Point, Space, point_id  # noqa: E402
-from pipeline.sweep.spec import BudgetSpec  # noqa: E402
-from pipeline.sweep.strategies import SweepContext  # noqa: E402
-from pipeline.sweep.strategies.sensitivity import SensitivityOptions, SensitivityStrategy  # noqa: E402,E501
-from pipeline.sweep.trial import TrialRecord, trial_recipe, write_trial  # noqa: E402
+from quench.recipe.load import read_recipe_data  # noqa: E402
+from quench.sources import load_texts, resolve_text_source  # noqa: E402
+from quench.sweep.jobs import FINISHED, TrialOutcome  # noqa: E402
+from quench.sweep.space import Point, Space, point_id  # noqa: E402
+from quench.sweep.spec import BudgetSpec  # noqa: E402
+from quench.sweep.strategies import SweepContext  # noqa: E402
+from quench.sweep.strategies.sensitivity import SensitivityOptions, SensitivityStrategy  # noqa: E402,E501
+from quench.sweep.trial import TrialRecord, trial_recipe, write_trial  # noqa: E402
 
 OUT = REPO / "artifacts" / "bench"
 WORK = OUT / "auto-quantize-work"
@@ -52,7 +52,7 @@ def run_trial(base: dict[str, Any], point: Point, name: str) -> TrialRecord:
     data = trial_recipe(base, point, name) if point else {**base, "name": name}
     path = write_trial(data, WORK / "trials", f"auto_quantize_compare: {point}")
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "run", str(path)], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "quench", "run", str(path)], cwd=REPO,
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{path} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")

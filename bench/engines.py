@@ -20,9 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.engines import get_engine
-from pipeline.errors import StageError
-from pipeline.serving.telemetry import Sampler
+from quench.engines import get_engine
+from quench.errors import StageError
+from quench.serving.telemetry import Sampler
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ def quantize(model: Path, label: str) -> Path:
     recipe, overrides = VARIANTS[label]
     name = f"bench-engines-{label.lower()}"
     recipe_file = REPO / "recipes" / f"{recipe}.yaml"
-    subprocess.run([sys.executable, "-m", "pipeline", "run", str(recipe_file), f"name={name}",
+    subprocess.run([sys.executable, "-m", "quench", "run", str(recipe_file), f"name={name}",
                     f"model.id={model}", "model.dtype=bfloat16", f"output.dir={WORK}",
                     "tracking.backend=none", "evaluation.perplexity=null", *overrides],
                    check=True, cwd=REPO, stdout=subprocess.DEVNULL)

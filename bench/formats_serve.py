@@ -11,7 +11,7 @@ import json
 import sys
 
 from bench import engines
-from pipeline.engines import get_engine
+from quench.engines import get_engine
 
 VARIANTS = {
     "w4a8-int8-rtn": ("tinystories-w4a8", ["quantization.options.weights=rtn"]),

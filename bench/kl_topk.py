@@ -25,11 +25,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.contract.manifest import Manifest  # noqa: E402
-from pipeline.metrics.kl import exact_kl, topk_arrays, topk_kl  # noqa: E402
-from pipeline.models import load_model  # noqa: E402
-from pipeline.recipe import load_recipe  # noqa: E402
-from pipeline.stages.evaluate import prepare_windows  # noqa: E402
+from quench.contract.manifest import Manifest  # noqa: E402
+from quench.metrics.kl import exact_kl, topk_arrays, topk_kl  # noqa: E402
+from quench.models import load_model  # noqa: E402
+from quench.recipe import load_recipe  # noqa: E402
+from quench.stages.evaluate import prepare_windows  # noqa: E402
 
 OUT = REPO / "artifacts" / "bench"
 WORK = OUT / "kl-topk-work"
@@ -49,7 +49,7 @@ SUITES = {
 
 def run_recipe(recipe: str, overrides: list[str]) -> dict:
     """Runs one recipe through the real CLI; returns its run.json nodes."""
-    cmd = [sys.executable, "-m", "pipeline", "run", str(REPO / "recipes" / f"{recipe}.yaml"),
+    cmd = [sys.executable, "-m", "quench", "run", str(REPO / "recipes" / f"{recipe}.yaml"),
            f"output.dir={WORK}", "tracking.backend=none", *overrides]
     subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)
     return json.loads((WORK / recipe / "run.json").read_text())["nodes"]
@@ -177,7 +177,7 @@ def markdown(results: dict) -> str:
                   "kl_exact_subset | pipeline kl_divergence | pipeline ratio |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for c, f in r["candidates"].items():
-            p = f["pipeline"]
+            p = f["quench"]
             lines.append(f"| {c} | {f['kl_float64']:.4g} | {f['stored_subset_error_pct']:+.4f} "
                          f"| {_num(p['kl_exact_subset'], 4)} | {_num(p['kl_divergence'], 4)} "
                          f"| {_num(p['kl_bound_ratio'])} |")

@@ -56,7 +56,7 @@ VARIANTS = {
 def run(label: str, recipe: str, overrides: list[str], seed: int) -> dict:
     tag = hashlib.sha256(" ".join(overrides).encode()).hexdigest()[:6]
     name = f"bench-{recipe}-{tag}-s{seed}"
-    cmd = [sys.executable, "-m", "pipeline", "run", str(REPO / "recipes" / f"{recipe}.yaml"),
+    cmd = [sys.executable, "-m", "quench", "run", str(REPO / "recipes" / f"{recipe}.yaml"),
            f"name={name}", f"output.dir={WORK}", "tracking.backend=none",
            f"calibration.seed={seed}", *overrides]
     subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL)

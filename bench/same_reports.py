@@ -96,7 +96,7 @@ def run_recipe(tree: Path, recipe: Path, out: Path, overrides: list[str]) -> dic
            "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(tree)}
     env.setdefault("QUENCH_MIRROR", str(REPO.parent / "shared"))
     args = [f"output.dir={out}", f"tracking.tracking_uri=sqlite:///{out}/mlflow.db", *overrides]
-    cmd = [sys.executable, "-m", "pipeline", "run", str(recipe), *args]
+    cmd = [sys.executable, "-m", "quench", "run", str(recipe), *args]
     with heavy_lock():
         start = time.perf_counter()
         done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)

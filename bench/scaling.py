@@ -204,7 +204,7 @@ def bare(folder: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pipeline.sources import TextSource, load_texts
+    from quench.sources import TextSource, load_texts
 
     start = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -282,7 +282,7 @@ def run_quench(size: str, method: str) -> dict[str, Any]:
     """One fresh `quench run` (its output dir wiped, every stage forced): whole and per stage."""
     name, path, out = recipe(size, method)
     shutil.rmtree(out, ignore_errors=True)
-    got = checked([sys.executable, "-m", "pipeline", "run", str(path), "--force", "all"],
+    got = checked([sys.executable, "-m", "quench", "run", str(path), "--force", "all"],
                   WORK / "logs" / f"{name}.log")
     nodes = json.loads((out / name / "run.json").read_text())["nodes"]
     stages = {node: stage_row(info) for node, info in nodes.items()}

@@ -76,7 +76,7 @@ def overrides(recipe: str, served: bool) -> list[str]:
 def run(recipe: str, served: bool) -> dict[str, Any]:
     """One `quench run`; returns its report and MLflow run id."""
     lock = os.environ.get("BENCH_LOCK")  # one heavy job at a time on a shared machine
-    cmd = [*(["flock", lock] if lock else []), sys.executable, "-m", "pipeline", "run",
+    cmd = [*(["flock", lock] if lock else []), sys.executable, "-m", "quench", "run",
            str(REPO / "recipes" / f"{recipe}.yaml"), *overrides(recipe, served)]
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
@@ -92,10 +92,10 @@ def gate(candidate: str, baseline: str) -> dict[str, Any]:
     """The gate's verdict and intervals, with the default thresholds of base/smollm2.yaml."""
     from mlflow.tracking import MlflowClient
 
-    from pipeline.gate import evaluate_gate
-    from pipeline.gate.data import load_run
-    from pipeline.recipe import load_recipe
-    from pipeline.tracking.lookup import resolve_run
+    from quench.gate import evaluate_gate
+    from quench.gate.data import load_run
+    from quench.recipe import load_recipe
+    from quench.tracking.lookup import resolve_run
 
     client = MlflowClient(tracking_uri=URI)
     cand, base = (load_run(client, resolve_run(client, r)) for r in (candidate, baseline))

@@ -48,7 +48,7 @@ def quench(work: Path, *extra: str) -> float:
     """Wall seconds of one `quench run` of the default recipe into `work`."""
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "pipeline", "run", str(RECIPE), f"output.dir={work}", *extra],
+        [sys.executable, "-m", "quench", "run", str(RECIPE), f"output.dir={work}", *extra],
         check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     return time.perf_counter() - start
@@ -71,7 +71,7 @@ def bare_oneshot_seconds(model_dir: Path, work: Path) -> float:
 def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(REPO))
-    from pipeline.sources import resolve_model
+    from quench.sources import resolve_model
 
     work = OUT / "spine-work"
     shutil.rmtree(work, ignore_errors=True)

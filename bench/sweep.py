@@ -30,7 +30,7 @@ SWEEP = Path(os.environ.get("BENCH_SWEEP", REPO / "sweeps" / "tinystories-w4.yam
 
 def quench(*args: str) -> tuple[float, subprocess.CompletedProcess[str]]:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=REPO, text=True,
+    done = subprocess.run([sys.executable, "-m", "quench", *args], cwd=REPO, text=True,
                           capture_output=True)
     return time.perf_counter() - start, done
 

@@ -97,8 +97,8 @@ class Step:
 # -- the plan -----------------------------------------------------------------------------------
 
 def gpu_arch(gpu: str | None) -> str | None:
-    """The architecture of a GPU name (pipeline/compat/matrix.yaml)."""
-    from pipeline import compat
+    """The architecture of a GPU name (quench/compat/matrix.yaml)."""
+    from quench import compat
 
     return compat.gpu_arch(gpu)
 
@@ -128,8 +128,8 @@ def trtllm_overrides(opts: Options) -> list[str]:
 
 def run_step(recipe: str, reason: str, engine_overrides: list[str], opts: Options) -> Step:
     """`quench run` of one SmolLM2 recipe on CUDA, as `<recipe>-cuda`."""
-    from pipeline import compat
-    from pipeline.recipe import load_recipe
+    from quench import compat
+    from quench.recipe import load_recipe
 
     path = f"recipes/{recipe}.yaml"
     overrides = [f"name={recipe}-cuda", "compute.device=cuda", *engine_overrides,
@@ -207,7 +207,7 @@ def render_plan(steps: list[Step], opts: Options) -> str:
         "target.gpu not set: the compatibility matrix does not check the GPU architecture")
     lines = [f"gpu-check plan: SmolLM2-135M-Instruct on CUDA device {opts.device_index}, "
              f"{len(steps)} steps", gpu,
-             "Run from the repository root; `quench` is `python -m pipeline` of the main venv.",
+             "Run from the repository root; `quench` is `python -m quench` of the main venv.",
              "@run:NAME, @tracking:NAME: the MLflow run id and tracking URI of run NAME, read "
              "from <output.dir>/NAME/run.json once it ran.",
              "model.dtype stays float32 (as on CPU) so perplexity and KL compare with the CPU "
@@ -239,7 +239,7 @@ def nvidia_smi(*args: str) -> str | None:
 
 def detect_gpu() -> str | None:
     """The matrix's name of GPU 0 (e.g. "NVIDIA H100 80GB HBM3" -> H100), longest match first."""
-    from pipeline import compat
+    from quench import compat
 
     names = nvidia_smi("--query-gpu=name", "--format=csv,noheader")
     if not names:
@@ -251,7 +251,7 @@ def detect_gpu() -> str | None:
 
 def host_facts() -> dict[str, Any]:
     """What the report says about this host: CUDA devices torch sees, nvidia-smi -L."""
-    from pipeline.compute import cuda_device_count
+    from quench.compute import cuda_device_count
 
     count = cuda_device_count()
     import torch
@@ -267,7 +267,7 @@ def usable(host: dict[str, Any]) -> bool:
 
 def versions(opts: Options) -> dict[str, dict[str, str]]:
     """Library versions of the main venv and of vLLM's CUDA venv."""
-    from pipeline.engines import installed_versions
+    from quench.engines import installed_versions
 
     main = {}
     for name in ("quench", "torch", "llmcompressor", "compressed-tensors", "transformers",
@@ -304,7 +304,7 @@ def resolve_argv(step: Step, done: list[Step]) -> list[str] | str:
     """The argv to execute (`quench` -> this Python, @run:/@tracking: filled in from the runs
     that ended ok in `done`), or why it cannot run."""
     dirs = {s.run_dir.rsplit("/", 1)[-1]: REPO / s.run_dir for s in done if s.run_dir}
-    argv = [sys.executable, "-m", "pipeline", *step.argv[1:]] if step.argv[0] == "quench" \
+    argv = [sys.executable, "-m", "quench", *step.argv[1:]] if step.argv[0] == "quench" \
         else list(step.argv)
     for i, token in enumerate(argv):
         kind, _, name = token.partition(":")
@@ -510,7 +510,7 @@ def options(args: argparse.Namespace) -> Options:
     gpu = {"auto": detect_gpu() if args.gpu == "auto" else None, "none": None}.get(
         args.gpu, args.gpu)
     if gpu is not None and gpu_arch(gpu) is None:
-        print(f"error: --gpu {gpu!r} is not a GPU of pipeline/compat/matrix.yaml",
+        print(f"error: --gpu {gpu!r} is not a GPU of quench/compat/matrix.yaml",
               file=sys.stderr)
         raise SystemExit(2)
     out = shown(Path(args.out)) if Path(args.out).is_absolute() else args.out

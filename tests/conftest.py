@@ -65,7 +65,7 @@ def smollm2_gguf() -> Path:
 def run_quench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Runs the real CLI in a subprocess, as a user would."""
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args],
+        [sys.executable, "-m", "quench", *args],
         capture_output=True, text=True, timeout=timeout, cwd=REPO,
     )
 

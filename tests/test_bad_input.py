@@ -76,7 +76,7 @@ def test_a_hub_id_the_hub_cannot_serve_is_exit_2(tmp_path):
     env["HF_HOME"] = str(tmp_path / "hf")  # nothing cached
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline", "run", str(DEFAULT_RECIPE), *small_run_args(out),
+        [sys.executable, "-m", "quench", "run", str(DEFAULT_RECIPE), *small_run_args(out),
          "model.id=quench-tests/no-such-model"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2, result.stderr[-3000:]

@@ -7,17 +7,17 @@ import shutil
 
 import pytest
 
-from pipeline.compute import (
+from quench.compute import (
     peak_memory,
     reset_peak_memory,
     resolve_device,
     resolve_dtype,
 )
-from pipeline.errors import QuenchError, RecipeError
-from pipeline.gpu import cuda_device_count
-from pipeline.models import load_kwargs, load_model
-from pipeline.preflight import check_recipe
-from pipeline.recipe import load_recipe
+from quench.errors import QuenchError, RecipeError
+from quench.gpu import cuda_device_count
+from quench.models import load_kwargs, load_model
+from quench.preflight import check_recipe
+from quench.recipe import load_recipe
 from tests.conftest import DEFAULT_RECIPE
 
 

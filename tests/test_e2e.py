@@ -13,8 +13,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from pipeline.runner.graph import node_names
-from pipeline.tracking import flatten
+from quench.runner.graph import node_names
+from quench.tracking import flatten
 
 from .conftest import DEFAULT_RECIPE, REPO, read_json, run_id_of, run_quench, small_run_args
 
@@ -125,7 +125,7 @@ def test_force_reruns_one_stage_and_logs_a_new_run(cold_run):
 
 def test_sigkill_mid_quantize_then_resume(cold_run, tmp_path):
     cold_out, _ = cold_run
-    cmd = [sys.executable, "-m", "pipeline", "run", str(DEFAULT_RECIPE), *small_run_args(tmp_path)]
+    cmd = [sys.executable, "-m", "quench", "run", str(DEFAULT_RECIPE), *small_run_args(tmp_path)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     quantize_dir = tmp_path / "cache" / "quantize"
     deadline = time.monotonic() + 300

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.gguf import GgufError, read_gguf
+from quench.gguf import GgufError, read_gguf
 from tests.conftest import REPO, run_quench
 
 
@@ -95,7 +95,7 @@ def test_a_later_command_reads_the_header_from_the_user_cache(smollm2_gguf: Path
     import sys
 
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    code = ("import sys; from pathlib import Path; from pipeline.gguf import read_gguf; "
+    code = ("import sys; from pathlib import Path; from quench.gguf import read_gguf; "
             "info = read_gguf(Path(sys.argv[1])); print(info.license, 'gguf' in sys.modules)")
 
     def read(path: Path) -> str:

@@ -32,7 +32,7 @@ gpu_check = _load_script()
 
 
 def _has_cuda() -> bool:
-    from pipeline.gpu import cuda_device_count
+    from quench.gpu import cuda_device_count
 
     return shutil.which("nvidia-smi") is not None and cuda_device_count() > 0
 
@@ -118,7 +118,7 @@ def test_gate_placeholders_resolve_only_for_finished_runs(tmp_path):
     _fake_run(tmp_path / "b", "abc123")
     assert gpu_check.resolve_argv(gate, []).startswith("skipped")  # b's step did not end ok
     argv = gpu_check.resolve_argv(gate, [base])
-    assert argv[:3] == [sys.executable, "-m", "pipeline"]
+    assert argv[:3] == [sys.executable, "-m", "quench"]
     assert argv[3:] == ["gate", "abc123", "--tracking-uri", "sqlite:///x.db"]
 
 
@@ -155,8 +155,8 @@ def test_every_planned_recipe_validates(smollm2_gguf):
     the schema is checked by loading each recipe as planned. That the device exists can only
     be checked on a GPU host.
     """
-    from pipeline.preflight import check_recipe
-    from pipeline.recipe import load_recipe
+    from quench.preflight import check_recipe
+    from quench.recipe import load_recipe
 
     plans = [gpu_check.build_plan(gpu_check.Options(gpu=g)) for g in (None, "A100", "T4")]
     runs = {tuple(s.argv) for plan in plans for s in plan if s.kind == "run"}

@@ -1,4 +1,4 @@
-"""The layering (no import points upward) checked on the source: every module under pipeline/,
+"""The layering (no import points upward) checked on the source: every module under quench/,
 deferred imports inside functions included, `if TYPE_CHECKING:` imports excluded."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "pipeline"
+PACKAGE = Path(__file__).resolve().parents[1] / "quench"
 
 # Lower number = lower layer; a module may import its own layer or lower ones only.
 LAYERS: dict[str, int] = {
     **dict.fromkeys(("contract", "errors", "registry", "strict", "redact", "progress",
-                     "textfiles", "user_cache", "geometry", "gpu"), 0),
+                     "textfiles", "user_cache", "geometry", "gpu", "bundled", "home"), 0),
     # registries and libraries that know no recipe (they take typed options and paths)
     **dict.fromkeys(("methods", "engines", "serving", "checkpoints", "metrics", "evals",
                      "gguf", "sources", "shards", "models", "compute"), 1),
@@ -32,11 +32,11 @@ def module_name(path: Path) -> str:
 
 
 def layer_of(module: str) -> int:
-    """The layer of `pipeline` or `pipeline.<top>...`; the package itself is at the bottom."""
+    """The layer of `quench` or `quench.<top>...`; the package itself is at the bottom."""
     parts = module.split(".")
     if len(parts) == 1:
         return 0
-    assert parts[1] in LAYERS, f"{module}: pipeline.{parts[1]} is not in the layer table"
+    assert parts[1] in LAYERS, f"{module}: quench.{parts[1]} is not in the layer table"
     return LAYERS[parts[1]]
 
 
@@ -63,14 +63,14 @@ def _is_module(name: str) -> bool:
 
 
 def imports_of(path: Path) -> set[str]:
-    """The quench modules `path` imports at run time (`from pipeline import a` names
-    pipeline.a when a is a module of its own, else the package)."""
+    """The quench modules `path` imports at run time (`from quench import a` names
+    quench.a when a is a module of its own, else the package)."""
     found: set[str] = set()
     for node in _run_time_nodes(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.split(".")[0] == "pipeline"}
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "quench"}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and (
-                node.module.split(".")[0] == "pipeline"):
+                node.module.split(".")[0] == "quench"):
             for alias in node.names:
                 sub = f"{node.module}.{alias.name}"
                 found.add(sub if _is_module(sub) else node.module)
@@ -101,8 +101,8 @@ def test_no_import_points_upward():
 
 def test_contract_imports_nothing_of_quench_at_run_time():
     for module, targets in all_imports().items():
-        if module.startswith("pipeline.contract"):
-            outside = {t for t in targets if not t.startswith("pipeline.contract")}
+        if module.startswith("quench.contract"):
+            outside = {t for t in targets if not t.startswith("quench.contract")}
             assert not outside, f"{module} imports {sorted(outside)}"
 
 
@@ -110,9 +110,9 @@ def test_the_checker_sees_deferred_imports_and_skips_type_checking_ones(tmp_path
     """The test of the test: a function-level import counts, a TYPE_CHECKING one does not."""
     probe = tmp_path / "probe.py"
     probe.write_text("from typing import TYPE_CHECKING\n"
-                     "if TYPE_CHECKING:\n    from pipeline.runner.run import RunSummary\n"
-                     "else:\n    from pipeline.errors import QuenchError\n"
-                     "def f():\n    from pipeline import compat, cli\n"
-                     "    import pipeline.gate.stats\n")
-    assert imports_of(probe) == {"pipeline.errors", "pipeline.compat", "pipeline.cli",
-                                 "pipeline.gate.stats"}
+                     "if TYPE_CHECKING:\n    from quench.runner.run import RunSummary\n"
+                     "else:\n    from quench.errors import QuenchError\n"
+                     "def f():\n    from quench import compat, cli\n"
+                     "    import quench.gate.stats\n")
+    assert imports_of(probe) == {"quench.errors", "quench.compat", "quench.cli",
+                                 "quench.gate.stats"}

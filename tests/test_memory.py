@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from pipeline import memory
-from pipeline.errors import RecipeError
-from pipeline.geometry import Geometry
-from pipeline.plan import GIB, KNOWN_SHAPES, plan, render
-from pipeline.preflight import check_recipe
-from pipeline.recipe import load_recipe
+from quench import memory
+from quench.errors import RecipeError
+from quench.geometry import Geometry
+from quench.plan import GIB, KNOWN_SHAPES, plan, render
+from quench.preflight import check_recipe
+from quench.recipe import load_recipe
 from tests.conftest import DEFAULT_RECIPE, REPO, run_quench
 
 EIGHT_B = REPO / "recipes" / "examples" / "llama31-8b-int4-awq.yaml"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import plan
-from pipeline.geometry import Geometry
-from pipeline.recipe import load_recipe
+from quench import plan
+from quench.geometry import Geometry
+from quench.recipe import load_recipe
 from tests.conftest import REPO, run_quench
 
 EXAMPLES = REPO / "recipes" / "examples"

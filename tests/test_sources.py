@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipeline.errors import QuenchError
-from pipeline.sources import (
+from quench.errors import QuenchError
+from quench.sources import (
     find_model_in_mirror,
     load_texts,
     resolve_model,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.methods import get_method
-from pipeline.models import load_model, load_tokenizer
-from pipeline.recipe import load_recipe
-from pipeline.stages.export import export_modelopt
+from quench.methods import get_method
+from quench.models import load_model, load_tokenizer
+from quench.recipe import load_recipe
+from quench.stages.export import export_modelopt
 from tests.conftest import REPO
 
 RECIPES = {"FP8": "fp8", "INT8_SQ": "int8-sq", "INT4_AWQ": "int4-awq", "W4A8_AWQ": "w4a8-awq"}

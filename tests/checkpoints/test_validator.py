@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.checkpoints import CheckpointError, detect_kind, validate
+from quench.checkpoints import CheckpointError, detect_kind, validate
 from tests.checkpoints.modelopt_helpers import export, quantize
 
 

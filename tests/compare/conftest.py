@@ -31,7 +31,7 @@ def two_runs(mirror, tmp_path_factory) -> dict[str, object]:
 @pytest.fixture
 def cli(capsys):
     """The `quench` entry point in this process (one MLflow import for all calls)."""
-    from pipeline.cli import main
+    from quench.cli import main
 
     def call(*args: str) -> tuple[int, str, str]:
         code = main([str(a) for a in args])

@@ -9,7 +9,7 @@ import matplotlib.image
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.tracking import flatten
+from quench.tracking import flatten
 
 from ..conftest import read_json, run_quench
 from .conftest import EXPERIMENT

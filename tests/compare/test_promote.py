@@ -7,7 +7,7 @@ import json
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.tracking.lookup import resolve_run
+from quench.tracking.lookup import resolve_run
 
 pytestmark = pytest.mark.e2e
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import compat
-from pipeline.recipe import load_recipe
+from quench import compat
+from quench.recipe import load_recipe
 
 from ..conftest import REPO, run_quench
 

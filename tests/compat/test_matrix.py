@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import compat
-from pipeline.errors import RecipeError
-from pipeline.methods import get_method, method_names
-from pipeline.preflight import check_recipe
-from pipeline.recipe import load_recipe
+from quench import compat
+from quench.errors import RecipeError
+from quench.methods import get_method, method_names
+from quench.preflight import check_recipe
+from quench.recipe import load_recipe
 
 from ..conftest import REPO, run_quench
 
@@ -81,7 +81,7 @@ def test_gpu_names_map_to_architectures():
 
 def test_plan_sizes_gpus_of_the_one_table():
     """quench plan's GPUs are the memory variants of matrix.yaml's gpus, never a second list."""
-    from pipeline import plan
+    from quench import plan
 
     assert [g.name for g in plan.GPUS] == ["T4", "L4", "A10G", "A100-40G", "A100-80G", "H100",
                                            "H200"]

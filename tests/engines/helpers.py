@@ -10,8 +10,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipeline.engines import get_engine
-from pipeline.serving.process import group_processes
+from quench.engines import get_engine
+from quench.serving.process import group_processes
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 

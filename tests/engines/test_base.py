@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.contract.manifest import Manifest
-from pipeline.engines import ENGINES, Engine, EngineCapabilities, ServedEngine, get_engine
+from quench.contract.manifest import Manifest
+from quench.engines import ENGINES, Engine, EngineCapabilities, ServedEngine, get_engine
 
 
 @pytest.mark.parametrize("name", ENGINES.names())

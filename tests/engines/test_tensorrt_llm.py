@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.engines import ServedEngine, get_engine
-from pipeline.engines import tensorrt_llm as trt
-from pipeline.errors import StageError
-from pipeline.gpu import cuda_device_count
+from quench.engines import ServedEngine, get_engine
+from quench.engines import tensorrt_llm as trt
+from quench.errors import StageError
+from quench.gpu import cuda_device_count
 
 # Flags of TensorRT-LLM 1.x's commands, as their references list them:
 # https://nvidia.github.io/TensorRT-LLM/commands/trtllm-build.html

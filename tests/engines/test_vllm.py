@@ -10,9 +10,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipeline.engines import get_engine
-from pipeline.engines import vllm as vllm_engine
-from pipeline.errors import StageError
+from quench.engines import get_engine
+from quench.engines import vllm as vllm_engine
+from quench.errors import StageError
 from tests.engines.helpers import busy_port, left_behind, requires_vllm, server_pids
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.evals import local_tasks
-from pipeline.evals.render import render
-from pipeline.evals.results import read_samples
+from quench.evals import local_tasks
+from quench.evals.render import render
+from quench.evals.results import read_samples
 
 
 def _rows(path: Path) -> list[dict]:

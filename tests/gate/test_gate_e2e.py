@@ -57,9 +57,9 @@ class Gated:
 @pytest.fixture
 def gate(capsys, monkeypatch):
     """`quench gate ...` through the CLI's entry point in this process: the same code and exit
-    code as `python -m pipeline gate` (tests/test_smollm2_e2e.py gates in a subprocess), without
+    code as `python -m quench gate` (tests/test_smollm2_e2e.py gates in a subprocess), without
     a new interpreter importing MLflow for each of this module's gates."""
-    from pipeline.cli import main
+    from quench.cli import main
 
     def call(runs, candidate: str, *args: str, env: dict[str, str] | None = None) -> Gated:
         for key, value in (env or {}).items():

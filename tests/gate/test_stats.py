@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.gate import stats
-from pipeline.gate.checks import decide
+from quench.gate import stats
+from quench.gate.checks import decide
 
 
 def test_blocks_are_runs_of_consecutive_windows():

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.license import assess
-from pipeline.recipe.schema import Recipe
+from quench.license import assess
+from quench.recipe.schema import Recipe
 
 from .conftest import write_card
 

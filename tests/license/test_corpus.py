@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.license.inherit import walk
-from pipeline.license.policy import evaluate
+from quench.license.inherit import walk
+from quench.license.policy import evaluate
 from tests.license.conftest import write_card
 
 CASES: list[dict[str, Any]] = yaml.safe_load((Path(__file__).parent / "corpus.yaml").read_text())

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.license import assess
-from pipeline.license.families import family_of, repackaging_markers
-from pipeline.license.inherit import walk
-from pipeline.license.policy import evaluate
+from quench.license import assess
+from quench.license.families import family_of, repackaging_markers
+from quench.license.inherit import walk
+from quench.license.policy import evaluate
 from tests.license.conftest import write_card
 from tests.license.test_cases import fails, recipe
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.license.inherit import walk
-from pipeline.license.kb import knowledge_base
-from pipeline.license.policy import evaluate
+from quench.license.inherit import walk
+from quench.license.kb import knowledge_base
+from quench.license.policy import evaluate
 from tests.license.conftest import write_card
 
 FAMILIES: list[dict[str, Any]] = yaml.safe_load(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.license import assess
-from pipeline.license.detect import detect_folder
-from pipeline.license.kb import by_link, identify_text, knowledge_base, normalize
-from pipeline.recipe.schema import Recipe
+from quench.license import assess
+from quench.license.detect import detect_folder
+from quench.license.kb import by_link, identify_text, knowledge_base, normalize
+from quench.recipe.schema import Recipe
 
 from .conftest import write_card
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.license import assess
-from pipeline.license.naming import name_matches
-from pipeline.recipe.schema import Recipe
+from quench.license import assess
+from quench.license.naming import name_matches
+from quench.recipe.schema import Recipe
 from tests.license.conftest import write_card
 from tests.license.test_cases import fails, verdict_for
 

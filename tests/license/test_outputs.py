@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.license.inherit import walk
-from pipeline.license.outputs import license_text, notice_text
-from pipeline.license.policy import evaluate
+from quench.license.inherit import walk
+from quench.license.outputs import license_text, notice_text
+from quench.license.policy import evaluate
 
 from .conftest import write_card
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.errors import RecipeError, StageError
-from pipeline.preflight import check_recipe
-from pipeline.recipe import load_recipe
-from pipeline.runner.run import run_pipeline
+from quench.errors import RecipeError, StageError
+from quench.preflight import check_recipe
+from quench.recipe import load_recipe
+from quench.runner.run import run_pipeline
 from tests.conftest import DEFAULT_RECIPE
 from tests.license.test_corpus import CASES, POLICIES
 

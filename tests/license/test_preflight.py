@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import StageError
-from pipeline.recipe import load_recipe
-from pipeline.runner.run import run_pipeline
+from quench.errors import StageError
+from quench.recipe import load_recipe
+from quench.runner.run import run_pipeline
 
 from ..conftest import DEFAULT_RECIPE, run_quench, small_run_args
 from .conftest import write_card

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.license.refs import ModelRef, declared_for, parse_ref, parse_refs
+from quench.license.refs import ModelRef, declared_for, parse_ref, parse_refs
 from tests.license.conftest import write_card
 from tests.license.test_cases import fails, verdict_for
 

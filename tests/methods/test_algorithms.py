@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline import compat
-from pipeline.methods import get_method
-from pipeline.methods.rotations import attach_online_transforms
-from pipeline.models import load_model
-from pipeline.recipe import load_recipe
-from pipeline.stages.quantize_files import quantized_modules
+from quench import compat
+from quench.methods import get_method
+from quench.methods.rotations import attach_online_transforms
+from quench.models import load_model
+from quench.recipe import load_recipe
+from quench.stages.quantize_files import quantized_modules
 
 from ..conftest import REPO, read_json, run_quench
 
@@ -86,8 +86,8 @@ def test_quip_rotation_is_stored_online_and_reapplied_on_load(mirror, out, tiny_
 def test_checkpoint_validator_wants_the_online_rotation_matrices(mirror, out, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from pipeline import checkpoints
-    from pipeline.checkpoints import CheckpointError
+    from quench import checkpoints
+    from quench.checkpoints import CheckpointError
 
     folder = model_dir(out, "gptq-quip")
     assert checkpoints.validate(folder)["kind"] == "compressed-tensors"
@@ -209,9 +209,9 @@ def test_plain_transformers_still_drops_online_transforms(mirror, tmp_path):
 
 
 def test_model_free_is_sized_by_one_shard_not_the_model():
-    from pipeline import memory
-    from pipeline.geometry import Geometry
-    from pipeline.plan import KNOWN_SHAPES
+    from quench import memory
+    from quench.geometry import Geometry
+    from quench.plan import KNOWN_SHAPES
 
     llama = Geometry.for_sizing(KNOWN_SHAPES["llama-3.1-8b"])
     free, loaded = (

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.methods import get_method
-from pipeline.methods.awq import cpu_pin_memory_workaround
-from pipeline.models import load_model, load_tokenizer
+from quench.methods import get_method
+from quench.methods.awq import cpu_pin_memory_workaround
+from quench.models import load_model, load_tokenizer
 
 GROUP = 64  # the tiny model's Linear layers have 128 or 384 inputs
 

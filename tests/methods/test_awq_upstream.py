@@ -5,10 +5,10 @@ from contextlib import nullcontext
 import pytest
 import torch
 
-from pipeline.gpu import accelerator_present
-from pipeline.methods import get_method
-from pipeline.methods.awq import cpu_pin_memory_workaround
-from pipeline.models import load_model, load_tokenizer
+from quench.gpu import accelerator_present
+from quench.methods import get_method
+from quench.methods.awq import cpu_pin_memory_workaround
+from quench.models import load_model, load_tokenizer
 
 GROUP = 64  # the tiny model's Linear layers have 128 or 384 inputs: 2 or 6 groups per row
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import plan
-from pipeline.geometry import Geometry
-from pipeline.methods import get_method
-from pipeline.recipe import load_recipe
+from quench import plan
+from quench.geometry import Geometry
+from quench.methods import get_method
+from quench.recipe import load_recipe
 from tests.conftest import REPO
 
 LLAMA = Geometry.for_sizing(plan.KNOWN_SHAPES["llama-3.1-8b"])

@@ -1,5 +1,5 @@
 """Fails once compressed-tensors decompresses FP4 weights to the model's dtype: then drop
-pipeline.models.fp4_decompress_dtype_workaround."""
+quench.models.fp4_decompress_dtype_workaround."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def test_fp4_checkpoints_still_decompress_to_bfloat16():
         weight = compressor.decompress(state, scheme)["weight"]
         assert weight.dtype == torch.bfloat16, (
             f"{preset} now decompresses to {weight.dtype}: the FP4 reload-dtype workaround in "
-            "pipeline/models.py may be dropped")
+            "quench/models.py may be dropped")
 
 
 def test_the_workaround_gives_a_float32_model_float32_weights(mirror, tmp_path):
@@ -31,7 +31,7 @@ def test_the_workaround_gives_a_float32_model_float32_weights(mirror, tmp_path):
     from llmcompressor.modifiers.quantization import QuantizationModifier
     from transformers import AutoModelForCausalLM
 
-    from pipeline.models import load_model
+    from quench.models import load_model
 
     model = AutoModelForCausalLM.from_pretrained(mirror / "models" / "tinystories-656k",
                                                  dtype=torch.float32)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.models import load_model
+from quench.models import load_model
 
 from ..conftest import REPO, read_json, run_quench
 

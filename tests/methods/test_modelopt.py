@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.checkpoints import CheckpointError, validate
-from pipeline.methods import get_method
-from pipeline.models import load_model, load_tokenizer
+from quench.checkpoints import CheckpointError, validate
+from quench.methods import get_method
+from quench.models import load_model, load_tokenizer
 from tests.checkpoints.modelopt_helpers import export, quantize
 
 PROMPT = "Once upon a time, there was a little girl named Lily. She liked to play outside."
@@ -96,7 +96,7 @@ def test_a_second_export_from_the_same_model_is_caught(quantized, tiny_model, tm
 
 
 def test_awq_group_size_option_reaches_modelopt(mirror, tiny_model):
-    from pipeline.methods.modelopt import ModelOptOptions, _import, quant_config
+    from quench.methods.modelopt import ModelOptOptions, _import, quant_config
 
     mtq = _import("modelopt.torch.quantization")
     options = ModelOptOptions(kv_cache=True, group_size=64, awq="awq_lite",
@@ -112,7 +112,7 @@ def test_awq_group_size_option_reaches_modelopt(mirror, tiny_model):
 def test_w4a8_awq_keeps_the_group_size_in_its_int4_stage(mirror, tiny_model):
     """W4A8_AWQ's weight quantizer is two stages (int4 in blocks, then FP8): group_size sets
     the int4 one, and the AWQ search is the recipe's."""
-    from pipeline.methods.modelopt import ModelOptOptions, _import, quant_config
+    from quench.methods.modelopt import ModelOptOptions, _import, quant_config
 
     mtq = _import("modelopt.torch.quantization")
     config = quant_config(mtq, "W4A8_AWQ", ModelOptOptions(group_size=64, awq="awq_clip"))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import plan
-from pipeline.errors import QuenchError
-from pipeline.methods import METHODS, Method, ModuleOptions, Storage, get_method, method_names
-from pipeline.recipe import load_recipe
+from quench import plan
+from quench.errors import QuenchError
+from quench.methods import METHODS, Method, ModuleOptions, Storage, get_method, method_names
+from quench.recipe import load_recipe
 from tests.conftest import REPO
 
 ALL_SCHEMES = [(name, scheme) for name in method_names() for scheme in get_method(name).schemes]

@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.metrics.kl import (
+from quench.metrics.kl import (
     encode_exact,
     exact_kl,
     kl_from_topk,
     topk_arrays,
     topk_kl,
 )
-from pipeline.metrics.perplexity import make_windows
+from quench.metrics.perplexity import make_windows
 
 
 @pytest.mark.parametrize(("window", "stride", "bos"), [(8, 8, 1), (8, 3, 1), (8, 8, None),

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.metrics.kl import topk_arrays
-from pipeline.metrics.reference import NpyAppender, NpyRows, ReferenceWriter, open_reference
+from quench.metrics.kl import topk_arrays
+from quench.metrics.reference import NpyAppender, NpyRows, ReferenceWriter, open_reference
 
 
 def test_windows_written_in_turn_read_back_as_one_array(tmp_path):

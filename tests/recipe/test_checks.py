@@ -3,10 +3,10 @@ load; every check asserts the exact warnings it gets."""
 
 import pytest
 
-from pipeline.errors import RecipeError
-from pipeline.gpu import cuda_device_count
-from pipeline.preflight import check_recipe
-from pipeline.recipe import load_recipe
+from quench.errors import RecipeError
+from quench.gpu import cuda_device_count
+from quench.preflight import check_recipe
+from quench.recipe import load_recipe
 
 from ..conftest import DEFAULT_RECIPE
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import RecipeError
-from pipeline.recipe import load_recipe
-from pipeline.recipe.load import apply_override, deep_merge
+from quench.errors import RecipeError
+from quench.recipe import load_recipe
+from quench.recipe.load import apply_override, deep_merge
 
 from ..conftest import DEFAULT_RECIPE
 

@@ -67,7 +67,7 @@ def model_with_config(tmp: Path, config: str) -> Inputs:
 
 
 def tiny_config() -> dict:
-    from pipeline.sources import find_model_in_mirror
+    from quench.sources import find_model_in_mirror
 
     folder = find_model_in_mirror("raincandy-u/TinyStories-656K")
     return json.loads((folder / "config.json").read_text())
@@ -79,7 +79,7 @@ def config_with(tmp: Path, **fields: object) -> Inputs:
 
 def custom_code_model(tmp: Path) -> Inputs:
     """A copy of the tiny model whose config.json names custom code (auto_map)."""
-    from pipeline.sources import find_model_in_mirror
+    from quench.sources import find_model_in_mirror
 
     folder = tmp / "custom"
     shutil.copytree(find_model_in_mirror("raincandy-u/TinyStories-656K"), folder)
@@ -98,7 +98,7 @@ def symlink_loop(tmp: Path) -> Inputs:
 
 def huge_calibration(tmp: Path) -> Inputs:
     """A sparse calibration file just over the 1 GiB bound (no disk space used)."""
-    from pipeline.textfiles import MAX_TEXT_BYTES
+    from quench.textfiles import MAX_TEXT_BYTES
 
     path = tmp / "huge.txt"
     with path.open("wb") as fh:

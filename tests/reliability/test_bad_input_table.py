@@ -1,7 +1,7 @@
 """The bad-input table: each row is an input, the exit code `quench validate` must give, the
 words its message must contain, and nothing may be written into the output folder.
 
-Validate runs in-process (pipeline.cli.main), so the whole table takes seconds.
+Validate runs in-process (quench.cli.main), so the whole table takes seconds.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
+from quench.cli import main
 
 from ..conftest import DEFAULT_RECIPE
 from . import cases as c

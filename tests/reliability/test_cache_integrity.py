@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from pipeline.cli import main
-from pipeline.contract.manifest import Manifest
-from pipeline.runner.store import Store
-from pipeline.runner.verify import entry_damage
+from quench.cli import main
+from quench.contract.manifest import Manifest
+from quench.runner.store import Store
+from quench.runner.verify import entry_damage
 
 from ..conftest import DEFAULT_RECIPE, read_json, run_quench, small_run_args
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.runner.cache_cli import entries
+from quench.runner.cache_cli import entries
 
 from ..conftest import DEFAULT_RECIPE, REPO, read_json, run_id_of, small_run_args
 
@@ -25,8 +25,8 @@ BEGIN_AT = """
 import sys, time
 from pathlib import Path
 from mlflow.tracking import MlflowClient  # imported before the start line
-from pipeline.recipe import load_recipe
-from pipeline.tracking.mlflow_tracker import MlflowTracker
+from quench.recipe import load_recipe
+from quench.tracking.mlflow_tracker import MlflowTracker
 out = Path(sys.argv[2])
 recipe = load_recipe(sys.argv[1], [f"output.dir={out}",
                                    f"tracking.tracking_uri=sqlite:///{out}/mlflow.db"])
@@ -59,7 +59,7 @@ def test_two_processes_creating_one_mlflow_store_at_once_both_succeed(tmp_path):
 
 
 def test_two_runs_of_one_recipe_on_one_folder_both_finish(mirror, tmp_path):
-    cmd = [sys.executable, "-m", "pipeline", "run", str(DEFAULT_RECIPE), *small_run_args(tmp_path)]
+    cmd = [sys.executable, "-m", "quench", "run", str(DEFAULT_RECIPE), *small_run_args(tmp_path)]
     procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     results = [p.communicate(timeout=600) for p in procs]

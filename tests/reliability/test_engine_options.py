@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.engines.options import parse_options
-from pipeline.engines.vllm import _flag_args
-from pipeline.engines.vllm_options import VllmOptions
+from quench.engines.options import parse_options
+from quench.engines.vllm import _flag_args
+from quench.engines.vllm_options import VllmOptions
 
 
 def test_set_flags_become_server_flags_and_extra_args_follow_as_written():

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.contract.manifest import Manifest
-from pipeline.runner.verify import entry_damage
+from quench.contract.manifest import Manifest
+from quench.runner.verify import entry_damage
 
 from ..conftest import DEFAULT_RECIPE, REPO, read_json, run_quench, small_run_args
 from .test_cache_integrity import NAME, results, warm_output
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 
 def _kill_when(out: Path, ready: Callable[[], bool], what: str) -> None:
     """Starts a run and kills it (SIGKILL) as soon as `ready()` holds."""
-    cmd = [sys.executable, "-m", "pipeline", "run", str(DEFAULT_RECIPE), *small_run_args(out)]
+    cmd = [sys.executable, "-m", "quench", "run", str(DEFAULT_RECIPE), *small_run_args(out)]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while not ready():

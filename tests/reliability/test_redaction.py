@@ -10,8 +10,8 @@ import logging
 
 import pytest
 
-from pipeline.redact import MASK, RedactingFormatter, redact, redact_data, redact_file
-from pipeline.tracking.mlflow_tracker import run_record
+from quench.redact import MASK, RedactingFormatter, redact, redact_data, redact_file
+from quench.tracking.mlflow_tracker import run_record
 
 SECRETS = [  # (text, what must be gone, what must stay)
     ("token hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345 here", "hf_AbCd", "token "),

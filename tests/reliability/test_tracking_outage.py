@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.cli import main
-from pipeline.runner.graph import node_names
-from pipeline.tracking import flatten
-from pipeline.tracking.pending import pending_dir
-from pipeline.tracking.upload import UPLOAD_TAG, experiment_id, log_contents, open_run
+from quench.cli import main
+from quench.runner.graph import node_names
+from quench.tracking import flatten
+from quench.tracking.pending import pending_dir
+from quench.tracking.upload import UPLOAD_TAG, experiment_id, log_contents, open_run
 
 from ..conftest import DEFAULT_RECIPE, read_json, run_quench
 from ..tracking.servers import free_port, start_mlflow_server

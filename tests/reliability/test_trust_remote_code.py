@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.cli import main
+from quench.cli import main
 
 from ..conftest import DEFAULT_RECIPE, run_quench, small_run_args
 from .custom_code import custom_code_copy

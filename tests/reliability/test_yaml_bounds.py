@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from pipeline.errors import RecipeError
-from pipeline.recipe import load_recipe
-from pipeline.recipe.yaml_bounds import MAX_NODES, load_bounded
-from pipeline.strict import shorten
+from quench.errors import RecipeError
+from quench.recipe import load_recipe
+from quench.recipe.yaml_bounds import MAX_NODES, load_bounded
+from quench.strict import shorten
 
 from ..conftest import REPO
 from .cases import anchor_bomb
@@ -69,7 +69,7 @@ def test_unknown_lm_eval_task_is_rejected_without_indexing_lm_eval_again():
     measured here: speed is shown, not asserted)."""
     code = (
         "import json, time\n"
-        "from pipeline.evals.check import check_tasks\n"
+        "from quench.evals.check import check_tasks\n"
         "start = time.perf_counter()\n"
         "try:\n"
         "    check_tasks(['pika'])\n"

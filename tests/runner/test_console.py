@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.runner.graph import node_names
+from quench.runner.graph import node_names
 
 from ..conftest import REPO, run_quench, small_run_args
 
@@ -132,7 +132,7 @@ def test_unexpected_library_error_is_short_on_the_console(gptq_run):
 
 def test_ctrl_c_is_one_line_and_exit_130(gptq_run):
     out, _ = gptq_run
-    cmd = [sys.executable, "-m", "pipeline", "run", str(RECIPE), *small_run_args(out),
+    cmd = [sys.executable, "-m", "quench", "run", str(RECIPE), *small_run_args(out),
            "--force", "quantize"]
     (out / NAME / "quench.log").unlink(missing_ok=True)  # wait for this run's line, not the last
     proc = subprocess.Popen(  # SIGINT as a terminal delivers it (not ignored, as in `cmd &`)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.contract.manifest import Manifest
-from pipeline.progress import human_bytes as size
-from pipeline.runner.console import collapse, log_tail
-from pipeline.runner.headline import headline as headline_of
-from pipeline.stages import get_stage
+from quench.contract.manifest import Manifest
+from quench.progress import human_bytes as size
+from quench.runner.console import collapse, log_tail
+from quench.runner.headline import headline as headline_of
+from quench.stages import get_stage
 
 
 def headline(stage: str, found: Manifest) -> str:

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-import pipeline.runner.run as run_module
-from pipeline.contract.manifest import Manifest
-from pipeline.contract.stage import Publishes, Stage, StageContext, StageResult
-from pipeline.recipe import load_recipe
-from pipeline.runner.graph import Node
-from pipeline.runner.publish import publish
-from pipeline.stages import STAGES, get_stage
+import quench.runner.run as run_module
+from quench.contract.manifest import Manifest
+from quench.contract.stage import Publishes, Stage, StageContext, StageResult
+from quench.recipe import load_recipe
+from quench.runner.graph import Node
+from quench.runner.publish import publish
+from quench.stages import STAGES, get_stage
 
 from ..conftest import DEFAULT_RECIPE
 

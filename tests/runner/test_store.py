@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from pipeline.contract.locks import Busy, file_lock, sqlite_path, store_creation_lock
-from pipeline.contract.manifest import Manifest
-from pipeline.runner.clone import clone_file, publish_file, same_copy
-from pipeline.runner.store import Store, cache_key, code_digest, library_versions
-from pipeline.runner.verify import EDGE, FILES, UNRECORDED, entry_damage
+from quench.contract.locks import Busy, file_lock, sqlite_path, store_creation_lock
+from quench.contract.manifest import Manifest
+from quench.runner.clone import clone_file, publish_file, same_copy
+from quench.runner.store import Store, cache_key, code_digest, library_versions
+from quench.runner.verify import EDGE, FILES, UNRECORDED, entry_damage
 
 
 def test_cache_key_is_stable_and_order_independent():
@@ -204,7 +204,7 @@ def test_an_intact_published_copy_is_kept_and_a_damaged_one_replaced(tmp_path):
 LOCKER = """
 import sys, time
 from pathlib import Path
-from pipeline.contract.locks import file_lock
+from quench.contract.locks import file_lock
 with file_lock(Path(sys.argv[1])):
     print("locked", flush=True)
     time.sleep(float(sys.argv[2]))

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import StageError
-from pipeline.serving import bench_client
-from pipeline.serving.process import Server
+from quench.errors import StageError
+from quench.serving import bench_client
+from quench.serving.process import Server
 
 PARAMS = {"input_len": 128, "output_len": 64, "num_prompts": 16, "seed": 0, "warmups": 1}
 # Flags of `vllm bench serve` (vllm/benchmarks/serve.py add_cli_args, vLLM 0.1x)

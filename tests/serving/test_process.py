@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import StageError
-from pipeline.serving import process
+from quench.errors import StageError
+from quench.serving import process
 from tests.engines.helpers import busy_port
 
 # a shell with two children: three processes in the group the shell leads

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
-from pipeline.gpu import nvml_handles
-from pipeline.serving.telemetry import Sampler, tree_memory
+from quench.gpu import nvml_handles
+from quench.serving.telemetry import Sampler, tree_memory
 
 
 def test_tree_memory_counts_the_children():

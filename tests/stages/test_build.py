@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.contract.manifest import Manifest
-from pipeline.contract.stage import StageContext
-from pipeline.engines import get_engine
-from pipeline.gpu import cuda_device_count
-from pipeline.recipe import load_recipe
-from pipeline.serving import bench_client
-from pipeline.stages import get_stage
-from pipeline.stages.build import HERE, PLAN_CLIENT, make_plan, render_script
+from quench.contract.manifest import Manifest
+from quench.contract.stage import StageContext
+from quench.engines import get_engine
+from quench.gpu import cuda_device_count
+from quench.recipe import load_recipe
+from quench.serving import bench_client
+from quench.stages import get_stage
+from quench.stages.build import HERE, PLAN_CLIENT, make_plan, render_script
 
 from ..conftest import REPO, read_json, run_quench
 
@@ -152,7 +152,7 @@ def test_int8_sq_builds_then_throughput_and_lm_eval_serve_it_on_a_gpu(tmp_path, 
     """The legacy engine built by the build stage, served and measured by throughput and
     lm_eval with the metric names vLLM's runs have."""
     result = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "python"), "-m", "pipeline", "run", str(INT8_SQ),
+        [str(REPO / ".venv" / "bin" / "python"), "-m", "quench", "run", str(INT8_SQ),
          f"output.dir={tmp_path}", "tracking.backend=none", SWEEP,
          "evaluation.lm_eval={tasks: [piqa], limit: 8}"],
         capture_output=True, text=True, cwd=REPO, env={**os.environ}, timeout=3600)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import datasets
 import pytest
 
-from pipeline.contract.manifest import Manifest
-from pipeline.contract.stage import StageContext
-from pipeline.errors import StageError
-from pipeline.recipe import load_recipe
-from pipeline.stages import get_stage
+from quench.contract.manifest import Manifest
+from quench.contract.stage import StageContext
+from quench.errors import StageError
+from quench.recipe import load_recipe
+from quench.stages import get_stage
 
 from ..conftest import DEFAULT_RECIPE
 

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.contract.manifest import Manifest
-from pipeline.contract.stage import StageContext
-from pipeline.gpu import cuda_device_count
-from pipeline.metrics.perplexity import score_windows
-from pipeline.models import load_model
-from pipeline.recipe import load_recipe
-from pipeline.stages import get_stage
-from pipeline.stages.evaluate import prepare_windows
+from quench.contract.manifest import Manifest
+from quench.contract.stage import StageContext
+from quench.gpu import cuda_device_count
+from quench.metrics.perplexity import score_windows
+from quench.models import load_model
+from quench.recipe import load_recipe
+from quench.stages import get_stage
+from quench.stages.evaluate import prepare_windows
 
 from ..conftest import DEFAULT_RECIPE
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.gate.checks import kl_check
-from pipeline.gate.data import RunData
-from pipeline.recipe.schema import GateSpec
-from pipeline.stages.report import kl_lines
+from quench.gate.checks import kl_check
+from quench.gate.data import RunData
+from quench.recipe.schema import GateSpec
+from quench.stages.report import kl_lines
 
 MEASURED = {"kl_divergence": 0.0123, "topk_mass": 0.912, "kl_exact_subset": 0.0130,
             "kl_bound_subset": 0.0126, "kl_bound_ratio": 0.9692, "kl_exact_tokens": 256}

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.contract.manifest import Manifest
-from pipeline.contract.stage import StageContext
-from pipeline.errors import OfflineMiss, QuenchError, RecipeError
-from pipeline.evals.check import check_tasks
-from pipeline.evals.report import lm_eval_markdown, lm_eval_summary
-from pipeline.evals.results import read_samples
-from pipeline.gpu import cuda_device_count
-from pipeline.preflight import check_recipe
-from pipeline.recipe import load_recipe
-from pipeline.stages import get_stage
+from quench.contract.manifest import Manifest
+from quench.contract.stage import StageContext
+from quench.errors import OfflineMiss, QuenchError, RecipeError
+from quench.evals.check import check_tasks
+from quench.evals.report import lm_eval_markdown, lm_eval_summary
+from quench.evals.results import read_samples
+from quench.gpu import cuda_device_count
+from quench.preflight import check_recipe
+from quench.recipe import load_recipe
+from quench.stages import get_stage
 from tests.engines.helpers import build_llama, requires_vllm, server_pids
 
 from ..conftest import DEFAULT_RECIPE
@@ -106,7 +106,7 @@ def test_tensorrt_llm_is_evaluated_too_and_skipped_without_cuda(tmp_path, tiny_m
 def test_report_section_and_mlflow_table(ran, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from pipeline.tracking.mlflow_tracker import MlflowTracker
+    from quench.tracking.mlflow_tracker import MlflowTracker
 
     summary = lm_eval_summary(ran, ran)
     lines = lm_eval_markdown(summary)

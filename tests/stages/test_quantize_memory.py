@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.metrics.fidelity import layer_weight_errors
-from pipeline.models import load_model, load_tokenizer
+from quench.metrics.fidelity import layer_weight_errors
+from quench.models import load_model, load_tokenizer
 from tests.conftest import DEFAULT_RECIPE, read_json, run_quench
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.contract.manifest import Manifest
-from pipeline.gpu import cuda_device_count
-from pipeline.recipe import load_recipe
-from pipeline.stages.throughput import ThroughputStage
+from quench.contract.manifest import Manifest
+from quench.gpu import cuda_device_count
+from quench.recipe import load_recipe
+from quench.stages.throughput import ThroughputStage
 from tests.conftest import REPO, read_json, run_quench, small_run_args
 from tests.engines.helpers import (
     ServerWatch,

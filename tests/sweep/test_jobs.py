@@ -7,7 +7,7 @@ from pathlib import Path
 
 import psutil
 
-from pipeline.sweep.jobs import TIMEOUT, TrialJob, run_trial
+from quench.sweep.jobs import TIMEOUT, TrialJob, run_trial
 from tests.conftest import REPO
 from tests.sweep.conftest import tiny_recipe
 

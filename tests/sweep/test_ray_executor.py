@@ -20,11 +20,11 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from pipeline.errors import QuenchError
-from pipeline.serving.process import pick_port
-from pipeline.sweep.executors import get_executor
-from pipeline.sweep.executors.ray_cluster import RayExecutor, RayOptions
-from pipeline.sweep.jobs import FAILED, FINISHED, TIMEOUT, TrialJob
+from quench.errors import QuenchError
+from quench.serving.process import pick_port
+from quench.sweep.executors import get_executor
+from quench.sweep.executors.ray_cluster import RayExecutor, RayOptions
+from quench.sweep.jobs import FAILED, FINISHED, TIMEOUT, TrialJob
 from tests.conftest import REPO
 
 RAY = Path(sys.executable).parent / "ray"
@@ -306,7 +306,7 @@ def test_a_sweep_runs_through_the_cluster(cluster: str, mirror: Path, tmp_path: 
                        executor={"kind": "ray", "options": {
                            "env": {"QUENCH_MIRROR": str(mirror)}, "max_concurrent": 2}},
                        constraints={"baseline": "baseline.yaml", "strict": False})
-    done = subprocess.run([sys.executable, "-m", "pipeline", "sweep", str(path), "--address",
+    done = subprocess.run([sys.executable, "-m", "quench", "sweep", str(path), "--address",
                            cluster], cwd=REPO, text=True, capture_output=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"executor ray on {cluster}" in done.stdout

@@ -13,16 +13,16 @@ import torch
 from compressed_tensors.utils.match import is_match, match_name
 from safetensors import safe_open
 
-from pipeline.errors import QuenchError
-from pipeline.recipe.load import read_recipe_data
-from pipeline.sweep.jobs import FINISHED, TrialOutcome
-from pipeline.sweep.layer_groups import keep_pattern
-from pipeline.sweep.mixed_precision import GroupResult, full_precision_costs, plan
-from pipeline.sweep.space import Point, Space, point_id
-from pipeline.sweep.spec import BudgetSpec
-from pipeline.sweep.strategies import STRATEGIES, SweepContext
-from pipeline.sweep.strategies.sensitivity import IGNORE_KEY, SensitivityStrategy
-from pipeline.sweep.trial import TrialRecord, trial_recipe, write_trial
+from quench.errors import QuenchError
+from quench.recipe.load import read_recipe_data
+from quench.sweep.jobs import FINISHED, TrialOutcome
+from quench.sweep.layer_groups import keep_pattern
+from quench.sweep.mixed_precision import GroupResult, full_precision_costs, plan
+from quench.sweep.space import Point, Space, point_id
+from quench.sweep.spec import BudgetSpec
+from quench.sweep.strategies import STRATEGIES, SweepContext
+from quench.sweep.strategies.sensitivity import IGNORE_KEY, SensitivityStrategy
+from quench.sweep.trial import TrialRecord, trial_recipe, write_trial
 from tests.conftest import DEFAULT_RECIPE, read_json, run_quench
 
 LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -215,7 +215,7 @@ def test_layer_count_from_a_resolve_stage_with_a_relative_model_dir(tmp_path) ->
     """A dequantized GGUF's resolve stage keeps its checkpoint in its own folder ("model")."""
     import json
 
-    from pipeline.sweep.layer_groups import layer_count_from_run
+    from quench.sweep.layer_groups import layer_count_from_run
 
     stage = tmp_path / "cache" / "resolve" / "abc"
     (stage / "model").mkdir(parents=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli import main
+from quench.cli import main
 from tests.sweep.conftest import write_sweep
 
 
@@ -65,7 +65,7 @@ def test_a_missing_baseline_recipe_is_named(sweep_folder: Path, capsys) -> None:
 
 
 def test_dry_run_writes_runnable_trial_recipes(sweep_folder: Path, capsys) -> None:
-    from pipeline.recipe import load_recipe
+    from quench.recipe import load_recipe
 
     path = write_sweep(sweep_folder, variants=[
         {"quantization.method": "rtn"},

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.errors import QuenchError
-from pipeline.sweep.jobs import FAILED, FINISHED, TrialOutcome
-from pipeline.sweep.space import Space, point_id
-from pipeline.sweep.spec import BudgetSpec
-from pipeline.sweep.strategies import STRATEGIES, SweepContext
-from pipeline.sweep.trial import TrialRecord
+from quench.errors import QuenchError
+from quench.sweep.jobs import FAILED, FINISHED, TrialOutcome
+from quench.sweep.space import Space, point_id
+from quench.sweep.spec import BudgetSpec
+from quench.sweep.strategies import STRATEGIES, SweepContext
+from quench.sweep.trial import TrialRecord
 
 SPACE = Space(axes={"quantization.options.group_size": [16, 32, 64, 128],
                     "calibration.num_samples": [8, 16, 32]},

@@ -24,7 +24,7 @@ BOGUS = "quant_stage:\n  quant_modifiers:\n    NoSuchModifier: {}\n"
 
 
 def _quench(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=REPO, text=True,
+    return subprocess.run([sys.executable, "-m", "quench", *args], cwd=REPO, text=True,
                           capture_output=True, timeout=timeout, env={**os.environ})
 
 
@@ -134,7 +134,7 @@ def test_ctrl_c_stops_every_trial(swept: dict[str, Any]) -> None:
     path = write_sweep(folder, variants=[
         {"quantization.method": "gptq", "quantization.scheme": "W4A16"}],
         constraints={"baseline": "baseline.yaml"})
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "sweep", str(path)], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "quench", "sweep", str(path)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log = folder / "artifacts" / "sweeps" / "tiny" / "logs" / "baseline.log"
     deadline = time.monotonic() + 120

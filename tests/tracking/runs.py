@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.runner.graph import node_names
-from pipeline.tracking import flatten
+from quench.runner.graph import node_names
+from quench.tracking import flatten
 
 from ..conftest import DEFAULT_RECIPE, read_json, run_id_of, run_quench, small_run_args
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cli import main
-from pipeline.recipe import load_recipe
-from pipeline.tracking.mlflow_tracker import MlflowTracker
-from pipeline.tracking.pending import pending_dir
-from pipeline.tracking.sync import finalized
-from pipeline.tracking.upload import http_budget
+from quench.cli import main
+from quench.recipe import load_recipe
+from quench.tracking.mlflow_tracker import MlflowTracker
+from quench.tracking.pending import pending_dir
+from quench.tracking.sync import finalized
+from quench.tracking.upload import http_budget
 
 from ..conftest import DEFAULT_RECIPE
 from .servers import free_port

@@ -9,7 +9,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline.tracking.lookup import resolve_run
+from quench.tracking.lookup import resolve_run
 
 from ..conftest import read_json, run_quench
 from .runs import EXPERIMENT, RUN_NAME, check_logged, run_against

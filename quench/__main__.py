@@ -1,0 +1,5 @@
+"""Allows `python -m quench ...` as an alias of the `quench` console script."""
+
+from quench.cli import main
+
+raise SystemExit(main())

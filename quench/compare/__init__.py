@@ -1,0 +1,113 @@
+"""`quench compare`: a table, a Markdown report and a Pareto plot of runs found in MLflow.
+
+Runs are picked by experiment, tags and model, or named one by one (run ids or registry
+aliases). It fails closed: a store, experiment or filter that yields no run is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from quench.errors import QuenchError
+
+
+@dataclass
+class CompareRequest:
+    """What to compare and where to write it."""
+
+    tracking_uri: str
+    out: Path
+    experiment: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    model: str | None = None
+    refs: list[str] = field(default_factory=list)
+    all_runs: bool = False
+    quality: str = "perplexity"
+    record: bool = True
+
+
+def default_tracking_uri(uri: str | None) -> str:
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else the pipeline's default store."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or (
+        f"sqlite:///{Path('artifacts').resolve() / 'mlflow.db'}")
+
+
+def open_client(uri: str) -> Any:
+    """An MlflowClient on an existing store: a missing SQLite file is an error, not a new store."""
+    if uri.startswith("sqlite:///"):
+        path = Path(uri.removeprefix("sqlite:///"))  # sqlite:////abs or sqlite:///relative
+        if not path.is_file():
+            raise QuenchError(f"no MLflow store at {path} ({uri}): run a recipe first, or pass "
+                              "--tracking-uri / set MLFLOW_TRACKING_URI")
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def select_runs(client: Any, req: CompareRequest) -> list[Any]:
+    """The runs named by --runs (in that order), else those matching the filters (by name)."""
+    from quench.tracking.lookup import is_pipeline_run, pipeline_runs, resolve_run
+
+    if req.refs:
+        runs = [resolve_run(client, ref) for ref in req.refs]
+        wrong = [r.info.run_id for r in runs if not is_pipeline_run(r)]
+        if wrong:
+            raise QuenchError(f"not quench pipeline runs: {', '.join(wrong)}")
+        return list({r.info.run_id: r for r in runs}.values())
+    tags = dict(req.tags)
+    if req.model:
+        tags["quench.model"] = req.model
+    runs = pipeline_runs(client, req.experiment, tags, latest_only=not req.all_runs)
+    return sorted(runs, key=lambda r: (r.info.run_name or "", -r.info.start_time))
+
+
+def compare(req: CompareRequest) -> dict[str, Any]:
+    """Builds compare.md, compare.json and pareto.png in req.out and logs them to MLflow."""
+    from quench.compare.collect import load_rows
+    from quench.compare.plot import plot
+    from quench.compare.record import compare_page, record
+    from quench.compare.table import records, render_markdown
+
+    client = open_client(req.tracking_uri)
+    rows = load_rows(client, select_runs(client, req))
+    data = records(rows)
+    req.out.mkdir(parents=True, exist_ok=True)
+    png, md, js = (req.out / n for n in ("pareto.png", "compare.md", "compare.json"))
+    plot_notes = plot(data, req.quality, png)
+    ids = [r.run_id for r in rows]
+    context = {"tracking_uri": req.tracking_uri, "selection": _selection(req),
+               "created": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+               "plot": png.name, "plot_notes": plot_notes,
+               "ui_link": compare_page(req.tracking_uri, ids, [r.experiment_id for r in rows])}
+    text = render_markdown(data, context)
+    md.write_text(text)
+    js.write_text(json.dumps({**data, **context}, indent=2, sort_keys=True))
+    run_id = None
+    if req.record:
+        experiment = _record_experiment(client, req, rows[0].experiment_id)
+        run_id = record(client, experiment, ids, [md, js, png],
+                        {"selection": context["selection"], "quality": req.quality,
+                         "compared_runs": ",".join(ids)})
+    return {"markdown": text, "files": [md, js, png], "run_id": run_id, "runs": ids}
+
+
+def _record_experiment(client: Any, req: CompareRequest, first: str) -> str:
+    """The filtered experiment, else the first compared run's."""
+    if req.experiment:
+        return client.get_experiment_by_name(req.experiment).experiment_id
+    return first
+
+
+def _selection(req: CompareRequest) -> str:
+    if req.refs:
+        return "runs " + ", ".join(req.refs)
+    parts = [f"experiment {req.experiment}" if req.experiment else "all experiments"]
+    parts += [f"{k}={v}" for k, v in req.tags.items()]
+    parts += [f"model {req.model}"] if req.model else []
+    parts += ["every run" if req.all_runs else "latest run per recipe"]
+    return ", ".join(parts)

@@ -1,0 +1,106 @@
+"""Where stages compute: the resolved device and dtype, and each stage's peak memory.
+
+`compute.device: auto` means CUDA when torch sees a device, else the CPU; `model.dtype: auto`
+means the checkpoint's own `torch_dtype`. Both are resolved once per stage from what is on
+this machine and on disk, and the resolved values (not "auto") enter the cache keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import resource
+from pathlib import Path
+from typing import Any
+
+from quench.errors import QuenchError
+from quench.gpu import cuda_device_count
+
+DTYPES = ("float32", "bfloat16", "float16")
+GGUF_AUTO_DTYPE = "bfloat16"  # a GGUF file records no torch dtype; its sources mostly are bf16
+
+
+class DeviceUnavailable(QuenchError):
+    """The recipe asks for a CUDA device this machine lacks: an error for `run`, a warning for
+    `validate` (the recipe may be meant for a GPU host)."""
+
+
+def resolve_device(setting: str) -> str:
+    """`auto` -> "cuda:0" when torch sees a CUDA device, else "cpu"; cuda -> cuda:0."""
+    if setting == "cpu":
+        return "cpu"
+    count = cuda_device_count()
+    if setting == "auto":
+        return "cuda:0" if count else "cpu"
+    index = int(setting.partition(":")[2] or 0)
+    if index >= count:
+        raise DeviceUnavailable(f"compute.device: {setting!r} but this machine has {count} CUDA "
+                          "device(s); allowed: auto, cpu" + (", cuda:0.." if count else ""))
+    return f"cuda:{index}"
+
+
+
+
+def checkpoint_dtype(config: dict[str, Any]) -> str:
+    """The dtype a config.json records (`torch_dtype`, or `dtype` in transformers 5)."""
+    value = str(config.get("torch_dtype") or config.get("dtype") or "float32")
+    return value.removeprefix("torch.") if value.removeprefix("torch.") in DTYPES else "float32"
+
+
+def resolve_dtype(setting: str, model_dir: Path | None = None,
+                  config: dict[str, Any] | None = None) -> str:
+    """`auto` -> the checkpoint's dtype (from `config`, or `model_dir`/config.json)."""
+    if setting != "auto":
+        return setting
+    if config is None:
+        try:
+            config = json.loads((Path(model_dir) / "config.json").read_text())
+        except (OSError, ValueError, TypeError):
+            return "float32"
+    return checkpoint_dtype(config)
+
+
+# -- peak memory of one stage ------------------------------------------------------------------
+
+def reset_peak_memory() -> None:
+    """Starts a new peak: Linux's VmHWM (writing 5 to clear_refs) and torch's CUDA counter."""
+    with contextlib.suppress(OSError):  # not Linux or not allowed: the process-wide peak
+        Path("/proc/self/clear_refs").write_text("5")
+    if cuda_device_count():
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_memory() -> dict[str, int | None]:
+    """Host peak RSS since the last reset (bytes) and the CUDA allocator's peak (None: no GPU)."""
+    rss = None
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                rss = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    if rss is None:
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    accelerator = None
+    if cuda_device_count():
+        import torch
+
+        accelerator = int(torch.cuda.max_memory_allocated())
+    return {"peak_rss_bytes": rss, "accelerator_peak_bytes": accelerator}
+
+
+def release_memory() -> None:
+    """Returns freed memory to the OS between stages: Python's garbage, torch's CUDA cache, and
+    glibc's heap (after big frees glibc keeps pages, which would count against later stages)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    if cuda_device_count():
+        import torch
+
+        torch.cuda.empty_cache()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -1,0 +1,106 @@
+"""`quench gate RUN --baseline REF`: resolve both references, decide, write the verdict."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from quench.gate import evaluate_gate, spec_of
+from quench.gate.checks import GateError
+from quench.gate.data import load_run
+from quench.gate.render import render
+from quench.recipe.schema import GateSpec
+
+
+def _is_recipe(ref: str) -> bool:
+    return ref.endswith((".yaml", ".yml")) or Path(ref).is_file()
+
+
+def _recipe_run(ref: str, uri: str) -> str:
+    """Runs a recipe (cached stages are reused) and returns its MLflow run id."""
+    from quench.preflight import check_recipe
+    from quench.recipe import load_recipe
+    from quench.runner.run import run_pipeline
+    from quench.tracking import tracking_target
+
+    if not Path(ref).is_file():
+        raise GateError(f"{ref}: recipe file not found")
+    recipe = load_recipe(ref, [])
+    target = tracking_target(recipe)
+    if target.get("tracking_uri") != uri:
+        raise GateError(f"{ref} logs to {target.get('tracking_uri') or 'nowhere'}, but the gate "
+                        f"reads {uri}: set --tracking-uri or the recipe's tracking.tracking_uri")
+    check_recipe(recipe)
+    summary = run_pipeline(recipe)
+    if "run_id" not in summary.tracking:
+        raise GateError(f"{ref}: the run was not logged ({uri} unavailable); it is kept for "
+                        "upload: run `quench sync`, then gate its run")
+    return summary.tracking["run_id"]
+
+
+def _open(client: Any, ref: str, uri: str) -> Any:
+    from quench.tracking.lookup import resolve_run
+
+    run_id = _recipe_run(ref, uri) if _is_recipe(ref) else ref
+    return resolve_run(client, run_id)
+
+
+def default_uri(candidate: str) -> str:
+    """A recipe's own tracking target, else $MLFLOW_TRACKING_URI, else artifacts/mlflow.db."""
+    if _is_recipe(candidate) and Path(candidate).is_file():
+        from quench.recipe import load_recipe
+        from quench.tracking import tracking_target
+
+        uri = tracking_target(load_recipe(candidate, [])).get("tracking_uri")
+        if uri:
+            return uri
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('artifacts').resolve()}/mlflow.db"
+
+
+def gate_main(candidate: str, baseline: str | None, uri: str | None, summary: str | None,
+              strict: bool, recipe: str | None) -> int:
+    """Exit code 0 pass, 1 regression; errors raise (the CLI turns them into 2)."""
+    from mlflow.tracking import MlflowClient
+
+    uri = uri or default_uri(candidate)
+    client = MlflowClient(tracking_uri=uri)
+    cand = load_run(client, _open(client, candidate, uri))
+    spec = _spec(recipe, cand.report)
+    baseline = baseline or spec.baseline
+    if not baseline:
+        raise GateError("no baseline: pass --baseline REF or set gate.baseline in the recipe")
+    base = load_run(client, _open(client, baseline, uri))
+    result = evaluate_gate(cand, base, spec)
+    text = render(result)
+    print(text)
+    if summary:
+        Path(summary).parent.mkdir(parents=True, exist_ok=True)
+        Path(summary).write_text(text)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):  # GitHub's protocol: append
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as out:
+            out.write(text)
+    record_verdict(client, result, text)
+    return result.exit_code(strict)
+
+
+def _spec(recipe: str | None, report: dict[str, Any]) -> GateSpec:
+    if recipe is None:
+        return spec_of(report)
+    from quench.recipe import load_recipe
+
+    return load_recipe(recipe, []).gate
+
+
+def record_verdict(client: Any, result: Any, text: str) -> None:
+    """Tags the candidate run with the verdict and keeps the Markdown as its artifact."""
+    from mlflow.entities import RunTag
+
+    run_id = result.candidate.run_id
+    client.log_batch(run_id, tags=[RunTag("quench.gate", result.verdict),
+                                   RunTag("quench.gate.baseline", result.baseline.run_id)])
+    try:
+        client.log_text(run_id, text, "gate.md")
+    except Exception as exc:  # the verdict is printed either way  # noqa: BLE001
+        print(f"warning: could not log gate.md to MLflow ({exc})", file=sys.stderr)

@@ -1,0 +1,148 @@
+"""Quantization methods: one module each, registered with @register_method and found at start-up."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import Field
+
+from quench.methods.storage import Storage
+from quench.registry import Registry
+from quench.strict import StrictModel
+
+__all__ = ["METHODS", "Method", "MethodOptions", "ModuleOptions", "NoOptions", "Storage",
+           "get_method", "method_names", "register_method"]
+
+
+class MethodOptions(StrictModel):
+    """The base of every method's options model: validated once, handed typed to the method."""
+
+
+class NoOptions(MethodOptions):
+    """The options of a method that takes none."""
+
+
+class ModuleOptions(MethodOptions):
+    """Which modules a method quantizes; the base of most methods' options."""
+
+    targets: list[str] = Field(default_factory=lambda: ["Linear"], description="Modules to "
+                               "quantize (class names or `re:` patterns).")
+    ignore: list[str] = Field(default_factory=lambda: ["lm_head"], description="Modules left "
+                              "in full precision.")
+
+
+OptionsT = TypeVar("OptionsT", bound=MethodOptions)  # the method's options model
+
+
+class Method(Generic[OptionsT]):
+    """A quantization method: its schemes, its options model and the llmcompressor modifiers.
+
+    Every hook receives the options as the validated instance of `options_model`.
+    """
+
+    name: ClassVar[str]
+    schemes: ClassVar[tuple[str, ...]]
+    default_scheme: ClassVar[str]
+    options_model: ClassVar[type[MethodOptions]] = NoOptions
+
+    def parse_options(self, options: dict[str, Any] | MethodOptions | None = None) -> OptionsT:
+        """The options as this method's typed model (a dict is validated, defaults filled)."""
+        if isinstance(options, self.options_model):
+            return options  # type: ignore[return-value]
+        raw = options.model_dump() if isinstance(options, MethodOptions) else options or {}
+        return self.options_model.model_validate(raw)  # type: ignore[return-value]
+
+    def needs_calibration(self, scheme: str, options: OptionsT) -> bool:
+        """Whether this scheme/options combination needs calibration data."""
+        return False
+
+    def group_size(self, scheme: str, options: OptionsT) -> int | None:
+        """The weight group size the checkpoint will use (None: per channel or not grouped)."""
+        return None
+
+    def storage(self, scheme: str, options: OptionsT) -> Storage | None:
+        """What the checkpoint stores per weight, activation and KV entry, for sizing.
+
+        None: the method cannot know before it runs (a raw llmcompressor recipe).
+        """
+        return None
+
+    def modifiers(self, scheme: str, options: OptionsT) -> list[Any] | str:
+        """The llmcompressor recipe for `oneshot` (modifiers or YAML); empty: no quantization."""
+        raise NotImplementedError
+
+    def context(self, options: OptionsT) -> AbstractContextManager[Any]:
+        """Entered around `oneshot`; a method's workaround for a library limitation goes here."""
+        return nullcontext()
+
+    def input_file(self, options: OptionsT) -> Path | None:
+        """A file the options name whose content shapes the checkpoint (a raw recipe)."""
+        return None
+
+    def targets(self, options: OptionsT) -> tuple[list[str], list[str]] | None:
+        """The module targets and ignore patterns (compressed-tensors); None: not by module."""
+        if isinstance(options, ModuleOptions):
+            return options.targets, options.ignore
+        return None
+
+    def transform(self, options: OptionsT) -> str:
+        """What the checkpoint asks of the engine beyond its scheme: none, fused rotations, or
+        online ones (matrix.yaml `transform:` rules; methods with a `rotation` option)."""
+        return "none"
+
+    # False: the method quantizes the checkpoint's files without instantiating the model
+    # (model_free); the quantize stage calls quantize_files() instead of loading it.
+    loads_model: ClassVar[bool] = True
+
+    def quantize_files(self, source: Path, out: Path, scheme: str, options: OptionsT,
+                       device: str) -> None:
+        """Writes the quantized checkpoint into `out` from the files in `source` (loads_model
+        False only)."""
+        raise NotImplementedError
+
+    # Methods quantizing with another library (ModelOpt) override the three hooks below; the
+    # llmcompressor ones keep the defaults.
+    backend: ClassVar[str] = "llmcompressor"  # the library that quantizes, for the report
+    # Capabilities, as data. llm-compressor onloads one layer at a time to the accelerator
+    # itself, so the model is loaded on the CPU; a method that calibrates with plain forward
+    # passes (ModelOpt) needs the whole model on the device.
+    loads_on_device: ClassVar[bool] = False
+    # The saved weights are dense and a quantizer state rounds them at load (ModelOpt's fake
+    # quantization): weight errors are read from the in-memory model, not the checkpoint.
+    fake_quantized: ClassVar[bool] = False
+    # Keeps one float32 Hessian per Linear of the layer being quantized (GPTQ), for sizing.
+    keeps_hessians: ClassVar[bool] = False
+
+    def quantize(self, model: Any, scheme: str, options: OptionsT,
+                 dataset: Any | None) -> list[str] | None:
+        """Quantizes `model` in place itself, returning the library warnings worth reporting.
+
+        None (the default): the quantize stage runs llmcompressor's `oneshot` with modifiers().
+        `dataset` is the calibration set (a `datasets.Dataset` of input_ids), or None.
+        """
+        return None
+
+    def save(self, model: Any, out: Path, quantized: bool, max_shard_size: str) -> None:
+        """Writes the model where the stage reloads it from; default: compressed-tensors."""
+        model.save_pretrained(out, save_compressed=quantized, max_shard_size=max_shard_size)
+
+    def format_details(self, model: Any) -> dict[str, Any] | None:
+        """Format facts of the reloaded checkpoint; None: read its compressed-tensors config."""
+        return None
+
+
+METHODS: Registry[Method[Any]] = Registry("method", __name__)
+register_method = METHODS.register
+
+
+def get_method(name: str) -> Method[Any] | None:
+    """The registered method called `name`, or None."""
+    cls = METHODS.get(name)
+    return cls() if cls else None
+
+
+def method_names() -> list[str]:
+    """Every registered method name, sorted."""
+    return METHODS.names()

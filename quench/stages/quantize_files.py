@@ -1,0 +1,74 @@
+"""The quantize stage for methods that never load the model (model_free): files in, files out.
+
+Same contract as the loading path (quench/stages/quantize.py): it reads the resolve stage's
+checkpoint, writes one `model` folder into the stage's own (atomically published) directory
+and reports the same outputs and metrics. It never instantiates the model class: the
+checkpoint is checked offline (config files and safetensors headers against the geometry,
+quench/checkpoints) and weight errors are read shard by shard, one module at a time. The
+evaluate stage is the first to load it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from quench import checkpoints, progress
+from quench.compute import peak_memory
+from quench.contract.stage import StageContext, StageResult
+from quench.methods import Method
+from quench.metrics.fidelity import checkpoint_weight_errors
+from quench.models import dir_size_bytes
+
+
+def run_without_model(ctx: StageContext, method: Method[Any], source: Path) -> StageResult:
+    """Quantizes the source checkpoint's files into <out>/model and checks the result."""
+    from quench.stages.quantize import format_details
+
+    q = ctx.recipe.quantization
+    out = ctx.out_dir / "model"
+    start_wall, start_cpu = time.perf_counter(), time.process_time()
+    with progress.task("shards quantized (model-free)", None):
+        method.quantize_files(source, out, q.scheme, q.options, ctx.config["device"])
+    wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+    source_config = json.loads((source / "config.json").read_text())
+    facts = checkpoints.validate(out, "compressed-tensors", source_config)
+    errors = checkpoint_weight_errors(source, out, quantized_modules(out))
+    qc = json.loads((out / "config.json").read_text()).get("quantization_config")
+    outputs = {
+        "model_dir": "model",
+        "format": format_details(qc),
+        "backend": method.backend,
+        "quantization_config": qc,
+        "layer_weight_errors": errors,
+        "library_warnings": [],
+        "shards": facts["files"],
+        "loaded_model": False,
+    }
+    return StageResult(outputs=outputs, metrics=quantize_metrics(wall, cpu, out, errors))
+
+
+def quantize_metrics(wall: float, cpu: float, out: Path, errors: dict[str, float]
+                     ) -> dict[str, float]:
+    """The quantize stage's timing, memory, size and weight-error metrics (both paths)."""
+    return {
+        "quantize_wall_seconds": round(wall, 3),
+        "quantize_cpu_seconds": round(cpu, 3),
+        "peak_rss_mb": peak_memory()["peak_rss_bytes"] / 2**20,
+        "size_bytes": dir_size_bytes(out),
+        "weight_error_mean": sum(errors.values()) / len(errors) if errors else 0.0,
+        "weight_error_max": max(errors.values(), default=0.0),
+    }
+
+
+def quantized_modules(folder: Path) -> list[str]:
+    """Modules the checkpoint stores a weight scale for, from its safetensors headers."""
+    problems: list[str] = []
+    names = set()
+    for shard in sorted(folder.glob("*.safetensors")):
+        for tensor in checkpoints.read_header(shard, problems) or {}:
+            if tensor.endswith(".weight_scale"):
+                names.add(tensor.removesuffix(".weight_scale"))
+    return sorted(names)
