@@ -1,4 +1,4 @@
-"""The `quench` command line: run, validate and schema."""
+"""The `quench` command line: one subcommand per job (`quench --help` lists them)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show library logs")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a recipe's pipeline (cached stages are reused)")
-    run.add_argument("recipe", help="recipe YAML file")
+    run.add_argument("recipe", help="recipe YAML file, or a bundled recipe's name")
     run.add_argument("overrides", nargs="*", help="key.sub=value overrides")
     run.add_argument("--force", action="append", default=[], metavar="STAGE",
                      help="re-run this stage even if cached (repeatable; 'all' for every stage)")
@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     add_sweep_parser(sub)  # sweep
 
     add_cache_parser(sub)  # cache verify, cache gc
+    from quench.recipe.catalog import add_parser as add_recipes_parser
+
+    add_recipes_parser(sub)  # recipes, recipes copy
     return parser
 
 
@@ -117,6 +120,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "schema":
         print(json.dumps(Recipe.model_json_schema(), indent=2))
         return 0
+    if args.command == "recipes":
+        from quench.recipe.catalog import dispatch as recipes_dispatch
+
+        return recipes_dispatch(args)
     if args.command == "cache":
         from quench.runner.cache_cli import dispatch as cache_dispatch
 

@@ -7,15 +7,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from quench.errors import RecipeError
 from quench.gate import evaluate_gate, spec_of
 from quench.gate.checks import GateError
 from quench.gate.data import load_run
 from quench.gate.render import render
+from quench.recipe.find import bundled_file, find_file
 from quench.recipe.schema import GateSpec
 
 
 def _is_recipe(ref: str) -> bool:
-    return ref.endswith((".yaml", ".yml")) or Path(ref).is_file()
+    """A recipe file or a bundled recipe's name (a run id or registry alias is neither)."""
+    return ref.endswith((".yaml", ".yml")) or Path(ref).is_file() or bundled_file(ref) is not None
 
 
 def _recipe_run(ref: str, uri: str) -> str:
@@ -25,9 +28,11 @@ def _recipe_run(ref: str, uri: str) -> str:
     from quench.runner.run import run_pipeline
     from quench.tracking import tracking_target
 
-    if not Path(ref).is_file():
-        raise GateError(f"{ref}: recipe file not found")
-    recipe = load_recipe(ref, [])
+    try:
+        path = find_file(ref)
+    except RecipeError as exc:
+        raise GateError(str(exc)) from None
+    recipe = load_recipe(path, [])
     target = tracking_target(recipe)
     if target.get("tracking_uri") != uri:
         raise GateError(f"{ref} logs to {target.get('tracking_uri') or 'nowhere'}, but the gate "
@@ -49,11 +54,15 @@ def _open(client: Any, ref: str, uri: str) -> Any:
 
 def default_uri(candidate: str) -> str:
     """A recipe's own tracking target, else $MLFLOW_TRACKING_URI, else artifacts/mlflow.db."""
-    if _is_recipe(candidate) and Path(candidate).is_file():
+    if _is_recipe(candidate):
         from quench.recipe import load_recipe
         from quench.tracking import tracking_target
 
-        uri = tracking_target(load_recipe(candidate, [])).get("tracking_uri")
+        try:
+            recipe = load_recipe(candidate, [])
+        except RecipeError:
+            recipe = None  # _open says what is wrong with it
+        uri = tracking_target(recipe).get("tracking_uri") if recipe else None
         if uri:
             return uri
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('artifacts').resolve()}/mlflow.db"

@@ -11,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from quench.errors import RecipeError
+from quench.recipe.find import find_file
 from quench.recipe.keys import unknown_key_message
 from quench.recipe.schema import Recipe
 from quench.recipe.yaml_bounds import (
@@ -26,8 +27,9 @@ MAX_OVERRIDE_CHARS = 64 * 1024  # one key=value override
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Reads, merges and validates a recipe; raises RecipeError naming the file and key."""
-    path = Path(path)
+    """Reads, merges and validates a recipe (a path or a bundled name); raises RecipeError
+    naming the file and key."""
+    path = find_file(path)
     data = read_recipe_data(path)
     apply_overrides(data, overrides or [])
     try:
@@ -51,7 +53,7 @@ def merge_extends(data: dict[str, Any], folder: Path, where: str) -> dict[str, A
         return data
     if not isinstance(parent, str):
         raise RecipeError(f"{where}: extends: expected a file path, got {shorten(parent)}")
-    base = _read_with_extends(folder / parent, seen=())
+    base = _read_with_extends(find_file(parent, beside=folder), seen=())
     base.pop("name", None)
     return deep_merge(base, data)
 
@@ -84,7 +86,7 @@ def _read_with_extends(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
         return data
     if not isinstance(parent, str):
         raise RecipeError(f"{path}: extends: expected a file path, got {shorten(parent)}")
-    base = _read_with_extends(path.parent / parent, (*seen, resolved))
+    base = _read_with_extends(find_file(parent, beside=path.parent), (*seen, resolved))
     base.pop("name", None)  # a name belongs to the file that sets it, not to its children
     return deep_merge(base, data)
 

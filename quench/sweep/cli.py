@@ -15,7 +15,7 @@ EXIT_NONE_PASSES = 1
 def add_parser(sub: argparse._SubParsersAction) -> None:
     sweep = sub.add_parser("sweep", help="search recipes for the cheapest one that passes the "
                            "gate (local or on Ray)")
-    sweep.add_argument("sweep", help="sweep YAML file")
+    sweep.add_argument("sweep", help="sweep YAML file, or a bundled sweep's name")
     sweep.add_argument("--executor", help="local or ray (overrides "
                        "executor.kind)")
     sweep.add_argument("--address", help="Ray cluster address (sets executor.options.address)")
@@ -25,10 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    from quench.recipe.find import find_file
     from quench.sweep.load import prepare, read_sweep
     from quench.sweep.run import run_sweep
 
-    path = Path(args.sweep)
+    path = find_file(args.sweep, kind="sweeps")
     spec = read_sweep(path, _overrides(args, path))
     prepared = prepare(path, spec)
     if args.dry_run:

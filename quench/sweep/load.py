@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from quench.errors import RecipeError
+from quench.recipe.find import find_file
 from quench.recipe.load import (
     format_validation_error,
     merge_extends,
@@ -85,7 +86,7 @@ def prepare(path: Path, spec: SweepSpec, preflight: bool = True) -> Prepared:
 
 def _base_data(path: Path, spec: SweepSpec) -> dict[str, Any]:
     if isinstance(spec.base, str):
-        return read_recipe_data(path.parent / spec.base)
+        return read_recipe_data(find_file(spec.base, beside=path.parent))
     data = merge_extends(spec.base, path.parent, f"{path}: base")
     data.setdefault("name", f"{spec.name}-base")
     return data
@@ -93,16 +94,16 @@ def _base_data(path: Path, spec: SweepSpec) -> dict[str, Any]:
 
 def _baseline_path(path: Path, spec: SweepSpec, base: Recipe) -> Path:
     if spec.constraints.baseline:
-        found = path.parent / spec.constraints.baseline
-        where = "constraints.baseline"
+        ref, beside, where = spec.constraints.baseline, path.parent, "constraints.baseline"
     elif base.gate.baseline:
-        found, where = Path(base.gate.baseline), "the base recipe's gate.baseline"
+        ref, beside, where = base.gate.baseline, None, "the base recipe's gate.baseline"
     else:
         raise RecipeError(f"{path}: constraints.baseline: no baseline recipe (set it, or "
                           "gate.baseline in the base recipe)")
-    if not found.is_file():
-        raise RecipeError(f"{path}: {where}: recipe file not found: {found}")
-    return found
+    try:
+        return find_file(ref, beside=beside)
+    except RecipeError as exc:
+        raise RecipeError(f"{path}: {where}: {exc}") from None
 
 
 def _gate(path: Path, spec: SweepSpec, base: Recipe) -> GateSpec:
