@@ -227,6 +227,16 @@ def dataset_names() -> list[str]:
     return list(BUILTIN_DATASETS)
 
 
+def check_dataset_name(ref: str, key: str) -> None:
+    """A reference that is no path, no known short name and no `org/name` is a typo: say so."""
+    if "/" in ref or ref in BUILTIN_DATASETS or Path(ref).expanduser().exists():
+        return
+    raise QuenchError(
+        f"{key}: {ref!r} is not a local file nor a dataset name quench knows "
+        f"(bundled: {', '.join(dataset_names())}); a hub dataset is written org/name, "
+        "e.g. Salesforce/wikitext")
+
+
 def resolve_text_source(
     ref: str, config_name: str | None, split: str, field: str, key: str
 ) -> TextSource:
@@ -240,12 +250,8 @@ def resolve_text_source(
         if not local.is_file():
             raise QuenchError(f"{key}: {ref} is not a file")
         return TextSource("file", path=local.resolve(), field=field)
+    check_dataset_name(ref, key)
     builtin = BUILTIN_DATASETS.get(ref)
-    if builtin is None and "/" not in ref:
-        raise QuenchError(
-            f"{key}: {ref!r} is not a local file nor a dataset name quench knows "
-            f"(bundled: {', '.join(dataset_names())}); a hub dataset is written org/name, "
-            "e.g. Salesforce/wikitext")
     if builtin is not None:
         found = _builtin_file(ref, builtin)
         if found is not None:
