@@ -18,7 +18,13 @@ from quench.geometry import head_dim_of
 from quench.memory import MemoryShortfall
 from quench.methods import get_method
 from quench.recipe.schema import Recipe
-from quench.sources import load_texts, model_config, resolve_spec, resolve_text_source
+from quench.sources import (
+    check_dataset_name,
+    load_texts,
+    model_config,
+    resolve_spec,
+    resolve_text_source,
+)
 
 
 def check_recipe(recipe: Recipe, for_run: bool = True) -> list[str]:
@@ -135,11 +141,11 @@ def _check_fp8_blocks(recipe: Recipe, config: dict) -> None:
 
 
 def _check_calibration(recipe: Recipe) -> None:
-    q = recipe.quantization
+    q, c = recipe.quantization, recipe.calibration
+    check_dataset_name(c.source, "calibration.source")  # a typo, even where it goes unused
     method = get_method(q.method)
     if method is None or not method.needs_calibration(q.scheme, q.options):
         return
-    c = recipe.calibration
     source = resolve_text_source(c.source, c.config_name, c.split, c.text_field,
                                  "calibration.source")
     if source.kind != "file":

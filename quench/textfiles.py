@@ -3,7 +3,10 @@ errors that name the file, line and what is expected, instead of a decoder trace
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,8 @@ def read_utf8(path: Path, key: str = "") -> str:
         raw = path.read_bytes()
     except OSError as exc:
         raise QuenchError(f"{_where(key, path)}: cannot read ({exc.strerror})") from None
+    if is_gzip(path):
+        raw = _gunzip(raw, path, key)
     if b"\0" in raw[:BINARY_PROBE_BYTES]:
         raise QuenchError(f"{_where(key, path)}: a binary file (NUL bytes), not UTF-8 text; "
                           "allowed: a UTF-8 .txt (one record per line), .jsonl or .parquet")
@@ -45,9 +50,31 @@ def read_utf8(path: Path, key: str = "") -> str:
         ) from None
 
 
+def is_gzip(path: Path) -> bool:
+    """A `.gz` file: read through gzip (quench's bundled excerpts are `.txt.gz`/`.jsonl.gz`)."""
+    return path.suffix.lower() == ".gz"
+
+
+def _gunzip(raw: bytes, path: Path, key: str) -> bytes:
+    """The decompressed content, at most MAX_TEXT_BYTES; a corrupt file is a QuenchError."""
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as fh:
+            data = fh.read(MAX_TEXT_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise QuenchError(f"{_where(key, path)}: not a readable gzip file ({exc})") from None
+    if len(data) > MAX_TEXT_BYTES:
+        raise QuenchError(f"{_where(key, path)}: more than {MAX_TEXT_BYTES:,} bytes uncompressed; "
+                          "use a .parquet file or a hub dataset")
+    return data
+
+
 def read_file_texts(path: Path, field: str, key: str = "") -> list[str]:
-    """The text records of a .txt (lines), .jsonl/.json (one object per line) or .parquet."""
-    suffix = path.suffix.lower()
+    """The text records of a .txt (lines), .jsonl/.json (one object per line) or .parquet;
+    each may be gzip-compressed (`.txt.gz`, `.jsonl.gz`) except parquet."""
+    suffix = (path.with_suffix("") if is_gzip(path) else path).suffix.lower()
+    if suffix == ".parquet" and is_gzip(path):
+        raise QuenchError(f"{_where(key, path)}: a gzip-compressed parquet file; parquet "
+                          "compresses its columns itself: use the .parquet file")
     if suffix in (".jsonl", ".json"):
         return _jsonl_texts(path, field, key)
     if suffix == ".parquet":

@@ -2,13 +2,16 @@
 
 import pytest
 
-from quench.errors import QuenchError
+from quench.bundled.excerpts import excerpts
+from quench.errors import OfflineMiss, QuenchError
 from quench.sources import (
     find_model_in_mirror,
     load_texts,
     resolve_model,
     resolve_text_source,
 )
+
+KEY = "evaluation.perplexity.dataset"
 
 
 def test_hub_id_resolves_to_mirror_case_insensitively(mirror, tiny_model):
@@ -80,3 +83,55 @@ def test_gguf_inputs_resolve_locally_and_through_the_mirror(tmp_path, monkeypatc
     assert mirrored.origin == "mirror" and mirrored.source == repo.resolve() / smollm2_gguf.name
     with pytest.raises(QuenchError, match=r"model.id: .*missing.gguf does not exist"):
         resolve_model(str(tmp_path / "missing.gguf"))
+
+
+@pytest.mark.parametrize("name", ["wikitext2", "wikitext2-valid"])
+def test_short_name_order_local_then_mirror_then_bundled(tmp_path, monkeypatch, mirror, name):
+    assert resolve_text_source(name, None, "test", "text", KEY).origin == "mirror"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("QUENCH_MIRROR", str(empty))  # a mirror without the file
+    source = resolve_text_source(name, None, "test", "text", KEY)
+    assert (source.origin, source.path) == ("bundled", excerpts()[name].path)
+    assert source.describe()["records"] == len(load_texts(source)) == excerpts()[name].records
+    monkeypatch.delenv("QUENCH_MIRROR")  # no mirror at all
+    assert resolve_text_source(name, None, "test", "text", KEY).origin == "bundled"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).write_text("a local file of that name\n")
+    local = resolve_text_source(name, None, "test", "text", KEY)
+    assert (local.origin, load_texts(local)) == ("local", ["a local file of that name"])
+
+
+def test_hub_ids_go_to_the_hub_unless_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("QUENCH_MIRROR", str(tmp_path))
+    with pytest.raises(OfflineMiss, match=r"'someorg/somedata' is not a local file.*wikitext2"):
+        resolve_text_source("someorg/somedata", None, "test", "text", KEY)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    hub = resolve_text_source("someorg/somedata", "cfg", "test", "text", KEY)
+    assert hub.origin == "hub" and hub.describe() == {
+        "kind": "hub", "origin": "hub", "path": "someorg/somedata", "config": "cfg",
+        "split": "test", "field": "text"}
+    bundled = resolve_text_source("wikitext2", None, "test", "text", KEY)  # bundled before hub
+    assert bundled.origin == "bundled"
+
+
+def test_unknown_short_name_lists_the_bundled_ones(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # online too: a name without org/ is a typo
+    with pytest.raises(QuenchError, match=r"calibration.source: 'wikitext3' is not a local file "
+                                          r"nor .*\(bundled: wikitext2, wikitext2-valid\); a hub "
+                                          r"dataset is written org/name"):
+        resolve_text_source("wikitext3", None, "train", "text", "calibration.source")
+
+
+def test_gzip_text_and_jsonl_files_are_read(tmp_path):
+    import gzip
+
+    (tmp_path / "a.txt.gz").write_bytes(gzip.compress(b"one\r\n\ntwo\n"))
+    (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(b'{"text": "x"}\n{"text": "y"}\n'))
+    (tmp_path / "c.txt.gz").write_bytes(b"not gzip at all")
+    for name, expected in (("a.txt.gz", ["one", "two"]), ("b.jsonl.gz", ["x", "y"])):
+        source = resolve_text_source(str(tmp_path / name), None, "train", "text", KEY)
+        assert source.origin == "local" and load_texts(source) == expected
+    bad = resolve_text_source(str(tmp_path / "c.txt.gz"), None, "train", "text", KEY)
+    with pytest.raises(QuenchError, match=r"c.txt.gz: not a readable gzip file"):
+        load_texts(bad, KEY)

@@ -2,7 +2,8 @@
 
 A YAML under `evals/` is an lm-eval task config. Those that mirror a built-in task carry a
 `quench:` block naming an adapter (`<module>.<function>` in this package) and the mirror
-files it reads (relative to $QUENCH_MIRROR); quench/evals/render.py turns them into plain
+files it reads (relative to $QUENCH_MIRROR), and may name the excerpt quench bundles for it
+(`bundled:`, used when the mirror lacks the files); quench/evals/render.py turns them into plain
 lm-eval YAMLs with absolute paths at run time.
 """
 
@@ -55,6 +56,7 @@ class LocalTask:
     names: tuple[str, ...]
     adapter: str | None = None
     sources: tuple[str, ...] = field(default_factory=tuple)
+    bundled: str | None = None  # the excerpt quench ships for it (bundled/data/index.yaml)
 
 
 def local_tasks(evals_dir: Path = EVALS_DIR) -> list[LocalTask]:
@@ -69,7 +71,7 @@ def local_tasks(evals_dir: Path = EVALS_DIR) -> list[LocalTask]:
         names += [tags] if isinstance(tags, str) else list(tags)
         quench = data.get("quench") or {}
         found.append(LocalTask(path, tuple(names), quench.get("adapter"),
-                               tuple(quench.get("sources", ()))))
+                               tuple(quench.get("sources", ())), quench.get("bundled")))
     return found
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from quench.errors import OfflineMiss, QuenchError
 from quench.evals import LocalTask, local_tasks
-from quench.evals.render import adapter, builtin_tasks_dir, mirror_sources
+from quench.evals.render import adapter, builtin_tasks_dir, bundled_for, mirror_sources
 from quench.sources import MIRROR_ENV, is_offline, mirror_dir
 from quench.strict import shorten
 from quench.user_cache import read_cached, user_cache_dir, write_cached
@@ -58,7 +58,8 @@ def check_tasks(tasks: list[str]) -> None:
     downloads = []
     for name in tasks:
         task = local.get(name)
-        if task is None or (task.adapter and mirror_sources(task, mirror) is None):
+        if task is None or (task.adapter and mirror_sources(task, mirror) is None
+                            and bundled_for(task, mirror) is None):
             downloads.append(name)
         elif task.adapter:
             try:
@@ -68,7 +69,8 @@ def check_tasks(tasks: list[str]) -> None:
     if downloads and is_offline():
         raise OfflineMiss(
             f"{KEY}: {', '.join(downloads)} would be downloaded from the hub (no YAML under "
-            f"evals/ with its data in the mirror ${MIRROR_ENV}), and HF_HUB_OFFLINE is set"
+            f"evals/ with its data in the mirror ${MIRROR_ENV} or bundled with quench), and "
+            "HF_HUB_OFFLINE is set"
         )
 
 

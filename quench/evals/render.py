@@ -9,8 +9,10 @@ placeholders a YAML under evals/ may use:
 - `${DATASETS_CACHE}`: a `datasets` cache folder inside the run's output;
 - `${QUENCH_MIRROR}`: the offline mirror; `${EVALS}`: the evals/ folder itself.
 
-A mirrored task whose files are not in the mirror is left out, so lm-eval falls back to its
-built-in task of the same name (downloaded from the hub when online).
+A mirrored task whose files are not in the mirror reads the excerpt quench bundles for it
+(`quench: {bundled: <name>}`, decompressed into the render's data folder) when there is one;
+else it is left out, so lm-eval falls back to its built-in task of the same name (downloaded
+from the hub when online).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from quench.bundled.excerpts import Excerpt, decompress, find_excerpt
 from quench.evals import EVALS_DIR, LocalTask, dump_task_yaml, load_task_yaml, local_tasks
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_]+)\}")
@@ -54,6 +57,31 @@ def adapter(name: str, where: Path) -> Any:
                          "quench/evals/ (expected <module>.<function>)") from None
 
 
+def bundled_for(task: LocalTask, mirror: Path | None) -> Excerpt | None:
+    """The bundled excerpt a mirrored task reads: when the mirror lacks its files."""
+    if not task.adapter or not task.bundled or mirror_sources(task, mirror) is not None:
+        return None
+    return find_excerpt(task.bundled)
+
+
+def task_data(task: LocalTask, mirror: Path | None, adapted: Path) -> dict[str, Any]:
+    """Writes a mirrored task's documents to `adapted`: the mirror's files through the task's
+    adapter, else the excerpt bundled for it; says which (or that lm-eval's own task is used)."""
+    assert task.adapter is not None
+    sources = mirror_sources(task, mirror)
+    if sources is not None:
+        records = adapter(task.adapter, task.path)(sources, adapted)
+        return {"source": "mirror", "files": list(task.sources), "adapter": task.adapter,
+                "records": records}
+    excerpt = bundled_for(task, mirror)
+    if excerpt is not None:
+        decompress(excerpt, adapted)
+        return {"source": "bundled", "bundled": excerpt.name, "file": str(excerpt.path),
+                "records": excerpt.records, "license": excerpt.license,
+                "upstream": excerpt.source}
+    return {"source": "built-in task (no copy in the mirror, none bundled)"}
+
+
 def render(dest: Path, mirror: Path | None, evals_dir: Path = EVALS_DIR,
            wanted: set[str] | None = None) -> dict[str, Any]:
     """Writes evals_dir's tasks into dest/tasks (data into dest/data); says where each came from.
@@ -74,14 +102,11 @@ def render(dest: Path, mirror: Path | None, evals_dir: Path = EVALS_DIR,
         if task.adapter and wanted is not None and not wanted & set(task.names):
             continue
         if task.adapter:
-            sources = mirror_sources(task, mirror)
-            if sources is None:
-                origins[name] = {"source": "built-in task (no copy in the mirror)"}
-                continue
             local["ADAPTED"] = dest / "data" / rel.with_suffix(".jsonl")
-            records = adapter(task.adapter, task.path)(sources, local["ADAPTED"])
-            origins[name] = {"source": "mirror", "files": list(task.sources),
-                             "adapter": task.adapter, "records": records}
+            origin = task_data(task, mirror, local["ADAPTED"])
+            origins[name] = origin
+            if origin["source"] not in ("mirror", "bundled"):
+                continue
         else:
             origins[name] = {"source": f"evals/{rel}"}
         data = load_task_yaml(task.path)

@@ -59,7 +59,22 @@ def lm_eval_markdown(summary: dict[str, Any]) -> list[str]:
             + (f" {_num(r['candidate_minus_hf'])} |" if served else ""))
     skipped = [f"- {k}: {v}" for k, v in summary["engine_status"].items() if v != "ran"]
     lines += ["", "Engines not evaluated:", "", *skipped] if skipped else []
+    lines += _data_lines(summary.get("tasks") or {})
     return lines + [f"\nNote: {n}" for n in summary.get("notes", [])]
+
+
+def _data_lines(tasks: dict[str, Any]) -> list[str]:
+    """Where each task's documents came from: the mirror, a bundled excerpt, or lm-eval's own."""
+    out = []
+    for name, origin in tasks.items():
+        where = origin.get("source", "")
+        if where == "bundled":
+            where = (f"quench's bundled excerpt `{origin['bundled']}` ({origin['records']} "
+                     f"documents, {origin['license']})")
+        elif where == "mirror":
+            where = f"the mirror ({origin.get('records')} documents)"
+        out.append(f"- {name}: {where}")
+    return ["", "Task data:", "", *out] if out else []
 
 
 def _num(value: float | None) -> str:

@@ -35,8 +35,9 @@ class ModelSpec(StrictModel):
 class CalibrationSpec(StrictModel):
     source: str = Field(
         "wikitext2-valid",
-        description="Built-in name (see README), a local .txt/.jsonl/.parquet file, "
-        "or a `datasets` hub id.",
+        description="Built-in name (wikitext2-valid: the mirror's copy, else the excerpt bundled "
+        "with quench), a local .txt/.jsonl/.parquet file (.gz too), or a `datasets` hub id "
+        "(org/name).",
     )
     config_name: str | None = Field(None, description="`datasets` config name (hub ids only).")
     split: str = Field("train", description="`datasets` split (hub ids only).")
@@ -90,7 +91,8 @@ def _method_options(method: Any, name: str, options: Any) -> MethodOptions:
 
 
 class PerplexitySpec(StrictModel):
-    dataset: str = Field("wikitext2", description="Built-in name, local text file or hub id.")
+    dataset: str = Field("wikitext2", description="Built-in name (wikitext2: the mirror's copy, "
+                         "else the bundled excerpt), local text file or hub id (org/name).")
     config_name: str | None = Field(None, description="`datasets` config name (hub ids only).")
     split: str = Field("test", description="`datasets` split (hub ids only).")
     text_field: str = Field("text", description="Column/key holding the text.")

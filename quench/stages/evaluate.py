@@ -107,7 +107,8 @@ def prepare_windows(recipe: Recipe, model_dir: Path) -> tuple[Windows, dict[str,
     assert spec is not None
     tokenizer = load_tokenizer(model_dir, recipe.model.trust_remote_code)
     source = perplexity_source(recipe)
-    text = "\n".join(load_texts(source))
+    texts = load_texts(source)
+    text = "\n".join(texts)
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     bos = tokenizer.bos_token_id if spec.add_bos else None
     if spec.add_bos and bos is None:
@@ -118,6 +119,7 @@ def prepare_windows(recipe: Recipe, model_dir: Path) -> tuple[Windows, dict[str,
         raise StageError(f"evaluation.perplexity: {exc}") from None
     protocol = {
         "source": source.describe(),
+        "records": len(texts),
         "text_sha256": hashlib.sha256(text.encode()).hexdigest(),
         "joiner": "\\n",
         # Equal token ids mean equal windows, whatever files the tokenizer was saved as.

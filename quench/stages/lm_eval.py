@@ -40,7 +40,7 @@ from quench.engines import REFERENCE_ENGINE, Engine, get_engine
 from quench.errors import StageError
 from quench.evals import results as lmres
 from quench.evals.models import hf_model, served_model
-from quench.evals.render import render
+from quench.evals.render import bundled_for, render
 from quench.models import load_model, load_tokenizer
 from quench.recipe.schema import Recipe
 from quench.sources import fingerprint_path, mirror_dir
@@ -89,7 +89,8 @@ class LmEvalStage(Stage):
         }
 
     def fingerprint(self, recipe: Recipe) -> dict[str, Any]:
-        """The mirror files the evals/ tasks read, and the served engines' versions."""
+        """The mirror files (or bundled excerpts) the evals/ tasks read, and the served engines'
+        versions."""
         if recipe.evaluation.lm_eval is None:
             return {}
         mirror = mirror_dir()
@@ -99,6 +100,9 @@ class LmEvalStage(Stage):
                 path = mirror / source if mirror else None
                 if path is not None and path.is_file():
                     files[source] = fingerprint_path(path)[path.name]
+            excerpt = bundled_for(task, mirror)
+            if excerpt is not None:
+                files[f"bundled:{excerpt.name}"] = excerpt.sha256
         engines = [engine_for(recipe, e) for e in engines_for(recipe)]
         return {"mirror_files": files,
                 "engines": {e.name: e.versions() for e in engines if e.capabilities.served}}

@@ -97,6 +97,22 @@ def _metrics(inputs: dict[str, Manifest]) -> dict[str, dict[str, float]]:
     return {"baseline": baseline, "candidate": candidate, "change": change}
 
 
+def _data_lines(report: dict[str, Any]) -> list[str]:
+    """Which text calibration and perplexity read: origin (local, mirror, bundled, hub), records."""
+    rows = []
+    for use, block, count in (("calibration", report.get("calibration"), "records_available"),
+                              ("perplexity", report.get("perplexity_protocol"), "records")):
+        source = (block or {}).get("source")
+        if isinstance(source, dict):
+            where = source.get("bundled") or source.get("path")
+            rows.append(f"| {use} | {source.get('origin', source.get('kind'))} | `{where}` | "
+                        f"{_fmt(block.get(count))} | {source.get('license', '')} |")
+    if not rows:
+        return []
+    return ["", "## Data", "", "| used for | origin | source | records | license |",
+            "| --- | --- | --- | --- | --- |", *rows]
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """A human summary of report.json."""
     m, r = report["metrics"], report["recipe"]
@@ -120,6 +136,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {_fmt(change)}{' %' if name == 'perplexity' and change != '' else ''} |"
         )
     lines += kl_lines(m["candidate"])
+    lines += _data_lines(report)
     lines += _quantization_lines(report["quantization"])
     lines += _license_lines(report.get("license") or {})
     lines += lm_eval_markdown(report.get("lm_eval") or {})

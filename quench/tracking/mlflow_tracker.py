@@ -183,9 +183,12 @@ class MlflowTracker(Tracker):
                            start_ms=_now_ms() - int(elapsed * 1000))
         child["status"], child["end_ms"] = "FINISHED", _now_ms()
         child["artifacts"] = stage_artifacts(manifest)
+        child["tags"].update(data_tags(manifest.outputs))
         if "lineage" in manifest.outputs:
             lineage = manifest.outputs["lineage"]
             child["inputs"] = [{"source": str(lineage["source"]["path"]),
+                                "origin": lineage["source"].get("origin", ""),
+                                "records": lineage["records_available"],
                                 "record_indices": manifest.outputs["record_indices"],
                                 "seed": lineage["seed"],
                                 "max_seq_length": lineage["max_seq_length"]}]
@@ -305,6 +308,19 @@ def license_tags(verdict: dict[str, Any] | None) -> dict[str, str]:
     return {"license": ",".join(verdict["licenses"]) or "unknown", "commercial_ok": ok,
             "obligations": redact(obligations)[:5000] or "none",
             "license.verdict": verdict["status"]}
+
+
+def data_tags(outputs: dict[str, Any]) -> dict[str, str]:
+    """Which text a stage read (calibration lineage, perplexity protocol): path, origin
+    (local, mirror, bundled or hub) and record count, as run tags."""
+    for name, count in (("lineage", "records_available"), ("protocol", "records")):
+        block = outputs.get(name)
+        if isinstance(block, dict) and isinstance(block.get("source"), dict):
+            source = block["source"]
+            return {"quench.data.source": str(source.get("path")),
+                    "quench.data.origin": str(source.get("origin", "")),
+                    "quench.data.records": str(block.get(count, ""))}
+    return {}
 
 
 def _now_ms() -> int:

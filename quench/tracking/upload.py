@@ -134,6 +134,7 @@ def calibration_input(entry: dict[str, Any]) -> Any:
     tags = [InputTag("mlflow.data.context", "calibration"),
             InputTag("quench.seed", str(entry["seed"])),
             InputTag("quench.max_seq_length", str(entry["max_seq_length"]))]
+    tags += [InputTag(f"quench.{k}", str(entry[k])) for k in ("origin", "records") if k in entry]
     return DatasetInput(dataset._to_mlflow_entity(), tags)
 
 

@@ -100,11 +100,13 @@ def test_lambada_and_wikitext(rendered, mirror):
     assert sum(len(p.splitlines()) for p in pages) == len([x for x in raw.split("\n") if x])
 
 
-def test_without_a_mirror_the_builtin_tasks_are_used(tmp_path):
+def test_without_a_mirror_the_bundled_or_builtin_tasks_are_used(tmp_path):
     origins = render(tmp_path, None)
-    assert origins["piqa"] == {"source": "built-in task (no copy in the mirror)"}
-    assert not (tmp_path / "tasks" / "piqa.yaml").exists()
-    assert not (tmp_path / "data").exists()
+    assert origins["boolq"] == {"source": "built-in task (no copy in the mirror, none bundled)"}
+    assert not (tmp_path / "tasks" / "boolq.yaml").exists()
+    assert origins["piqa"]["source"] == "bundled"  # tests/test_bundled_data.py checks more
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [
+        "arc_easy.jsonl", "lambada_openai.jsonl", "piqa.jsonl"]
 
 
 def test_only_wanted_tasks_are_converted(tmp_path, mirror):

@@ -169,3 +169,22 @@ def test_served_engine_next_to_hf_and_nothing_left(tmp_path, tiny_model):
     log = (ran.dir / engines["vllm"]["server_log"]).read_text()
     assert "POST /v1/completions" in log
     assert not server_pids(str(model))
+
+
+def test_bundled_tasks_score_as_the_mirror_does(tmp_path, tiny_model, mirror, monkeypatch):
+    """No mirror: piqa, arc_easy and lambada_openai read quench's excerpts, and their first
+    documents score exactly as the mirror's do (the excerpts are the first documents)."""
+    tasks = "evaluation.lm_eval.tasks=[piqa, arc_easy, lambada_openai]"
+    small = [tasks, f"evaluation.lm_eval.limit={LIMIT}", "evaluation.lm_eval.batch_size=8"]
+    with_mirror = _run(tmp_path / "mirror", tiny_model, [f"output.dir={tmp_path}", *small])
+    empty = tmp_path / "empty-mirror"
+    empty.mkdir()
+    monkeypatch.setenv("QUENCH_MIRROR", str(empty))
+    bundled = _run(tmp_path / "bundled", tiny_model, [f"output.dir={tmp_path}", *small])
+    for name in ("piqa", "arc_easy", "lambada_openai"):
+        assert bundled.outputs["tasks"][name]["source"] == "bundled"
+        assert bundled.outputs["tasks"][name]["records"] >= 500
+        assert with_mirror.outputs["tasks"][name]["source"] == "mirror"
+    scores = {k: v for k, v in bundled.metrics.items() if not k.endswith("seconds")}
+    assert scores and "lm_eval.lambada_openai.perplexity" in scores
+    assert scores == {k: v for k, v in with_mirror.metrics.items() if not k.endswith("seconds")}
