@@ -161,7 +161,7 @@ def setup_steps(opts: Options) -> list[Step]:
              ["make", "setup-vllm", f"VLLM_VENV={opts.vllm_venv}", f"VLLM_PKG={VLLM_PKG}",
               "VLLM_TORCH=", "VLLM_DROP="],
              "vLLM's CUDA build with the CUDA torch it pins, in its own venv: it cannot share "
-             ".venv (compressed-tensors pins) nor .venvs/vllm (the CPU build)"),
+             ".venv (compressed-tensors pins) nor the quench home's envs/vllm (the CPU build)"),
     ]
 
 
