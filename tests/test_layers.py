@@ -21,7 +21,7 @@ LAYERS: dict[str, int] = {
     # libraries that read a recipe
     **dict.fromkeys(("compat", "plan", "memory", "license", "model_card", "tracking"), 3),
     **dict.fromkeys(("stages", "preflight"), 4),
-    **dict.fromkeys(("runner", "gate", "compare", "sweep"), 5),
+    **dict.fromkeys(("runner", "gate", "compare", "sweep", "setup"), 5),
     **dict.fromkeys(("cli", "__main__"), 6),
 }
 

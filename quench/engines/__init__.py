@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from quench.engines.options import NoOptions, parse_options
+from quench.errors import NotSetUp
 from quench.registry import Registry
 from quench.serving import bench_client
 from quench.serving.process import Server
@@ -47,7 +48,7 @@ class Engine:
 
     name: ClassVar[str]
     capabilities: ClassVar[EngineCapabilities] = IN_PROCESS
-    make_target: ClassVar[str | None] = None  # the make target that creates its environment
+    setup_target: ClassVar[str | None] = None  # the `quench setup` target of its environment
     options_model: ClassVar[type[StrictModel]] = NoOptions  # what `target.options` may hold
 
     def __init__(self, environment: str | None = None) -> None:
@@ -65,7 +66,19 @@ class Engine:
     def unavailable_reason(self, options: dict[str, Any] | None = None) -> str | None:
         """Why this engine cannot run on this machine (missing environment, no CUDA), or None;
         options: the recipe's target.options (None: the defaults)."""
+        return self.environment_problem(options)
+
+    def environment_problem(self, options: dict[str, Any] | None = None) -> str | None:
+        """What is wrong with the engine's environment (not set up, not a venv with the engine),
+        naming what fixes it; None when it is usable or this machine cannot run the engine
+        anyway. A problem is an error before a run, where a machine that cannot is a skip."""
         return None
+
+    def require_environment(self, options: dict[str, Any] | None = None) -> None:
+        """Raises NotSetUp (exit 2) with the environment's problem, if it has one."""
+        problem = self.environment_problem(options)
+        if problem is not None:
+            raise NotSetUp(problem)
 
     def model_unsupported_reason(self, model_dir: Path) -> str | None:
         """Why this engine build cannot serve model_dir (e.g. a head size it has no kernel for)."""
@@ -99,8 +112,8 @@ class ServedEngine(Engine):
 
     @property
     def client_env(self) -> Path:
-        """The vLLM environment the benchmark client runs from (default: `make setup-vllm`'s)."""
-        return bench_client.DEFAULT_ENV
+        """The vLLM environment the benchmark client runs from (default: the quench home's)."""
+        return bench_client.default_env()
 
     def benchmark(self, server: Server, tokenizer: Path, concurrency: int,
                   params: dict[str, Any], out_dir: Path, timeout: float) -> dict[str, Any]:

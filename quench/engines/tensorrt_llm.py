@@ -2,7 +2,8 @@
 
 TensorRT-LLM cannot be installed on machines without CUDA (its wheels download from NVIDIA's
 index, and `import tensorrt_llm` needs libcuda.so.1), so it is never imported here: every
-command runs in the recipe's environment (a venv, `target.environment`) or container
+command runs in the recipe's environment (a venv, `target.environment`; default: the quench
+home's `envs/tensorrt-llm`, made on a GPU host by `quench setup tensorrt-llm`) or container
 (`target.options.container`, e.g. NVIDIA's TensorRT-LLM release image). This module only knows
 the commands, checks whether they can run, and serves on a GPU host (process life:
 quench/serving/process.py; measured with the shared benchmark client, from the default vLLM
@@ -22,6 +23,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from quench import home
 from quench.engines import (
     EngineCapabilities,
     ServedEngine,
@@ -35,8 +37,6 @@ from quench.gpu import cuda_device_count
 from quench.serving.process import HOST, serving
 from quench.strict import StrictModel
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_ENV = REPO / ".venvs" / "tensorrt-llm"
 VERSIONS_OF = ("tensorrt_llm", "tensorrt-llm", "tensorrt", "torch", "transformers")
 BACKENDS = ("pytorch", "tensorrt")
 BUILD_KEYS = ("backend", "tokenizer")  # serve options the build stage adds (its serve_options)
@@ -82,13 +82,16 @@ def parse_options(options: dict[str, Any]) -> TrtllmOptions:
 class TensorRtLlmEngine(ServedEngine):
     name = "tensorrt-llm"
     options_model = TrtllmOptions
-    make_target = None  # not installable here: NVIDIA's container or a venv on a GPU host
+    setup_target = "tensorrt-llm"  # on a GPU host; or NVIDIA's container (options.container)
     capabilities: ClassVar[EngineCapabilities] = EngineCapabilities(
         served=True, benchmark=True, builds=True)
 
     @property
     def env_dir(self) -> Path:
-        return Path(self.environment).expanduser().resolve() if self.environment else DEFAULT_ENV
+        """target.environment (relative to the working directory), else the quench home's."""
+        if self.environment:
+            return Path(self.environment).expanduser().resolve()
+        return home.env_dir(self.name)
 
     def unavailable_reason(self, options: dict[str, Any] | None = None) -> str | None:
         if cuda_device_count() == 0:
@@ -96,9 +99,19 @@ class TensorRtLlmEngine(ServedEngine):
         container = (options or {}).get("container")
         if container:
             return None if shutil.which("docker") else "docker not found (target.options.container)"
-        if "tensorrt_llm" not in self.versions() and "tensorrt-llm" not in self.versions():
-            return "tensorrt_llm not installed"
-        return None
+        return self.environment_problem(options)
+
+    def environment_problem(self, options: dict[str, Any] | None = None) -> str | None:
+        """Only where it could run (CUDA, no container): a venv without tensorrt_llm."""
+        if cuda_device_count() == 0 or (options or {}).get("container"):
+            return None
+        if {"tensorrt_llm", "tensorrt-llm"} & set(self.versions()):
+            return None
+        if self.environment:
+            return f"target.environment: {self.env_dir} has no tensorrt_llm installed"
+        return (f"tensorrt-llm environment {self.env_dir} missing: run "
+                f"`{home.setup_command(self.name)}`, or set target.options.container to "
+                "NVIDIA's TensorRT-LLM release image")
 
     def versions(self) -> dict[str, str]:
         return installed_versions(self.env_dir, VERSIONS_OF)

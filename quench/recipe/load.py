@@ -132,14 +132,14 @@ def apply_override(data: dict[str, Any], item: str) -> None:
 def set_value(data: dict[str, Any], key: str, value: Any, item: str) -> None:
     """Sets the dotted `key` to `value` in place, creating mappings on the way; `item` is
     what the user wrote, for the error message."""
-    *parents, leaf = key.split(".")
+    *outer, leaf = key.split(".")
     node = data
-    for i, part in enumerate(parents):
+    for i, part in enumerate(outer):
         child = node.setdefault(part, {})
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            where = ".".join(parents[: i + 1])
+            where = ".".join(outer[: i + 1])
             raise RecipeError(f"override {shorten(item)}: {where} is {shorten(child)}, "
                               "not a mapping")
         node = child

@@ -231,8 +231,8 @@ class TargetSpec(StrictModel):
         None, description="GPU the artifact is meant for (e.g. H100, A100, L4), or cpu."
     )
     environment: str | None = Field(
-        None, description="Python environment (venv folder) the engine runs in; default per "
-        "engine (the one `make setup` creates)."
+        None, description="Python environment (venv folder) the engine runs in; default: "
+        "$QUENCH_HOME/envs/<engine>, which `quench setup <engine>` creates."
     )
     options: dict[str, Any] = Field(default_factory=dict, description="Engine options.")
 

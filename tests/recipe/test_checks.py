@@ -90,13 +90,26 @@ def test_bad_target_option_is_an_error(mirror, tmp_path):
             "`max_model_len`?") in str(info.value)
 
 
-def test_an_engine_that_cannot_run_here_is_one_warning(mirror, tmp_path):
+def test_an_engine_environment_not_set_up_fails_a_run_and_warns_validate(mirror, tmp_path,
+                                                                         monkeypatch):
+    """A target.environment that is no venv; a default one the quench home does not have."""
     recipe = load_recipe(DEFAULT_RECIPE, ["target.engine=vllm", "target.gpu=cpu",
                                           f"target.environment={tmp_path}",
                                           f"output.dir={tmp_path}"])
-    assert check_recipe(recipe, for_run=True) == [
-        f"target.engine: vllm cannot run on this machine (target.environment: {tmp_path} has no "
-        "bin/python (a venv with vLLM expected)); what needs it is recorded as skipped"]
+    problem = (f"target.engine: target.environment: {tmp_path} has no bin/python (a venv with "
+               "vLLM expected)")
+    assert check_recipe(recipe, for_run=False) == [problem]
+    with pytest.raises(RecipeError) as info:
+        check_recipe(recipe, for_run=True)
+    assert problem in str(info.value)
+    monkeypatch.setenv("QUENCH_HOME", str(tmp_path / "home"))
+    recipe = load_recipe(DEFAULT_RECIPE, ["evaluation.lm_eval.tasks=[arc_easy]",
+                                          "evaluation.lm_eval.engines=[hf, vllm]",
+                                          f"output.dir={tmp_path}"])
+    with pytest.raises(RecipeError) as info:
+        check_recipe(recipe, for_run=True)
+    assert (f"evaluation.lm_eval.engines: vllm environment {tmp_path / 'home' / 'envs' / 'vllm'}"
+            " missing: run `quench setup vllm`") in str(info.value)
 
 
 def test_each_lm_eval_engine_is_checked(mirror, tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from quench.errors import StageError
+from quench.errors import NotSetUp
 from quench.serving import bench_client
 from quench.serving.process import Server
 
@@ -42,8 +42,10 @@ def test_program_runs_vllms_main_with_the_envs_python():
     compile(prog[2], "<bench>", "exec")  # valid Python
 
 
-def test_missing_client_environment_is_a_stage_error(tmp_path: Path):
+def test_missing_client_environment_names_the_setup_command(tmp_path: Path, monkeypatch):
     server = Server("http://127.0.0.1:1", "m", 1, tmp_path / "log")
-    with pytest.raises(StageError, match=r"serving benchmark client unavailable: no vLLM "
-                                         rf"environment at {tmp_path}"):
+    with pytest.raises(NotSetUp, match=r"serving benchmark client unavailable: no vLLM "
+                                       rf"environment at {tmp_path} .*`quench setup vllm`"):
         bench_client.run(tmp_path, server, tmp_path, 1, PARAMS, tmp_path, 10)
+    monkeypatch.setenv("QUENCH_HOME", str(tmp_path))
+    assert bench_client.default_env() == tmp_path / "envs" / "vllm"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from quench import home
 from quench.contract.manifest import Manifest
 from quench.contract.stage import StageContext
 from quench.engines import get_engine
@@ -44,7 +45,7 @@ def test_tensorrt_plan_builds_then_serves_the_engine_folder(tmp_path):
     recipe = load_recipe(INT8_SQ, [SWEEP])
     plan = make_plan(recipe, _export(tmp_path))
     ckpt, source = tmp_path / "export" / "checkpoint", tmp_path / "source"
-    tool = str(REPO / ".venvs" / "tensorrt-llm" / "bin" / "trtllm-build")
+    tool = str(home.env_dir("tensorrt-llm") / "bin" / "trtllm-build")
     assert plan.build[:5] == [tool, "--checkpoint_dir", str(ckpt), "--output_dir",
                               f"{HERE}/engine"]
     assert plan.serve[1:2] == [f"{HERE}/engine"]
