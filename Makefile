@@ -12,7 +12,7 @@ ifneq ($(wildcard ../shared/models),)
 export QUENCH_MIRROR ?= $(abspath ../shared)
 endif
 
-.PHONY: setup setup-vllm setup-models quantize validate gate compare sweep ui test lint bench bench-smollm2 same-reports bench-scaling gpu-check clean
+.PHONY: setup setup-vllm setup-models newcomer-check quantize validate gate compare sweep ui test lint bench bench-smollm2 same-reports bench-scaling gpu-check clean
 
 setup: $(VENV)/.installed setup-vllm setup-models
 
@@ -48,6 +48,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[dev,postgres]'
 	touch $@
+
+# The newcomer's path, as CI runs it: build the wheel, install it into a fresh environment and run
+# the bundled default from an empty folder with no mirror, no hub and a fresh quench home.
+# NEWCOMER_DIR=DIR keeps its folders there (default: a temporary folder, removed when it passes).
+NEWCOMER_DIR ?=
+newcomer-check:
+	env -u QUENCH_MIRROR bash scripts/newcomer_check.sh $(NEWCOMER_DIR)
 
 quantize: setup
 	$(VENV)/bin/quench run $(RECIPE) $(ARGS)

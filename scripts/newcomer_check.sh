@@ -5,7 +5,7 @@
 # one lm-eval recipe on the bundled task excerpts. Usage: scripts/newcomer_check.sh [WORK_DIR]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
-work=${1:-$(mktemp -d -t quench-newcomer.XXXXXX)}
+if [ $# -gt 0 ]; then work=$1; keep=1; else work=$(mktemp -d -t quench-newcomer.XXXXXX); keep=0; fi
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 step() { printf '\n== %s (%s)\n' "$1" "$(date +%T)"; }
@@ -35,11 +35,12 @@ quench recipes copy smollm2-default
 quench run smollm2-default.yaml | tee run.txt
 test -s artifacts/smollm2-default/report.md
 grep -q "^mlflow:" run.txt
-grep -q '"origin": "bundled"' artifacts/smollm2-default/run.json \
-  || { echo "run.json does not say the bundled data was used"; exit 1; }
+grep -q '"origin": "bundled"' artifacts/smollm2-default/report.json \
+  || { echo "report.json does not say the bundled data was used"; exit 1; }
 
 step "lm-eval on the bundled task excerpts"
 quench run smollm2-lm-eval evaluation.lm_eval.limit=20 evaluation.perplexity.max_windows=4 \
   | tee lm_eval.txt
 test -s artifacts/smollm2-lm-eval/report.md
 step "the newcomer's path works"
+[ "$keep" = 1 ] || rm -rf "$work"
