@@ -33,13 +33,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from quench.recipe.load import read_recipe_data  # noqa: E402
-from quench.sources import load_texts, resolve_text_source  # noqa: E402
 from quench.sweep.jobs import FINISHED, TrialOutcome  # noqa: E402
 from quench.sweep.space import Point, Space, point_id  # noqa: E402
 from quench.sweep.spec import BudgetSpec  # noqa: E402
 from quench.sweep.strategies import SweepContext  # noqa: E402
 from quench.sweep.strategies.sensitivity import SensitivityOptions, SensitivityStrategy  # noqa: E402,E501
 from quench.sweep.trial import TrialRecord, trial_recipe, write_trial  # noqa: E402
+from quench.text_sources import load_texts, resolve_text_source  # noqa: E402
 
 OUT = REPO / "artifacts" / "bench"
 WORK = OUT / "auto-quantize-work"

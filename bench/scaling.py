@@ -204,7 +204,7 @@ def bare(folder: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from quench.sources import TextSource, load_texts
+    from quench.text_sources import TextSource, load_texts
 
     start = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(folder)

@@ -18,13 +18,8 @@ from quench.geometry import head_dim_of
 from quench.memory import MemoryShortfall
 from quench.methods import get_method
 from quench.recipe.schema import Recipe
-from quench.sources import (
-    check_dataset_name,
-    load_texts,
-    model_config,
-    resolve_spec,
-    resolve_text_source,
-)
+from quench.sources import model_config, resolve_spec
+from quench.text_sources import check_dataset_name, load_texts, resolve_text_source
 
 
 def check_recipe(recipe: Recipe, for_run: bool = True) -> list[str]:

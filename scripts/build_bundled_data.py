@@ -137,7 +137,7 @@ def first_articles(lines: list[str], min_chars: int = 0, min_records: int = 0) -
 
 
 def text_lines(raw: str) -> list[str]:
-    """Non-empty lines without their line ends (what quench.sources.load_texts yields)."""
+    """Non-empty lines without their line ends (what quench.text_sources.load_texts yields)."""
     return [line for line in raw.replace("\r\n", "\n").split("\n") if line.strip()]
 
 

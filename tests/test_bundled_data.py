@@ -13,7 +13,7 @@ import pytest
 
 from quench.bundled.excerpts import data_dir, excerpts
 from quench.evals.render import render
-from quench.sources import TextSource, load_texts, resolve_text_source
+from quench.text_sources import TextSource, load_texts, resolve_text_source
 
 from .conftest import REPO, run_quench
 

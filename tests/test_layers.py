@@ -15,7 +15,7 @@ LAYERS: dict[str, int] = {
                      "textfiles", "user_cache", "geometry", "gpu", "bundled", "home"), 0),
     # registries and libraries that know no recipe (they take typed options and paths)
     **dict.fromkeys(("methods", "engines", "serving", "checkpoints", "metrics", "evals",
-                     "gguf", "sources", "shards", "models", "compute"), 1),
+                     "gguf", "sources", "text_sources", "shards", "models", "compute"), 1),
     # the recipe model: it validates names and options against the registries below it
     "recipe": 2,
     # libraries that read a recipe

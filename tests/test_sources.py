@@ -4,12 +4,8 @@ import pytest
 
 from quench.bundled.excerpts import excerpts
 from quench.errors import OfflineMiss, QuenchError
-from quench.sources import (
-    find_model_in_mirror,
-    load_texts,
-    resolve_model,
-    resolve_text_source,
-)
+from quench.sources import find_model_in_mirror, resolve_model
+from quench.text_sources import load_texts, resolve_text_source
 
 KEY = "evaluation.perplexity.dataset"
 

@@ -11,8 +11,9 @@ from quench.errors import StageError
 from quench.methods import get_method
 from quench.models import load_tokenizer
 from quench.recipe.schema import Recipe
-from quench.sources import TextSource, fingerprint_path, load_texts, resolve_text_source
+from quench.sources import fingerprint_path
 from quench.stages import register_stage
+from quench.text_sources import TextSource, load_texts, resolve_text_source
 
 HELDOUT_SAMPLES = 4  # records not drawn for calibration, for the output-cosine check
 

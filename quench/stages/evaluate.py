@@ -26,8 +26,9 @@ from quench.metrics.perplexity import (
 from quench.metrics.reference import Reference, ReferenceWriter, open_reference
 from quench.models import load_model, load_tokenizer
 from quench.recipe.schema import Recipe
-from quench.sources import TextSource, fingerprint_path, load_texts, resolve_text_source
+from quench.sources import fingerprint_path
 from quench.stages import register_stage
+from quench.text_sources import TextSource, load_texts, resolve_text_source
 
 
 def perplexity_source(recipe: Recipe) -> TextSource:
