@@ -78,7 +78,7 @@ def test_list_shows_each_target_where_it_lives_and_its_state(fetched_home):
     assert bare.stdout == result.stdout
 
 
-def test_smollm2_recipes_run_from_any_folder_by_short_name(fetched_home, mirror, tmp_path):
+def test_smollm2_recipes_run_from_any_folder_by_short_name(fetched_home, tmp_path):
     recipe = str(REPO / "recipes" / "smollm2-default.yaml")
     ok = run_quench("validate", recipe, env={"QUENCH_HOME": str(fetched_home)}, cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
@@ -90,7 +90,7 @@ def test_smollm2_recipes_run_from_any_folder_by_short_name(fetched_home, mirror,
             ) in empty.stderr
 
 
-def test_missing_vllm_environment_stops_a_run_before_any_work(fetched_home, mirror, tmp_path):
+def test_missing_vllm_environment_stops_a_run_before_any_work(fetched_home, tmp_path):
     recipe, env = str(REPO / "recipes" / "smollm2-vllm.yaml"), {"QUENCH_HOME": str(fetched_home)}
     missing = (f"target.engine: vllm environment {fetched_home / 'envs' / 'vllm'} missing: run "
                "`quench setup vllm`")

@@ -17,8 +17,9 @@ LM_EVAL = "evaluation.lm_eval={tasks: [lambada_openai], limit: 200, num_fewshot:
 
 
 @pytest.fixture(scope="module")
-def out(smollm2_gguf: Path, mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One output folder for the module: the GGUF is dequantized and the baseline run once."""
+def out(smollm2_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One output folder for the module: the GGUF is dequantized and the baseline run once.
+    Its text comes from the mirror when there is one, else from quench's bundled excerpts."""
     return tmp_path_factory.mktemp("smollm2")
 
 

@@ -138,7 +138,7 @@ def test_unknown_task_is_a_recipe_error_with_close_matches(tmp_path):
 def test_builtin_task_without_a_copy_is_an_offline_miss():
     with pytest.raises(OfflineMiss, match="hellaswag would be downloaded from the hub"):
         check_tasks(["piqa", "hellaswag"])
-    check_tasks(["piqa", "wikitext"])  # both have a copy in the mirror
+    check_tasks(["piqa", "lambada_openai"])  # both bundled with quench (and in the mirror)
 
 
 def test_bad_engine_and_repeated_task_are_recipe_errors():
