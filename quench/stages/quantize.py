@@ -29,6 +29,7 @@ from quench.recipe.schema import Recipe
 from quench.sources import file_sha256
 from quench.stages import register_stage
 from quench.stages.quantize_files import quantize_metrics, run_without_model
+from quench.stages.traced_globals import traced_globals_released
 
 RELOAD_PROMPT = "Once upon a time, there was a little girl"
 WARNING = 30  # loguru's WARNING level number
@@ -91,7 +92,6 @@ class QuantizeStage(Stage):
         method.save(model, out, quantized, recipe.output.max_shard_size)
         tokenizer.save_pretrained(out)
         errors = layer_weight_errors(source, model) if method.fake_quantized else None
-        _unpin(model)
         del model
         _release_session()
         check = reload_check(out, recipe, device, heldout, reference, method)
@@ -123,21 +123,6 @@ def _quantize(model: Any, method: Method[Any], ctx: StageContext) -> tuple[list[
         return warnings, True
     recipe_in = method.modifiers(q.scheme, q.options)
     return (_oneshot(model, method, recipe_in, ctx) if recipe_in else []), bool(recipe_in)
-
-
-def _unpin(model: Any) -> None:
-    """Drops the `self` that llm-compressor's torch.fx tracing (sequential pipeline) leaves in
-    the copied module globals of the traced forward functions: it would keep the dense model
-    alive for the rest of the process, and the reloaded checkpoint would be a second copy."""
-    import gc
-    import sys
-
-    for holder in gc.get_referrers(model):
-        if not isinstance(holder, dict) or holder.get("self") is not model:
-            continue
-        module = sys.modules.get(str(holder.get("__name__")))
-        if module is not None and holder is not vars(module):  # a copy, not the real module
-            del holder["self"]
 
 
 def _release_session() -> None:
@@ -202,7 +187,7 @@ def _oneshot(model: Any, method: Method[Any], recipe_in: list[Any] | str, ctx: S
     )
     try:
         options = ctx.recipe.quantization.options
-        with method.context(options), \
+        with method.context(options), traced_globals_released(), \
                 _layer_progress(model, recipe_in, method.targets(options)):
             oneshot(model=model, recipe=recipe_in, output_dir=None, **kwargs)
     finally:
