@@ -154,7 +154,7 @@ def test_calibrate_stage_draws_from_the_bundled_excerpt(tmp_path, tiny_model, no
     from quench.contract.stage import StageContext
     from quench.recipe import load_recipe
     from quench.stages import get_stage
-    from quench.tracking.mlflow_tracker import data_tags
+    from quench.tracking.tags import data_tags
 
     from .conftest import DEFAULT_RECIPE
 

@@ -27,6 +27,7 @@ from quench.recipe.schema import Recipe, TrackingSpec
 from quench.redact import redact
 from quench.tracking import Tracker, flatten
 from quench.tracking.pending import new_record, record_path, remove_record, write_record
+from quench.tracking.tags import data_tags, license_tags
 from quench.tracking.upload import (
     UPLOAD_TAG,
     bounded,
@@ -297,30 +298,6 @@ def stage_artifacts(manifest: Manifest) -> list[dict[str, Any]]:
         found.append({"kind": "table", "path": str(manifest.path("table")),
                       "dest": manifest.outputs["table"]})
     return found
-
-
-def license_tags(verdict: dict[str, Any] | None) -> dict[str, str]:
-    """Tags to filter runs by in the UI: license, commercial_ok, obligations."""
-    if not verdict:
-        return {}
-    ok = {True: "true", False: "false", None: "unknown"}[verdict["commercial_ok"]]
-    obligations = "; ".join(f"{o['text']} ({o['cite']})" for o in verdict["obligations"])
-    return {"license": ",".join(verdict["licenses"]) or "unknown", "commercial_ok": ok,
-            "obligations": redact(obligations)[:5000] or "none",
-            "license.verdict": verdict["status"]}
-
-
-def data_tags(outputs: dict[str, Any]) -> dict[str, str]:
-    """Which text a stage read (calibration lineage, perplexity protocol): path, origin
-    (local, mirror, bundled or hub) and record count, as run tags."""
-    for name, count in (("lineage", "records_available"), ("protocol", "records")):
-        block = outputs.get(name)
-        if isinstance(block, dict) and isinstance(block.get("source"), dict):
-            source = block["source"]
-            return {"quench.data.source": str(source.get("path")),
-                    "quench.data.origin": str(source.get("origin", "")),
-                    "quench.data.records": str(block.get(count, ""))}
-    return {}
 
 
 def _now_ms() -> int:
