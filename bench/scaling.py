@@ -3,14 +3,14 @@
 Random-weight Llama-shaped models (hidden 2048, bf16) of about 0.4, 1.1 and 2.2 GB are built
 on first use in artifacts/bench/scaling/models/ (git-ignored, reused while their config
 matches), in 200 MB safetensors shards with an index file (even the smallest is sharded). Each
-size runs RTN and GPTQ W4A16 as ordinary `quench run`s (every stage re-run): whole-run peak RSS
-(the largest of the child's ru_maxrss from os.wait4, its RSS sampled at 10 Hz and the stages'
-own peaks), each stage's peak RSS and wall time from its manifest, quantize time;
+size runs RTN, GPTQ, AWQ (W4A16) and SmoothQuant (W8A8) as ordinary `quench run`s (every stage re-run): whole-run peak RSS
+(the largest of the child's ru_maxrss from os.wait4, its process tree's RSS sampled every
+50 ms by a thread of this process, and the stages' own peaks), each stage's peak RSS and wall time from its manifest, quantize time;
 and a bare transformers loop over the same perplexity windows, on the source model and on each
 quantized checkpoint, in its own process.
 Writes artifacts/bench/scaling.json and scaling.md, with the fits and the targets.
 
-Knobs: BENCH_SIZES ("0.4 1.1 2.2"), BENCH_METHODS ("rtn gptq"), BENCH_WINDOWS (perplexity
+Knobs: BENCH_SIZES ("0.4 1.1 2.2"), BENCH_METHODS ("rtn gptq awq smoothquant"), BENCH_WINDOWS (perplexity
 windows of 128 tokens, 4), BENCH_LOCK (a file each heavy child runs under `flock`).
 """
 
@@ -36,7 +36,9 @@ TOKENIZER = MIRROR / "models" / "tinystories-656k"  # vocab 2048: its ids fit a 
 CALIBRATION = MIRROR / "data" / "wikitext2_valid_calibration" / "valid.txt"
 EVAL_TEXT = MIRROR / "data" / "wikitext2_raw_test" / "wiki.test.raw"
 SIZES = {"0.4": 3, "1.1": 11, "2.2": 23}  # label (GB of bf16) -> decoder layers
-METHODS = {"rtn": ("rtn", "RTN W4A16"), "gptq": ("gptq", "GPTQ W4A16")}
+METHODS = {"rtn": ("rtn", "W4A16", "RTN W4A16"), "gptq": ("gptq", "W4A16", "GPTQ W4A16"),
+           "awq": ("awq", "W4A16_ASYM", "AWQ W4A16 (asymmetric)"),
+           "smoothquant": ("smoothquant", "W8A8", "SmoothQuant + GPTQ W8A8")}
 ARCH = {"hidden_size": 2048, "intermediate_size": 5632, "num_attention_heads": 16,
         "num_key_value_heads": 4, "vocab_size": 32000, "tie_word_embeddings": True,
         "max_position_embeddings": 2048, "bos_token_id": 1, "eos_token_id": 2}
@@ -97,7 +99,7 @@ def measured(cmd: list[str], log: Path) -> dict[str, Any]:
 
 
 class RssSampler(threading.Thread):
-    """Polls the RSS of a child's process tree (10 Hz). quench's runner resets VmHWM at each
+    """Polls the RSS of a child's process tree (every 50 ms). quench's runner resets VmHWM at each
     stage, so the child's ru_maxrss only covers the last stage; this sees the whole run."""
 
     def __init__(self, pid: int) -> None:
@@ -112,8 +114,8 @@ class RssSampler(threading.Thread):
         except psutil.Error:
             return
         tree, polls = [root], 0
-        while not self.halt.wait(0.1):
-            if polls % 10 == 0:  # the tree itself rarely changes: rescan it once a second
+        while not self.halt.wait(0.05):
+            if polls % 20 == 0:  # the tree itself rarely changes: rescan it once a second
                 tree = [root, *_children(root)]
             polls += 1
             self.peak = max(self.peak, sum(_rss(p) for p in tree))
@@ -260,10 +262,10 @@ def recipe(size: str, method: str) -> tuple[str, Path, Path]:
     out = WORK / "runs" / name
     body = {
         "name": name,
-        "description": f"Scaling bench: random Llama, {SIZES[size]} layers, {method} W4A16.",
+        "description": f"Scaling bench: random Llama, {SIZES[size]} layers, {METHODS[method][2]}.",
         "model": {"id": str(model_dir(size)), "dtype": "auto"},
         "calibration": {"source": str(CALIBRATION), **CALIB},
-        "quantization": {"method": METHODS[method][0], "scheme": "W4A16"},
+        "quantization": {"method": METHODS[method][0], "scheme": METHODS[method][1]},
         "evaluation": {"perplexity": {"dataset": str(EVAL_TEXT), "window": WINDOW,
                                       "stride": WINDOW, "max_windows": WINDOWS,
                                       "batch_size": BATCH},
@@ -289,7 +291,7 @@ def run_quench(size: str, method: str) -> dict[str, Any]:
     stage_peak = max((s.get("stage_peak_rss_mb", 0) for s in stages.values()), default=0)
     peaks = {"ru_maxrss": got["ru_maxrss_bytes"], "sampled": got["sampled_peak_rss_bytes"],
              "stage_max": int(stage_peak * 2**20)}
-    return {"name": name, "wall_s": got["wall_s"], "cpu_s": got["cpu_s"],
+    return {"name": name, "recipe": str(path), "wall_s": got["wall_s"], "cpu_s": got["cpu_s"],
             "loadavg_1m": got["loadavg_1m"], "peak_rss_bytes": max(peaks.values()),
             "peak_rss_sources": peaks, "stages": stages,
             "bare": run_bare(name, out / name / "model")}
@@ -333,7 +335,7 @@ def main() -> None:
 
 def settings() -> dict[str, Any]:
     return {"arch": ARCH, "layers": SIZES, "max_shard_size": spec(0)["max_shard_size"],
-            "methods": {k: v[1] for k, v in METHODS.items()},
+            "methods": {k: v[2] for k, v in METHODS.items()},
             "calibration": {"source": str(CALIBRATION), **CALIB},
             "perplexity": {"dataset": str(EVAL_TEXT), "window": WINDOW, "windows": WINDOWS,
                            "batch_size": BATCH},

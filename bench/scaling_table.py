@@ -214,7 +214,7 @@ def markdown(data: dict[str, Any]) -> str:
         f"tokens, batch {s['perplexity']['batch_size']}; {s['cpus']} CPUs; started "
         f"{s['started']}. Peak RSS per stage: the manifest's stage_peak_rss_mb (VmHWM, reset "
         "when the stage starts). Whole run: the largest of the `quench run` child's ru_maxrss "
-        "(os.wait4), its RSS sampled at 10 Hz and the stage peaks; the runner's per-stage VmHWM "
+        "(os.wait4), its process tree's RSS sampled every 50 ms and the stage peaks; the runner's per-stage VmHWM "
         "reset makes ru_maxrss (and `/usr/bin/time -v`) cover only the last stage.", "",
         "## Targets", "", *targets(data), "",
         "## Whole run", "", *whole_run(data), "",
