@@ -1,17 +1,22 @@
-"""Scaling benchmark: peak RAM and time of `quench run` as the model grows (issue 12).
+"""Scaling benchmark: peak RAM and time of `quench run` as the model grows.
 
 Random-weight Llama-shaped models (hidden 2048, bf16) of about 0.4, 1.1 and 2.2 GB are built
 on first use in artifacts/bench/scaling/models/ (git-ignored, reused while their config
 matches), in 200 MB safetensors shards with an index file (even the smallest is sharded). Each
-size runs RTN, GPTQ, AWQ (W4A16) and SmoothQuant (W8A8) as ordinary `quench run`s (every stage re-run): whole-run peak RSS
-(the largest of the child's ru_maxrss from os.wait4, its process tree's RSS sampled every
-50 ms by a thread of this process, and the stages' own peaks), each stage's peak RSS and wall time from its manifest, quantize time;
-and a bare transformers loop over the same perplexity windows, on the source model and on each
-quantized checkpoint, in its own process.
-Writes artifacts/bench/scaling.json and scaling.md, with the fits and the targets.
+size runs RTN, GPTQ, AWQ (W4A16) and SmoothQuant (W8A8), and RTN and GPTQ with disk offload
+under one fixed host budget, as ordinary `quench run`s (every stage re-run). Measured: the
+whole run's peak RSS (the largest of the child's ru_maxrss from os.wait4, its process tree's
+RSS sampled every 50 ms by a thread of this process, and the stages' own peaks), each stage's
+peak RSS and wall time from its manifest, and `quench plan`'s prediction of each; plus a bare
+transformers loop over the same perplexity windows, on the source model and on each quantized
+checkpoint, in its own process. Writes artifacts/bench/scaling.json and scaling.md, with the
+fits and the targets.
 
-Knobs: BENCH_SIZES ("0.4 1.1 2.2"), BENCH_METHODS ("rtn gptq awq smoothquant"), BENCH_WINDOWS (perplexity
-windows of 128 tokens, 4), BENCH_LOCK (a file each heavy child runs under `flock`).
+Knobs: BENCH_SIZES ("0.4 1.1 2.2"), BENCH_METHODS (all of METHODS), BENCH_WINDOWS
+(perplexity windows of 128 tokens, 4), BENCH_OFFLOAD_BUDGET (compute.max_cpu_memory of the
+-offload runs, 256MiB), BENCH_OUT (artifacts/bench), BENCH_KEEP (1: keep the runs of the
+methods not re-run from the last scaling.json), BENCH_LOCK (a file each heavy child runs
+under `flock`).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-OUT = REPO / "artifacts" / "bench"
+OUT = Path(os.environ.get("BENCH_OUT") or REPO / "artifacts" / "bench")
 WORK = OUT / "scaling"
 MIRROR = Path(os.environ.get("QUENCH_MIRROR") or REPO.parent / "shared")
 TOKENIZER = MIRROR / "models" / "tinystories-656k"  # vocab 2048: its ids fit a 32000 vocab
@@ -38,7 +43,10 @@ EVAL_TEXT = MIRROR / "data" / "wikitext2_raw_test" / "wiki.test.raw"
 SIZES = {"0.4": 3, "1.1": 11, "2.2": 23}  # label (GB of bf16) -> decoder layers
 METHODS = {"rtn": ("rtn", "W4A16", "RTN W4A16"), "gptq": ("gptq", "W4A16", "GPTQ W4A16"),
            "awq": ("awq", "W4A16_ASYM", "AWQ W4A16 (asymmetric)"),
-           "smoothquant": ("smoothquant", "W8A8", "SmoothQuant + GPTQ W8A8")}
+           "smoothquant": ("smoothquant", "W8A8", "SmoothQuant + GPTQ W8A8"),
+           "rtn-offload": ("rtn", "W4A16", "RTN W4A16, disk offload"),
+           "gptq-offload": ("gptq", "W4A16", "GPTQ W4A16, disk offload")}
+OFFLOAD_BUDGET = os.environ.get("BENCH_OFFLOAD_BUDGET", "256MiB")  # compute.max_cpu_memory
 ARCH = {"hidden_size": 2048, "intermediate_size": 5632, "num_attention_heads": 16,
         "num_key_value_heads": 4, "vocab_size": 32000, "tie_word_embeddings": True,
         "max_position_embeddings": 2048, "bos_token_id": 1, "eos_token_id": 2}
@@ -274,6 +282,10 @@ def recipe(size: str, method: str) -> tuple[str, Path, Path]:
         "license": {"declared": {str(model_dir(size)): "apache-2.0"}},
         "output": {"dir": str(out)},
     }
+    if method.endswith("-offload"):  # the same budget at every size: the peak must not grow
+        body["compute"] = {"offload_folder": str(WORK / "offload"),
+                           "max_cpu_memory": OFFLOAD_BUDGET}
+        body["output"]["max_shard_size"] = "200MB"
     path = WORK / "recipes" / f"{name}.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(body, sort_keys=False))
@@ -318,11 +330,12 @@ def main() -> None:
         if not path.exists():
             sys.exit(f"{path} is missing: set QUENCH_MIRROR to the offline mirror")
     data: dict[str, Any] = {"settings": settings(), "sizes": {}, "failed": {}}
+    kept = earlier_runs(methods)
     for size in sizes:
         entry = attempt(f"{size} GB build", data, lambda: {"model": ensure_model(size)})  # noqa: B023
         if entry is None:
             continue
-        data["sizes"][size] = {**entry, "runs": {}}
+        data["sizes"][size] = {**entry, "runs": kept.get(size, {})}
         data["sizes"][size]["bare"] = attempt(f"{size} GB bare loop", data,
                                               lambda: run_bare(size, model_dir(size)))  # noqa: B023
         for method in methods:
@@ -333,9 +346,20 @@ def main() -> None:
     print(write(data))
 
 
+def earlier_runs(methods: list[str]) -> dict[str, dict[str, Any]]:
+    """Runs of other methods in the last scaling.json (BENCH_KEEP=0: none), so that one
+    method can be re-measured without re-running the rest."""
+    path = OUT / "scaling.json"
+    if os.environ.get("BENCH_KEEP", "1") == "0" or not path.is_file():
+        return {}
+    old = json.loads(path.read_text())
+    return {size: {m: run for m, run in entry["runs"].items() if m not in methods}
+            for size, entry in old["sizes"].items()}
+
+
 def settings() -> dict[str, Any]:
     return {"arch": ARCH, "layers": SIZES, "max_shard_size": spec(0)["max_shard_size"],
-            "methods": {k: v[2] for k, v in METHODS.items()},
+            "methods": {k: v[2] for k, v in METHODS.items()}, "offload_budget": OFFLOAD_BUDGET,
             "calibration": {"source": str(CALIBRATION), **CALIB},
             "perplexity": {"dataset": str(EVAL_TEXT), "window": WINDOW, "windows": WINDOWS,
                            "batch_size": BATCH},

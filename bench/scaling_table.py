@@ -7,6 +7,8 @@ from typing import Any
 
 GIB = 2**30
 RSS_SLOPE, RSS_FIXED = 1.3, 1.5 * GIB  # target: whole-run peak RSS <= 1.3 x bytes + 1.5 GiB
+OFFLOAD_TARGET = 1.5 * GIB  # target with disk offload: whole-run peak at every size
+PREDICTION_TOLERANCE = 0.15  # `quench plan`'s per-stage peak within 15 % of the measured one
 LINEAR_TOLERANCE = 0.15  # quantize time "roughly linear": every size within 15 % of the line
 SPEED_TOLERANCE = 0.95  # perplexity tokens/s at least 95 % of the bare loop's
 
@@ -46,7 +48,8 @@ def analyse(data: dict[str, Any]) -> dict[str, Any]:
     rows, by_method = [], {}
     for size, method, entry, run in runs(data):
         model_bytes, params = entry["model"]["bf16_bytes"], entry["model"]["params"]
-        target = RSS_SLOPE * model_bytes + RSS_FIXED
+        offloaded = method.endswith("-offload")
+        target = OFFLOAD_TARGET if offloaded else RSS_SLOPE * model_bytes + RSS_FIXED
         quantize = run["stages"].get("quantize", {})
         rows.append({"size": size, "method": method, "params": params, "model_bytes": model_bytes,
                      "peak_rss_bytes": run["peak_rss_bytes"], "rss_target_bytes": target,
@@ -54,14 +57,46 @@ def analyse(data: dict[str, Any]) -> dict[str, Any]:
                      "quantize_s": quantize.get("elapsed_s"),
                      "oneshot_s": quantize.get("quantize_wall_seconds"),
                      "baseline_eval": speed(run["stages"].get("baseline_eval"), entry.get("bare")),
-                     "evaluate": speed(run["stages"].get("evaluate"), run.get("bare"))})
+                     "evaluate": speed(run["stages"].get("evaluate"), run.get("bare")),
+                     "offloaded": offloaded, "wall_s": run["wall_s"],
+                     "predicted": predicted(run)})
         by_method.setdefault(method, []).append(rows[-1])
     return {"rows": rows,
             "rss_fit": fit([r["model_bytes"] for r in rows], [r["peak_rss_bytes"] for r in rows]),
             "rss_fit_by_method": {m: fit([r["model_bytes"] for r in rs],
                                          [r["peak_rss_bytes"] for r in rs])
                                   for m, rs in by_method.items()},
-            "quantize": {m: quantize_time(rs) for m, rs in by_method.items()}}
+            "quantize": {m: quantize_time(rs) for m, rs in by_method.items()},
+            "offload_cost": offload_cost(rows)}
+
+
+def predicted(run: dict[str, Any]) -> dict[str, Any]:
+    """`quench plan`'s predicted host peak of each stage of the run's recipe, next to the
+    measured one (MiB), and whether it is within PREDICTION_TOLERANCE."""
+    from quench.memory import predict
+    from quench.plan import model_shape
+    from quench.recipe import load_recipe
+
+    recipe = load_recipe(run["recipe"])
+    shape, _ = model_shape(recipe)
+    out = {}
+    for step in predict(recipe, shape, "cpu"):
+        measured = run["stages"].get(step.step, {}).get("stage_peak_rss_mb")
+        if measured is None:
+            continue
+        want = step.host_bytes / 2**20
+        error = want / measured - 1
+        out[step.step] = {"predicted_mb": want, "measured_mb": measured, "error": error,
+                          "pass": abs(error) <= PREDICTION_TOLERANCE}
+    return out
+
+
+def offload_cost(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Wall time of each offloaded run over the same method's run in RAM, per size."""
+    walls = {(r["size"], r["method"]): r["wall_s"] for r in rows}
+    return {f"{size} GB {method}": wall / walls[(size, method.removesuffix("-offload"))]
+            for (size, method), wall in walls.items()
+            if method.endswith("-offload") and (size, method.removesuffix("-offload")) in walls}
 
 
 def quantize_time(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -146,6 +181,17 @@ def speeds(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def predictions(data: dict[str, Any]) -> list[str]:
+    lines = ["| size | method | stage | measured MiB | predicted MiB | error | within 15 % |",
+             "|" + "---|" * 7]
+    for r in data["analysis"]["rows"]:
+        for stage, c in r.get("predicted", {}).items():
+            lines.append(f"| {r['size']} GB | {r['method']} | {stage} | {c['measured_mb']:.0f} "
+                         f"| {c['predicted_mb']:.0f} | {100 * c['error']:+.1f} % "
+                         f"| {_mark(c['pass'])} |")
+    return lines
+
+
 def bare_rows(data: dict[str, Any]) -> list[str]:
     """The bare loop on each source model (with its build) and on each quantized checkpoint."""
     lines = ["| size | model | tokenize s | load s | forward s | forward tok/s | end-to-end tok/s "
@@ -169,13 +215,29 @@ def targets(data: dict[str, Any]) -> list[str]:
     a = data["analysis"]
     rows = a["rows"]
     lines = []
-    rss_ok = all(r["rss_pass"] for r in rows) if rows else None
-    line = a["rss_fit"]
-    fitted = (f"fitted {line['slope']:.2f} bytes of RAM per model byte "
-              f"{line['intercept'] / GIB:+.2f} GiB over {line['points']} runs"
-              if line else "no fit (needs 2+ sizes)")
-    lines.append(f"- Whole-run peak RSS <= 1.3 x model bytes + 1.5 GiB: {_mark(rss_ok)} "
-                 f"({sum(r['rss_pass'] for r in rows)}/{len(rows)} runs within); {fitted}.")
+    for offloaded, what in ((False, "Whole-run peak RSS <= 1.3 x model bytes + 1.5 GiB"),
+                            (True, "With disk offload, whole-run peak RSS <= 1.5 GiB")):
+        group = [r for r in rows if r["offloaded"] == offloaded]
+        if not group:
+            continue
+        ok = all(r["rss_pass"] for r in group)
+        fits = "; ".join(
+            f"{m}: {f['slope']:.2f} bytes per model byte {f['intercept'] / GIB:+.2f} GiB"
+            for m, f in a["rss_fit_by_method"].items()
+            if f and m.endswith("-offload") == offloaded)
+        lines.append(f"- {what}: {_mark(ok)} ({sum(r['rss_pass'] for r in group)}/{len(group)} "
+                     f"runs within); fitted per method: {fits or 'needs 2+ sizes'}.")
+    if a.get("offload_cost"):
+        cost = ", ".join(f"{k}: {v:.2f}x" for k, v in a["offload_cost"].items())
+        lines.append(f"- Wall time of the whole run with disk offload, over the same run in RAM: "
+                     f"{cost}.")
+    checks = [c for r in rows for c in r.get("predicted", {}).values()]
+    if checks:
+        worst = max(checks, key=lambda c: abs(c["error"]))
+        lines.append(f"- `quench plan`'s per-stage host peak within 15 % of the measured: "
+                     f"{_mark(all(c['pass'] for c in checks))} "
+                     f"({sum(c['pass'] for c in checks)}/{len(checks)} stage peaks within; "
+                     f"largest error {100 * worst['error']:+.1f} %).")
     for method, q in a["quantize"].items():
         per_b = ", ".join(f"{s} GB: {v:.1f}" for s, v in q["s_per_bparam"].items())
         f = q["fit"]
@@ -204,7 +266,7 @@ def reason(text: str) -> str:
 def markdown(data: dict[str, Any]) -> str:
     s = data["settings"]
     out = [
-        "# Scaling: random-weight Llama-shaped models, RTN and GPTQ W4A16", "",
+        "# Scaling: random-weight Llama-shaped models, RTN, GPTQ, AWQ and SmoothQuant", "",
         f"hidden {s['arch']['hidden_size']}, intermediate {s['arch']['intermediate_size']}, "
         f"{s['arch']['num_attention_heads']} heads ({s['arch']['num_key_value_heads']} KV), "
         f"vocab {s['arch']['vocab_size']}, tied embeddings, bf16, {s['max_shard_size']} "
@@ -214,11 +276,13 @@ def markdown(data: dict[str, Any]) -> str:
         f"tokens, batch {s['perplexity']['batch_size']}; {s['cpus']} CPUs; started "
         f"{s['started']}. Peak RSS per stage: the manifest's stage_peak_rss_mb (VmHWM, reset "
         "when the stage starts). Whole run: the largest of the `quench run` child's ru_maxrss "
-        "(os.wait4), its process tree's RSS sampled every 50 ms and the stage peaks; the runner's per-stage VmHWM "
-        "reset makes ru_maxrss (and `/usr/bin/time -v`) cover only the last stage.", "",
+        "(os.wait4), its process tree's RSS sampled every 50 ms and the stage peaks; the "
+        "runner's per-stage VmHWM reset makes ru_maxrss (and `/usr/bin/time -v`) cover only "
+        "the last stage.", "",
         "## Targets", "", *targets(data), "",
         "## Whole run", "", *whole_run(data), "",
         "## Per stage (peak RSS, wall time)", "", *per_stage(data), "",
+        "## `quench plan`'s prediction of each stage's peak", "", *predictions(data), "",
         "## Perplexity speed vs a bare transformers loop", "", *speeds(data), "",
         "baseline_eval is compared with the bare loop on the source model, evaluate with the "
         "bare loop on that run's quantized checkpoint (loaded dense, as the stage loads it). "

@@ -9,6 +9,7 @@ from typing import Any
 
 from quench.compute import resolve_dtype
 from quench.errors import StageError
+from quench.offload import Offload
 
 
 def torch_dtype(name: str) -> Any:
@@ -18,18 +19,19 @@ def torch_dtype(name: str) -> Any:
 
 
 def load_model(path: Path, dtype: str, trust_remote_code: bool = False, device: str = "cpu",
-               offload_folder: str | None = None) -> Any:
+               offload: Offload | None = None) -> Any:
     """A causal LM in eval mode on `device`; a broken checkpoint becomes a StageError naming it.
 
-    `dtype` may be "auto" (the checkpoint's). `offload_folder` loads it the way llm-compressor
-    documents for models bigger than host RAM: compressed-tensors' `auto_offload` (CPU, then
-    disk). compressed-tensors checkpoints are dequantized at load time, explicitly: otherwise
+    `dtype` may be "auto" (the checkpoint's). `offload` loads it the way llm-compressor
+    documents for models bigger than host RAM: compressed-tensors' offloading (CPU up to a
+    budget, then disk; see quench/offload.py). compressed-tensors checkpoints are dequantized
+    at load time, explicitly: otherwise
     transformers 5.17 keeps them packed and decompresses on the first forward pass, and whether
     the weights are dense after loading depends on whether llmcompressor was imported.
     """
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = load_kwargs(device, offload_folder)
+    kwargs: dict[str, Any] = offload.load_kwargs(device) if offload else load_kwargs(device)
     quiet = contextlib.nullcontext()
     if (Path(path) / MODELOPT_STATE).is_file():
         _enable_modelopt_restore()
@@ -39,7 +41,7 @@ def load_model(path: Path, dtype: str, trust_remote_code: bool = False, device: 
 
         kwargs["quantization_config"] = CompressedTensorsConfig(dequantize=True)
     loading = contextlib.nullcontext()
-    if offload_folder:
+    if offload:
         from compressed_tensors.offload import load_offloaded_model
 
         loading = load_offloaded_model()
@@ -77,11 +79,8 @@ def fp4_decompress_dtype_workaround(model: Any, dtype: Any) -> None:
             param.data = param.data.to(dtype)
 
 
-def load_kwargs(device: str, offload_folder: str | None = None) -> dict[str, Any]:
-    """from_pretrained's placement arguments: CPU (device_map None), one CUDA device, or
-    llm-compressor's CPU-then-disk offload."""
-    if offload_folder:
-        return {"device_map": "auto_offload", "offload_folder": offload_folder}
+def load_kwargs(device: str) -> dict[str, Any]:
+    """from_pretrained's placement arguments: CPU (device_map None) or one CUDA device."""
     return {} if device == "cpu" else {"device_map": device}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import shutil
 
 import pytest
@@ -16,6 +17,7 @@ from quench.compute import (
 from quench.errors import QuenchError, RecipeError
 from quench.gpu import cuda_device_count
 from quench.models import load_kwargs, load_model
+from quench.offload import Offload
 from quench.preflight import check_recipe
 from quench.recipe import load_recipe
 from tests.conftest import DEFAULT_RECIPE
@@ -67,8 +69,14 @@ def test_auto_dtype_loads_a_bf16_checkpoint_in_bf16(tiny_model, tmp_path):
 def test_placement_arguments_for_each_device():
     assert load_kwargs("cpu") == {}  # llm-compressor's recommendation: load on the CPU
     assert load_kwargs("cuda:1") == {"device_map": "cuda:1"}
-    assert load_kwargs("cpu", "/tmp/off") == {"device_map": "auto_offload",
-                                              "offload_folder": "/tmp/off"}
+    offload = Offload(Path("/tmp/off"), max_cpu_bytes=2**30)
+    assert offload.load_kwargs("cpu") == {  # CPU up to the budget, then disk
+        "device_map": "auto_offload", "offload_folder": "/tmp/off", "max_memory": {"cpu": 2**30}}
+    assert offload.load_kwargs("cuda:1", accelerator_bytes=8 * 2**30) == {  # GPU, CPU, disk
+        "device_map": "auto", "offload_folder": "/tmp/off",
+        "max_memory": {1: 8 * 2**30, "cpu": 2**30}}
+    assert Offload(Path("/tmp/off"), None).load_kwargs("cpu") == {
+        "device_map": "auto_offload", "offload_folder": "/tmp/off"}  # compressed-tensors' budget
 
 
 def test_peak_memory_restarts_at_each_reset():

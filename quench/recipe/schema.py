@@ -8,6 +8,7 @@ from pydantic import Field, SerializeAsAny, ValidationError, WithJsonSchema, mod
 
 from quench.methods import MethodOptions, NoOptions, get_method, method_names
 from quench.strict import StrictModel, first_error, shorten
+from quench.units import SIZE_PATTERN
 
 # A run name is a folder name (with suffixes such as `.tmp-<pid>`: well under 255 bytes) and
 # the MLflow run and registered-model name; 100 characters leave room for both.
@@ -330,10 +331,25 @@ class ComputeSpec(StrictModel):
         "onloading: one decoder layer on the device at a time).",
     )
     offload_folder: str | None = Field(
-        None, description="Folder for weights that do not fit in host RAM while quantizing: the "
-        "model is loaded with compressed-tensors' `device_map=auto_offload` (CPU, then disk); "
-        "null: loaded on the CPU, as llm-compressor recommends for the sequential pipeline.",
+        None, description="Folder for weights that do not fit in host RAM: the quantize and "
+        "evaluation stages load the model with compressed-tensors' offloading (CPU, then disk) "
+        "and read offloaded weights back one module at a time; each stage uses its own "
+        "sub-folder and removes it. null: the model is loaded whole (on the CPU while "
+        "quantizing, as llm-compressor recommends for the sequential pipeline).",
     )
+    max_cpu_memory: str | None = Field(
+        None, pattern=SIZE_PATTERN,
+        description="With offload_folder: host RAM the model's weights may take (e.g. 1GiB, "
+        "500MB); the rest stays on disk. null: what is available minus 5 GB "
+        "(compressed-tensors' default). `quench plan` predicts each stage's peak with it.",
+    )
+
+    @model_validator(mode="after")
+    def _check_budget(self) -> ComputeSpec:
+        if self.max_cpu_memory and not self.offload_folder:
+            raise ValueError(f"max_cpu_memory: {self.max_cpu_memory!r} needs offload_folder (a "
+                             "folder for the weights beyond it)")
+        return self
     check_memory: bool = Field(
         True, description="Refuse, before any work, a recipe whose predicted peak host RAM or "
         "accelerator memory (see `quench plan`) exceeds this machine's.",
@@ -343,7 +359,7 @@ class ComputeSpec(StrictModel):
 class OutputSpec(StrictModel):
     dir: str = Field("artifacts", description="Root of the stage cache, reports and MLflow store.")
     max_shard_size: str = Field(
-        "5GB", pattern=r"^[0-9]+(\.[0-9]+)?(B|KB|MB|GB|KiB|MiB|GiB)$",
+        "5GB", pattern=SIZE_PATTERN,
         description="Largest safetensors shard of a saved checkpoint (transformers' "
         "`max_shard_size`, e.g. 5GB, 500MB); larger checkpoints get an index file.",
     )

@@ -25,6 +25,7 @@ from quench.metrics.perplexity import (
 )
 from quench.metrics.reference import Reference, ReferenceWriter, open_reference
 from quench.models import load_model, load_tokenizer
+from quench.offload import offloaded_bytes, recipe_offload
 from quench.recipe.schema import Recipe
 from quench.sources import fingerprint_path
 from quench.stages import register_stage
@@ -88,15 +89,20 @@ class EvaluateStage(Stage):
         model_dir = ctx.inputs["model"].path("model_dir")
         windows, protocol = prepare_windows(recipe, model_dir)
         reference, note = _reference(ctx.inputs.get("reference"), protocol)
-        model = load_model(model_dir, recipe.model.dtype, recipe.model.trust_remote_code,
-                           device=ctx.config["device"])
         writer = None
         if "reference" not in ctx.inputs:  # a baseline: keep what candidates compare against
             writer = ReferenceWriter(ctx.out_dir / "topk", scored_positions(windows), spec.top_k,
                                      spec.exact_kl_tokens)
-        with progress.task("perplexity windows", len(windows.inputs)):
-            scores = score_windows(model, windows, spec.batch_size, writer, reference)
+        with recipe_offload(recipe, self.name) as offload:
+            model = load_model(model_dir, recipe.model.dtype, recipe.model.trust_remote_code,
+                               device=ctx.config["device"], offload=offload)
+            disk = offloaded_bytes(model) if offload else None
+            with progress.task("perplexity windows", len(windows.inputs)):
+                scores = score_windows(model, windows, spec.batch_size, writer, reference)
+            del model
         result = _result(ctx.out_dir, scores, protocol, note)
+        if disk is not None:
+            result.metrics["offloaded_bytes"] = disk  # read back from disk per layer
         if writer is not None:
             result.outputs.update(topk="topk", exact_kl_tokens=writer.close())
         return result

@@ -42,6 +42,7 @@ from quench.evals import results as lmres
 from quench.evals.models import hf_model, served_model
 from quench.evals.render import bundled_for, render
 from quench.models import load_model, load_tokenizer
+from quench.offload import recipe_offload
 from quench.recipe.schema import Recipe
 from quench.sources import fingerprint_path, mirror_dir
 from quench.stages import register_stage
@@ -179,12 +180,13 @@ def _run_engine(ctx: StageContext, engine: Any, source: Manifest,
     workdir.mkdir(parents=True, exist_ok=True)
     model_dir = source.path("model_dir")
     if not engine.capabilities.served:
-        model = load_model(model_dir, recipe.model.dtype, recipe.model.trust_remote_code,
-                           device=ctx.config["device"])  # HFLM runs where the model is
-        tokenizer = load_tokenizer(model_dir, recipe.model.trust_remote_code)
-        with _console_to(workdir / "lm_eval.log"):
-            lm = hf_model(model, tokenizer, recipe.evaluation.lm_eval.batch_size)
-        return _evaluate(ctx, lm, engine.name, manager)
+        with recipe_offload(recipe, "lm_eval") as offload:
+            model = load_model(model_dir, recipe.model.dtype, recipe.model.trust_remote_code,
+                               device=ctx.config["device"], offload=offload)  # HFLM runs there
+            tokenizer = load_tokenizer(model_dir, recipe.model.trust_remote_code)
+            with _console_to(workdir / "lm_eval.log"):
+                lm = hf_model(model, tokenizer, recipe.evaluation.lm_eval.batch_size)
+            return _evaluate(ctx, lm, engine.name, manager)
     options = {**serve_options(recipe, engine.name), **source.outputs.get("serve_options", {})}
     tokenizer = source.path("tokenizer_dir") if "tokenizer_dir" in source.outputs else model_dir
     with engine.serve(model_dir, workdir, options,

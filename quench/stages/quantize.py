@@ -24,14 +24,17 @@ from quench.metrics.fidelity import (
     save_logits,
 )
 from quench.models import check_safetensors, load_model, load_tokenizer
+from quench.offload import Offload, offloaded_bytes, recipe_offload
 from quench.progress import human_bytes
 from quench.recipe.schema import Recipe
 from quench.sources import file_sha256
 from quench.stages import register_stage
 from quench.stages.quantize_files import quantize_metrics, run_without_model
 from quench.stages.traced_globals import traced_globals_released
+from quench.units import parse_size
 
 RELOAD_PROMPT = "Once upon a time, there was a little girl"
+OFFLOAD_SHARD_SIZE = "500MB"
 WARNING = 30  # loguru's WARNING level number
 
 
@@ -72,30 +75,13 @@ class QuantizeStage(Stage):
     def run(self, ctx: StageContext) -> StageResult:
         """Load once, quantize in place, save, drop the model, then check the saved checkpoint
         alone: the stage never holds two dense copies."""
-        recipe, q = ctx.recipe, ctx.recipe.quantization
+        method = get_method(ctx.recipe.quantization.method)
         source = ctx.inputs["model"].path("model_dir")
-        method = get_method(q.method)
-        device = ctx.config["device"]
         if not method.loads_model:
             return run_without_model(ctx, method, source)
-        model = load_model(source, recipe.model.dtype, recipe.model.trust_remote_code,
-                           device=device if method.loads_on_device else "cpu",
-                           offload_folder=recipe.compute.offload_folder)
-        tokenizer = load_tokenizer(source, recipe.model.trust_remote_code)
-        heldout = _heldout(ctx)
-        scratch = ctx.out_dir / ".scratch"
-        reference = save_logits(model, heldout, scratch) if heldout else []
-        start_wall, start_cpu = time.perf_counter(), time.process_time()
-        warnings, quantized = _quantize(model, method, ctx)
-        wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
-        out = ctx.out_dir / "model"
-        method.save(model, out, quantized, recipe.output.max_shard_size)
-        tokenizer.save_pretrained(out)
-        errors = layer_weight_errors(source, model) if method.fake_quantized else None
-        del model
-        _release_session()
-        check = reload_check(out, recipe, device, heldout, reference, method)
-        shutil.rmtree(scratch, ignore_errors=True)
+        with recipe_offload(ctx.recipe, "quantize") as offload:
+            done = self._quantize_and_check(ctx, method, source, offload)
+        recipe, out, errors, check = ctx.recipe, done["out"], done["errors"], done["check"]
         if errors is None:
             modules = linear_module_names(source, recipe.model.trust_remote_code)
             errors = checkpoint_weight_errors(source, out, modules)
@@ -106,13 +92,52 @@ class QuantizeStage(Stage):
             "backend": method.backend,
             "quantization_config": config.get("quantization_config"),
             "layer_weight_errors": errors,
-            "library_warnings": warnings,
+            "library_warnings": done["warnings"],
             "shards": sorted(p.name for p in out.glob("*.safetensors")),
         }
-        metrics = quantize_metrics(wall, cpu, out, errors)
+        metrics = quantize_metrics(done["wall"], done["cpu"], out, errors)
+        if offload_folder := recipe.compute.offload_folder:
+            metrics["offloaded_bytes"] = done["offloaded_bytes"]  # read from disk per layer
+            outputs["offload_folder"] = offload_folder
         if check["output_cosine"] is not None:
             metrics["output_cosine"] = check["output_cosine"]
         return StageResult(outputs=outputs, metrics=metrics)
+
+    def _quantize_and_check(self, ctx: StageContext, method: Method[Any], source: Path,
+                            offload: Offload | None) -> dict[str, Any]:
+        """The model's one life in this stage: load, quantize, save, drop; then the reload."""
+        recipe = ctx.recipe
+        device = ctx.config["device"]
+        model = load_model(source, recipe.model.dtype, recipe.model.trust_remote_code,
+                           device=device if method.loads_on_device else "cpu", offload=offload)
+        disk = offloaded_bytes(model) if offload else 0
+        tokenizer = load_tokenizer(source, recipe.model.trust_remote_code)
+        heldout = _heldout(ctx)
+        scratch = ctx.out_dir / ".scratch"
+        reference = save_logits(model, heldout, scratch) if heldout else []
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
+        warnings, quantized = _quantize(model, method, ctx)
+        wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+        out = ctx.out_dir / "model"
+        method.save(model, out, quantized, save_shard_size(recipe, offload))
+        tokenizer.save_pretrained(out)
+        errors = layer_weight_errors(source, model) if method.fake_quantized else None
+        del model
+        _release_session()
+        with recipe_offload(recipe, "quantize-reload") as reload_offload:
+            check = reload_check(out, recipe, device, heldout, reference, method, reload_offload)
+        shutil.rmtree(scratch, ignore_errors=True)
+        return {"out": out, "warnings": warnings, "errors": errors, "wall": wall, "cpu": cpu,
+                "check": check, "offloaded_bytes": disk}
+
+
+def save_shard_size(recipe: Recipe, offload: Offload | None) -> str:
+    """output.max_shard_size; while offloading, at most OFFLOAD_SHARD_SIZE: transformers
+    gathers a whole shard of an offloaded model in RAM before writing it."""
+    wanted = recipe.output.max_shard_size
+    if offload is None or parse_size(wanted) <= parse_size(OFFLOAD_SHARD_SIZE):
+        return wanted
+    return OFFLOAD_SHARD_SIZE
 
 
 def _quantize(model: Any, method: Method[Any], ctx: StageContext) -> tuple[list[str], bool]:
@@ -239,7 +264,8 @@ def format_details(qc: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def reload_check(path: Path, recipe: Recipe, device: str, heldout: list[list[int]],
-                 reference: list[Path], method: Any) -> dict[str, Any]:
+                 reference: list[Path], method: Any, offload: Offload | None = None
+                 ) -> dict[str, Any]:
     """Loads the saved checkpoint with transformers: its logits must be finite; measures the
     output cosine against the original's saved logits, and reads the method's format facts.
     The reloaded model is dropped before returning."""
@@ -248,8 +274,7 @@ def reload_check(path: Path, recipe: Recipe, device: str, heldout: list[list[int
     for shard in path.glob("*.safetensors"):
         check_safetensors(shard)
     trust = recipe.model.trust_remote_code
-    model = load_model(path, recipe.model.dtype, trust, device=device,
-                       offload_folder=recipe.compute.offload_folder)
+    model = load_model(path, recipe.model.dtype, trust, device=device, offload=offload)
     tokenizer = load_tokenizer(path, trust)
     ids = tokenizer(RELOAD_PROMPT, return_tensors="pt").input_ids.to(device)
     with torch.no_grad():
