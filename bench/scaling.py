@@ -333,13 +333,14 @@ def main() -> None:
     for path in (TOKENIZER, CALIBRATION, EVAL_TEXT):
         if not path.exists():
             sys.exit(f"{path} is missing: set QUENCH_MIRROR to the offline mirror")
-    data: dict[str, Any] = {"settings": settings(), "sizes": {}, "failed": {}}
-    kept = earlier_runs(methods)
+    data: dict[str, Any] = {"settings": settings(), "sizes": earlier_runs(methods),
+                            "failed": {}}
     for size in sizes:
         entry = attempt(f"{size} GB build", data, lambda: {"model": ensure_model(size)})  # noqa: B023
         if entry is None:
             continue
-        data["sizes"][size] = {**entry, "runs": kept.get(size, {})}
+        kept = data["sizes"].get(size, {}).get("runs", {})
+        data["sizes"][size] = {**entry, "runs": kept}
         data["sizes"][size]["bare"] = attempt(f"{size} GB bare loop", data,
                                               lambda: run_bare(size, model_dir(size)))  # noqa: B023
         for method in methods:
@@ -351,14 +352,15 @@ def main() -> None:
 
 
 def earlier_runs(methods: list[str]) -> dict[str, dict[str, Any]]:
-    """Runs of other methods in the last scaling.json (BENCH_KEEP=0: none), so that one
-    method can be re-measured without re-running the rest."""
+    """The last scaling.json's sizes without the runs of `methods` (BENCH_KEEP=0: nothing),
+    so that one method or size can be re-measured without re-running the rest."""
     path = OUT / "scaling.json"
     if os.environ.get("BENCH_KEEP", "1") == "0" or not path.is_file():
         return {}
-    old = json.loads(path.read_text())
-    return {size: {m: run for m, run in entry["runs"].items() if m not in methods}
-            for size, entry in old["sizes"].items()}
+    old = json.loads(path.read_text())["sizes"]
+    for entry in old.values():
+        entry["runs"] = {m: run for m, run in entry["runs"].items() if m not in methods}
+    return old
 
 
 def settings() -> dict[str, Any]:

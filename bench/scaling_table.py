@@ -77,6 +77,8 @@ def predicted(run: dict[str, Any]) -> dict[str, Any]:
     from quench.plan import model_shape
     from quench.recipe import load_recipe
 
+    if "recipe" not in run:  # measured before predictions were recorded
+        return {}
     recipe = load_recipe(run["recipe"])
     shape, _ = model_shape(recipe)
     out = {}
