@@ -269,7 +269,7 @@ def run_bare(label: str, folder: Path) -> dict[str, Any]:
 
 def recipe(size: str, method: str) -> tuple[str, Path, Path]:
     """A recipe file for one size and method: (name, recipe path, its private output dir)."""
-    name = f"scaling-{size}gb-{method}-w4a16"
+    name = f"scaling-{size}gb-{method}-{METHODS[method][1].lower()}"
     out = WORK / "runs" / name
     body = {
         "name": name,
@@ -333,7 +333,7 @@ def main() -> None:
     for path in (TOKENIZER, CALIBRATION, EVAL_TEXT):
         if not path.exists():
             sys.exit(f"{path} is missing: set QUENCH_MIRROR to the offline mirror")
-    data: dict[str, Any] = {"settings": settings(), "sizes": earlier_runs(methods),
+    data: dict[str, Any] = {"settings": settings(), "sizes": earlier_runs(sizes, methods),
                             "failed": {}}
     for size in sizes:
         entry = attempt(f"{size} GB build", data, lambda: {"model": ensure_model(size)})  # noqa: B023
@@ -351,15 +351,16 @@ def main() -> None:
     print(write(data))
 
 
-def earlier_runs(methods: list[str]) -> dict[str, dict[str, Any]]:
-    """The last scaling.json's sizes without the runs of `methods` (BENCH_KEEP=0: nothing),
-    so that one method or size can be re-measured without re-running the rest."""
+def earlier_runs(sizes: list[str], methods: list[str]) -> dict[str, dict[str, Any]]:
+    """The last scaling.json's runs but those about to be re-run (BENCH_KEEP=0: none), so
+    that one method or size can be re-measured without re-running the rest."""
     path = OUT / "scaling.json"
     if os.environ.get("BENCH_KEEP", "1") == "0" or not path.is_file():
         return {}
     old = json.loads(path.read_text())["sizes"]
-    for entry in old.values():
-        entry["runs"] = {m: run for m, run in entry["runs"].items() if m not in methods}
+    for size, entry in old.items():
+        entry["runs"] = {m: run for m, run in entry["runs"].items()
+                         if size not in sizes or m not in methods}
     return old
 
 

@@ -1,12 +1,17 @@
-"""Predicted peak memory of each step of a run, host RAM and accelerator, from the model's shape.
+"""Predicted peak memory of each stage that holds a model, host RAM and accelerator.
 
-The model of memory follows the stages' design: a stage holds at most one dense copy of the
-model (at the load dtype), plus what its step needs per batch. llm-compressor's sequential
-pipeline keeps the model on the host and onloads one decoder layer at a time, with GPTQ's
-Hessians (in_features^2 float32 per Linear) and the calibration activations of one layer
-boundary; evaluation needs one batch of float32 logits and the per-window log-softmax.
-RUNTIME_BYTES (Python, torch, transformers, llm-compressor, datasets imported) and the 10 %
-allocator slack were fitted to the scaling benchmark (`make bench-scaling`).
+A stage's peak is the runtime (interpreter and libraries) plus its largest phase:
+- quantize: one dense copy of the model (at the load dtype) and, at the same time, the
+  method's working set on one decoder layer (GPTQ's float32 Hessians, AWQ's float32 layer
+  copies and cached activations: `Method.working_set`) or the compressed state dict being
+  saved; then the saved checkpoint reloaded dense while its packed weights are mapped.
+- baseline_eval, evaluate, lm_eval: one dense copy, the packed weights of a compressed
+  checkpoint (mapped from disk while it is dequantized), a batch of float32 logits.
+With disk offload (compute.offload_folder) the dense copy becomes compute.max_cpu_memory (or
+the whole model when it fits) plus the modules onloaded at a time: one decoder layer and the
+largest single tensor (the embedding). The coefficients below are fitted to the scaling
+benchmark (`make bench-scaling`: RTN, GPTQ, AWQ, SmoothQuant on 0.4-2.2 GB models, each stage
+within 15 % of the measured peak); llm-compressor onloads one layer to an accelerator.
 """
 
 from __future__ import annotations
@@ -17,27 +22,45 @@ from typing import Any
 from quench.compute import resolve_device
 from quench.errors import QuenchError
 from quench.geometry import Geometry
-from quench.methods import get_method
+from quench.methods import Method, WorkingSet, get_method
 from quench.recipe.schema import Recipe
+from quench.units import parse_size
 
 GIB = 1024**3
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-RUNTIME_BYTES = int(0.9 * GIB)  # resident before any model: interpreter and libraries
-SLACK = 1.10  # allocator fragmentation and transient copies
+RUNTIME_BYTES = int(0.55 * GIB)  # resident before any model: interpreter and libraries
+SLACK = 1.0  # the fitted terms below already carry the allocator's fragmentation
+LOGITS_COPIES = 1.5  # float32 logits of a batch, and the log-softmax of its rows
+SAVE_COPIES = 2.4  # the compressed state dict while it is written, x the checkpoint's bytes
+HESSIAN_COPIES = 3.2  # GPTQ: Hessians, their inverse and Cholesky factor, float32 weights
 # llm-compressor's own estimate for a model-free shard: 2.5x its tensors
 # (llmcompressor/entrypoints/model_free/__init__.py, _validate_shard's fallback)
 MODEL_FREE_SHARD_FACTOR = 2.5
 LM_EVAL_TOKENS = 2048  # the longest lm-eval request assumed per sequence of a batch
+OFFLOAD_SHARD_BYTES = 500 * 10**6  # quench/stages/quantize.py OFFLOAD_SHARD_SIZE
+CT_RESERVED_BYTES = 5 * 10**9  # compressed-tensors keeps this much RAM free by default
 
 
 @dataclass(frozen=True)
 class StepMemory:
-    """One step's predicted peak: host bytes and accelerator bytes (0: it does not use one)."""
+    """One stage's predicted peak: host bytes and accelerator bytes (0: it does not use one)."""
 
     step: str
     host_bytes: float
     accelerator_bytes: float
     note: str
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The byte counts every prediction is made of, for one recipe on one model."""
+
+    model: float  # one dense copy at the load dtype
+    packed: float  # the quantized checkpoint's linear weights (0: unquantized)
+    checkpoint: float  # the whole quantized checkpoint
+    layer: float  # one decoder layer's weights at the load dtype
+    largest_tensor: float  # the embedding (or lm_head)
+    resident: float  # weights kept in RAM: the model, or the offload budget
 
 
 def load_dtype_bytes(recipe: Recipe, shape: Geometry) -> int:
@@ -57,62 +80,117 @@ def gptq_hessian_bytes(shape: Geometry) -> float:
     return 4.0 * (3 * q_in**2 + o_in**2 + 2 * shape.hidden**2 + shape.intermediate**2)
 
 
-def predict(recipe: Recipe, shape: Geometry, device: str | None = None) -> list[StepMemory]:
-    """Every in-process step's predicted peak on `device` (default: the recipe's, resolved)."""
+def packed_bytes(method: Method[Any], recipe: Recipe, shape: Geometry) -> float:
+    """Bytes of the quantized linear weights with their scales (0: stored dense)."""
+    q = recipe.quantization
+    storage = method.storage(q.scheme, q.options)
+    if storage is None or storage.weight_bits is None:
+        return 0.0
+    group = storage.group_size or storage.block_weights
+    extra = (8 * storage.scale_bytes + (storage.weight_bits if storage.zero_points else 0)) \
+        / group if group else 0.0
+    return shape.linear_params * (storage.weight_bits + extra) / 8
+
+
+def offload_budget(recipe: Recipe, host_bytes: int | None) -> float | None:
+    """Weights the offloaded model keeps in RAM: compute.max_cpu_memory, else what
+    compressed-tensors leaves (available RAM - 5 GB); None: not offloaded."""
+    c = recipe.compute
+    if not c.offload_folder:
+        return None
+    if c.max_cpu_memory:
+        return float(parse_size(c.max_cpu_memory))
+    return float(max((host_bytes or 0) - CT_RESERVED_BYTES, 0))
+
+
+def sizes(recipe: Recipe, shape: Geometry, host_bytes: int | None = None) -> Sizes:
+    """The byte counts of this recipe's model (host_bytes: RAM, for the default budget)."""
+    method = get_method(recipe.quantization.method)
+    dtype = load_dtype_bytes(recipe, shape)
+    model = float((shape.linear_params + shape.other_params) * dtype)
+    packed = packed_bytes(method, recipe, shape)
+    checkpoint = packed + shape.other_params * dtype if packed else model
+    budget = offload_budget(recipe, host_bytes)
+    resident = model if budget is None else min(model, budget)
+    return Sizes(model, packed, checkpoint, layer_weight_bytes(shape, dtype),
+                 float((shape.vocab or 0) * shape.hidden * dtype), resident)
+
+
+def method_bytes(work: WorkingSet, recipe: Recipe, shape: Geometry) -> float:
+    """The method's working set on one decoder layer, beside the model."""
+    c = recipe.calibration
+    total = HESSIAN_COPIES * gptq_hessian_bytes(shape) if work.hessians else 0.0
+    total += work.layer_float32_copies * layer_weight_bytes(shape, 4)
+    if work.cached_activations:  # the inputs of the layer's four mapping parents (AWQ)
+        width = 4 * shape.hidden + shape.intermediate
+        total += c.num_samples * c.max_seq_length * width * load_dtype_bytes(recipe, shape)
+    return total
+
+
+def predict(recipe: Recipe, shape: Geometry, device: str | None = None,
+            host_bytes: int | None = None) -> list[StepMemory]:
+    """Every model-holding stage's predicted peak on `device` (default: the recipe's)."""
     device = device or resolve_device(recipe.compute.device)
     on_gpu = device != "cpu"
-    dtype = load_dtype_bytes(recipe, shape)
-    params = shape.linear_params + shape.other_params
-    model = params * dtype
-    steps = [_quantize(recipe, shape, dtype, model, on_gpu)]
+    s = sizes(recipe, shape, host_bytes)
+    steps = [_quantize(recipe, shape, s, on_gpu)]
     p = recipe.evaluation.perplexity
     if p is not None:
-        logits = p.batch_size * (p.window + 1) * shape.vocab * 4.0
-        per_row = 3 * (p.window + 1) * shape.vocab * 4.0  # log-softmax, exp and top-k of one row
-        steps.append(_resident("evaluate", model, logits + per_row, on_gpu,
-                               f"one dense copy + batch of {p.batch_size} x {p.window} "
-                               "float32 logits"))
-    if recipe.evaluation.lm_eval is not None:
+        logits = LOGITS_COPIES * p.batch_size * (p.window + 1) * shape.vocab * 4.0
+        what = f"a batch of {p.batch_size} x {p.window} float32 logits"
+        steps.append(_evaluation("baseline_eval", recipe, s, 0.0, logits, on_gpu, what))
+        steps.append(_evaluation("evaluate", recipe, s, s.packed, logits, on_gpu, what))
+    if recipe.evaluation.lm_eval is not None and "hf" in recipe.evaluation.lm_eval.engines:
         batch = recipe.evaluation.lm_eval.batch_size
-        logits = batch * LM_EVAL_TOKENS * shape.vocab * 4.0
-        steps.append(_resident("lm_eval (hf)", model, logits, on_gpu,
-                               f"one dense copy + {batch} x {LM_EVAL_TOKENS} float32 logits"))
+        logits = LOGITS_COPIES * batch * LM_EVAL_TOKENS * shape.vocab * 4.0
+        steps.append(_evaluation("lm_eval", recipe, s, s.packed, logits, on_gpu,
+                                 f"hf: {batch} x {LM_EVAL_TOKENS} float32 logits"))
     return steps
 
 
-def _quantize(recipe: Recipe, shape: Geometry, dtype: int, model: float, on_gpu: bool
-              ) -> StepMemory:
+def _weights_note(recipe: Recipe, s: Sizes) -> str:
+    if s.resident < s.model:
+        return (f"{format_size(s.resident / GIB)} of weights in RAM, the rest read from "
+                f"{recipe.compute.offload_folder} a module at a time")
+    return "one dense copy"
+
+
+def _quantize(recipe: Recipe, shape: Geometry, s: Sizes, on_gpu: bool) -> StepMemory:
     """llm-compressor: model on the host, one layer onloaded; ModelOpt: all of it on device."""
-    q, c = recipe.quantization, recipe.calibration
+    q = recipe.quantization
     method = get_method(q.method)
     if not method.loads_model:  # model_free: one safetensors shard (Hub shards are <= 5 GB)
-        shard = min(model, 5 * 10**9) * MODEL_FREE_SHARD_FACTOR
+        shard = min(s.model, 5 * 10**9) * MODEL_FREE_SHARD_FACTOR
         return _step("quantize", RUNTIME_BYTES + shard, 0.0,
                      "one safetensors shard at a time, never the whole model (model_free)")
-    calibrated = method.needs_calibration(q.scheme, q.options)
-    activations = c.num_samples * c.max_seq_length * shape.hidden * dtype * 1.0 \
-        if calibrated else 0.0
-    hessians = gptq_hessian_bytes(shape) if method.keeps_hessians else 0.0
-    layer = layer_weight_bytes(shape, dtype) + hessians + activations / max(c.num_samples, 1)
-    if recipe.compute.offload_folder:
-        return _step("quantize", RUNTIME_BYTES + activations + hessians + layer,
-                     layer if on_gpu else 0.0,
-                     f"weights beyond host RAM offloaded to {recipe.compute.offload_folder}")
+    work = method_bytes(method.working_set(q.scheme, q.options), recipe, shape)
+    offloaded = s.resident < s.model
+    onloaded = s.layer + s.largest_tensor if offloaded else 0.0
+    save = SAVE_COPIES * (min(s.checkpoint, OFFLOAD_SHARD_BYTES) if offloaded else s.checkpoint)
+    note = _weights_note(recipe, s)
     if method.loads_on_device and on_gpu:
-        return _step("quantize", RUNTIME_BYTES + activations, model + activations,
+        return _step("quantize", RUNTIME_BYTES + save, s.model + work,
                      "whole model on the device (ModelOpt calibrates with forward passes)")
     if on_gpu:
-        return _step("quantize", RUNTIME_BYTES + model + activations, layer,
-                     "model on the host, one decoder layer (+ GPTQ Hessians) on the device")
-    return _step("quantize", RUNTIME_BYTES + model + activations + hessians, 0.0,
-                 "one dense copy on the host" + (" + one layer's GPTQ Hessians" if hessians
-                                                 else ""))
+        return _step("quantize", RUNTIME_BYTES + s.resident + onloaded + save,
+                     s.layer + work, f"{note} on the host, one decoder layer and the "
+                     "method's working set on the device")
+    phase = max(work, save, s.packed)
+    what = "the compressed checkpoint being saved" if phase == save else \
+        "the method's working set on one layer" if phase == work else "the reload"
+    return _step("quantize", RUNTIME_BYTES + s.resident + onloaded + phase, 0.0,
+                 f"{note} + {what}")
 
 
-def _resident(name: str, model: float, batch: float, on_gpu: bool, note: str) -> StepMemory:
+def _evaluation(name: str, recipe: Recipe, s: Sizes, packed: float, batch: float,
+                on_gpu: bool, what: str) -> StepMemory:
+    """A stage scoring the model (dequantized when compressed) on batches."""
+    offloaded = s.resident < s.model
+    weights = s.resident + (s.layer + s.largest_tensor if offloaded else 0.0) + packed
+    note = f"{_weights_note(recipe, s)} + {what}"
     if on_gpu:
-        return _step(name, RUNTIME_BYTES, model + batch, note)
-    return _step(name, RUNTIME_BYTES + model + batch, 0.0, note)
+        return _step(name, RUNTIME_BYTES + packed, weights - packed + batch, note)
+    return _step(name, RUNTIME_BYTES + weights + batch, 0.0, note)
 
 
 def _step(name: str, host: float, accelerator: float, note: str) -> StepMemory:
@@ -136,17 +214,20 @@ class MemoryShortfall(QuenchError):
     `validate` (the recipe may be meant for a bigger host)."""
 
 
-REMEDY = {"quantize": "a smaller model.dtype, compute.offload_folder or a GPU (compute.device)",
-          "evaluate": "a smaller evaluation.perplexity.batch_size or a GPU",
-          "lm_eval (hf)": "a smaller evaluation.lm_eval.batch_size or a GPU"}
+REMEDY = {"quantize": "a smaller model.dtype, disk offload or a GPU (compute.device)",
+          "baseline_eval": "a smaller evaluation.perplexity.batch_size, disk offload or a GPU",
+          "evaluate": "a smaller evaluation.perplexity.batch_size, disk offload or a GPU",
+          "lm_eval": "a smaller evaluation.lm_eval.batch_size, disk offload or a GPU"}
+OFFLOAD_HEADROOM = 0.8  # an offload budget leaves a fifth of the host's RAM free
 
 
 def check_fits(recipe: Recipe, shape: Geometry) -> None:
-    """Raises MemoryShortfall, with the numbers, when a step cannot fit this machine."""
+    """Raises MemoryShortfall, with the numbers and the offload settings that would fit,
+    when a step cannot fit this machine."""
     device = resolve_device(recipe.compute.device)
     host, accelerator = machine_memory(device)
     problems = []
-    for s in predict(recipe, shape):
+    for s in predict(recipe, shape, host_bytes=host):
         if s.host_bytes > host:
             problems.append(f"{s.step} needs ~{s.host_bytes / GIB:.1f} GiB of host RAM, this "
                             f"machine has {host / GIB:.1f} GiB ({s.note}; try "
@@ -156,9 +237,44 @@ def check_fits(recipe: Recipe, shape: Geometry) -> None:
                             f"which has {accelerator / GIB:.1f} GiB ({s.note}; try "
                             f"{REMEDY[s.step]})")
     if problems:
+        advice = offload_advice(recipe, shape, host)
         raise MemoryShortfall("compute.check_memory: the recipe does not fit this machine: "
-                              + "; ".join(problems)
+                              + "; ".join(problems) + (f". {advice}" if advice else "")
                               + " (compute.check_memory: false tries anyway)")
+
+
+def offload_advice(recipe: Recipe, shape: Geometry, host: int) -> str | None:
+    """The disk-offload settings under which every step fits `host`, with their predicted
+    peak; None when offloading is already on or would not fit either."""
+    if recipe.compute.offload_folder:
+        return None
+    budget = suggested_budget(recipe, shape, host)
+    if budget is None:
+        return None
+    trial = recipe.model_copy(deep=True)
+    trial.compute.offload_folder = "offload"
+    trial.compute.max_cpu_memory = f"{budget // 2**20}MiB"
+    peak = max(s.host_bytes for s in predict(trial, shape, host_bytes=host))
+    return (f"With disk offload it fits: compute.offload_folder: <a folder with "
+            f"{sizes(recipe, shape).model / GIB:.0f} GiB free> and compute.max_cpu_memory: "
+            f"{trial.compute.max_cpu_memory} (predicted peak {peak / GIB:.1f} GiB)")
+
+
+def suggested_budget(recipe: Recipe, shape: Geometry, host: int) -> int | None:
+    """The largest compute.max_cpu_memory whose predicted peak stays within OFFLOAD_HEADROOM
+    of `host` (bytes, MiB-aligned), or None when even an empty budget does not fit."""
+    trial = recipe.model_copy(deep=True)
+    trial.compute.offload_folder = "offload"
+
+    def peak(budget: int) -> float:
+        trial.compute.max_cpu_memory = f"{budget // 2**20}MiB"
+        return max(s.host_bytes for s in predict(trial, shape, "cpu", host))
+
+    limit = OFFLOAD_HEADROOM * host
+    if peak(0) > limit:
+        return None
+    fixed = peak(0)  # everything but the resident weights
+    return int((limit - fixed) // 2**20) * 2**20
 
 
 def as_rows(steps: list[StepMemory]) -> list[dict[str, Any]]:
@@ -168,11 +284,13 @@ def as_rows(steps: list[StepMemory]) -> list[dict[str, Any]]:
 
 def render_run_memory(run: dict[str, Any]) -> list[str]:
     """The predicted peak of each step of `quench run` on the recipe's device."""
-    lines = ["", f"Running this recipe on {run['device']} (predicted peak per step):",
-             f"{'step':<13} {'host RAM':>10} {'accelerator':>12}  what dominates"]
+    lines = ["", f"Running this recipe on {run['device']} (predicted peak per stage):",
+             f"{'stage':<13} {'host RAM':>10} {'accelerator':>12}  what dominates"]
     for r in run["steps"]:
         accel = format_size(r["accelerator_gib"]) if r["accelerator_gib"] else "-"
         lines.append(f"{r['step']:<13} {format_size(r['host_gib']):>10} {accel:>12}  {r['note']}")
+    if run.get("offload_advice"):
+        lines.append(run["offload_advice"])
     return lines
 
 

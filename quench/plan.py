@@ -239,8 +239,20 @@ def plan(recipe: Recipe, batch: int | None = None, seq_len: int | None = None,
             "scheme_min_compute": scheme.min_compute,
             "batch": batch, "seq_len": seq_len,
             "estimate": mine.as_gib(), "gpus": rows,
-            "run_memory": {"device": resolve_device(recipe.compute.device),
-                           "steps": memory.as_rows(memory.predict(recipe, shape))}}
+            "run_memory": run_memory(recipe, shape)}
+
+
+def run_memory(recipe: Recipe, shape: Geometry) -> dict[str, Any]:
+    """Each stage's predicted peak on this machine, and the offload settings that would fit
+    when a stage does not."""
+    device = resolve_device(recipe.compute.device)
+    host, _ = memory.machine_memory("cpu")
+    steps = memory.predict(recipe, shape, device, host)
+    advice = None
+    if any(s.host_bytes > host for s in steps):
+        advice = memory.offload_advice(recipe, shape, host)
+    return {"device": device, "host_gib": host / GIB, "steps": memory.as_rows(steps),
+            "offload_advice": advice}
 
 
 def render(p: dict[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -22,13 +23,32 @@ def test_plan_of_an_8b_recipe_prints_every_steps_memory(mirror):
     result = run_quench("plan", str(EIGHT_B))
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "Running this recipe on cpu (predicted peak per step):" in out
+    assert "Running this recipe on cpu (predicted peak per stage):" in out
     for step in ("quantize", "evaluate"):
         assert any(line.startswith(step) and "GiB" in line for line in out.splitlines()), out
-    table = plan(load_recipe(EIGHT_B))
+    table = plan(load_recipe(EIGHT_B, ["quantization.method=gptq",
+                                       "quantization.scheme=W4A16"]))
     steps = {s["step"]: s for s in table["run_memory"]["steps"]}
     # one dense bf16 copy of 8.03 B parameters, and not two
     assert 15 < steps["quantize"]["host_gib"] < 2 * 15, steps
+
+
+def test_each_method_adds_its_own_working_set(mirror):
+    """GPTQ: a layer's Hessians; AWQ: its cached mapping inputs, which grow with the
+    calibration set; RTN: neither."""
+    def quantize_gib(*overrides: str) -> float:
+        recipe = load_recipe(EIGHT_B, ["model.dtype=bfloat16", *overrides])
+        return {s.step: s for s in memory.predict(recipe, LLAMA_8B, "cpu")}[
+            "quantize"].host_bytes / GIB
+
+    rtn = quantize_gib("quantization.method=rtn", "quantization.scheme=W4A16")
+    gptq = quantize_gib("quantization.method=gptq", "quantization.scheme=W4A16")
+    hessians = memory.HESSIAN_COPIES * memory.gptq_hessian_bytes(LLAMA_8B) / GIB
+    assert gptq > rtn and gptq - rtn <= hessians + 1e-6
+    small = quantize_gib("calibration.num_samples=16", "calibration.max_seq_length=512")
+    large = quantize_gib("calibration.num_samples=256", "calibration.max_seq_length=2048")
+    tokens = 256 * 2048 - 16 * 512  # (4 x hidden + intermediate) bf16 inputs per token
+    assert large - small == pytest.approx(tokens * (4 * 4096 + 14336) * 2 / GIB, rel=1e-6)
 
 
 def test_gpu_prediction_keeps_the_model_on_the_host_and_one_layer_on_the_device(mirror):
@@ -64,3 +84,30 @@ def test_tiny_recipe_fits_and_is_predicted_small(mirror):
     assert all(s["host_gib"] < 2 for s in steps), json.dumps(steps)
     check_recipe(load_recipe(DEFAULT_RECIPE))  # does not raise
     assert "Running this recipe on cpu" in render(table)
+
+
+def test_a_recipe_too_big_for_the_host_is_told_the_offload_settings_that_fit(mirror, tmp_path):
+    gptq = ["quantization.method=gptq", "quantization.scheme=W4A16", "model.dtype=float32"]
+    with pytest.raises(RecipeError, match=r"With disk offload it fits: compute.offload_folder: "
+                                          r".* compute.max_cpu_memory: (\d+)MiB") as info:
+        check_recipe(load_recipe(EIGHT_B, gptq), for_run=True)
+    budget = re.search(r"compute.max_cpu_memory: (\d+MiB)", str(info.value))[1]
+    advised = load_recipe(EIGHT_B, [*gptq, f"compute.offload_folder={tmp_path}",
+                                    f"compute.max_cpu_memory={budget}"])
+    memory.check_fits(advised, LLAMA_8B)  # does not raise: every stage fits now
+    text = render(plan(load_recipe(EIGHT_B, gptq)))
+    assert "With disk offload it fits" in text, text
+
+
+def test_offloaded_peak_does_not_grow_with_the_number_of_layers(mirror, tmp_path):
+    """A fixed compute.max_cpu_memory: the peak is the budget plus one layer and the
+    embedding, whatever the model's depth."""
+    recipe = load_recipe(EIGHT_B, ["quantization.method=gptq", "quantization.scheme=W4A16",
+                                   f"compute.offload_folder={tmp_path}",
+                                   "compute.max_cpu_memory=1GiB"])
+    shallow, deep = (
+        {s.step: s.host_bytes for s in memory.predict(recipe, Geometry.for_sizing(
+            {**KNOWN_SHAPES["llama-3.1-8b"], "num_hidden_layers": layers}), "cpu")}
+        for layers in (8, 80))
+    assert shallow == deep, (shallow, deep)
+    assert all(peak < 12 * GIB for peak in deep.values()), deep

@@ -8,11 +8,12 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import Field
 
-from quench.methods.storage import Storage
+from quench.methods.storage import Storage, WorkingSet
 from quench.registry import Registry
 from quench.strict import StrictModel
 
 __all__ = ["METHODS", "Method", "MethodOptions", "ModuleOptions", "NoOptions", "Storage",
+           "WorkingSet",
            "get_method", "method_names", "register_method"]
 
 
@@ -112,8 +113,9 @@ class Method(Generic[OptionsT]):
     # The saved weights are dense and a quantizer state rounds them at load (ModelOpt's fake
     # quantization): weight errors are read from the in-memory model, not the checkpoint.
     fake_quantized: ClassVar[bool] = False
-    # Keeps one float32 Hessian per Linear of the layer being quantized (GPTQ), for sizing.
-    keeps_hessians: ClassVar[bool] = False
+    def working_set(self, scheme: str, options: OptionsT) -> WorkingSet:
+        """What it holds beside the model while quantizing a layer (for `quench plan`)."""
+        return WorkingSet()
 
     def quantize(self, model: Any, scheme: str, options: OptionsT,
                  dataset: Any | None) -> list[str] | None:

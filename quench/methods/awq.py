@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from quench.gpu import accelerator_present
-from quench.methods import Method, Storage, register_method
+from quench.methods import Method, Storage, WorkingSet, register_method
 from quench.methods.kv_cache import KvCacheOptions, kv_cache_dtype, kv_cache_scheme
 
 
@@ -26,6 +26,10 @@ class AWQOptions(KvCacheOptions):
         "(llmcompressor's default) or mse (searches a shrunk range per group, AutoAWQ's "
         "clipping in spirit).")
 
+
+# Float32 copies of one decoder layer's weights that AWQ's scale search holds at its peak:
+# fitted to the scaling benchmark (`make bench-scaling`, 0.4-2.2 GB models).
+AWQ_LAYER_COPIES = 4.0
 
 # Option value -> llmcompressor weight observer (memoryless_minmax is what it picks when none is
 # given). The memoryless names avoid its "Overriding weight observer" warning.
@@ -44,6 +48,9 @@ class AWQ(Method[AWQOptions]):
 
     def group_size(self, scheme: str, options: AWQOptions) -> int | None:
         return options.group_size
+
+    def working_set(self, scheme: str, options: AWQOptions) -> WorkingSet:
+        return WorkingSet(layer_float32_copies=AWQ_LAYER_COPIES, cached_activations=True)
 
     def storage(self, scheme: str, options: AWQOptions) -> Storage:
         return Storage(weight_bits=4, group_size=options.group_size,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from quench.methods import Method, Storage, register_method
+from quench.methods import Method, Storage, WorkingSet, register_method
 from quench.methods.kv_cache import kv_cache_dtype
 from quench.methods.rounding import RoundingOptions, preset_modifiers
 
@@ -27,7 +27,6 @@ class FP4(Method[FP4Options]):
     schemes = tuple(FP4_SCHEMES)
     default_scheme = "NVFP4A16"
     options_model = FP4Options
-    keeps_hessians = True  # with weights: gptq (an upper bound for rtn)
 
     def needs_calibration(self, scheme: str, options: FP4Options) -> bool:
         """NVFP4 calibrates its activations' per-tensor global scale (input_global_scale)."""
@@ -35,6 +34,9 @@ class FP4(Method[FP4Options]):
 
     def group_size(self, scheme: str, options: FP4Options) -> int | None:
         return FP4_SCHEMES[scheme][0]
+
+    def working_set(self, scheme: str, options: FP4Options) -> WorkingSet:
+        return WorkingSet(hessians=options.weights == "gptq")
 
     def storage(self, scheme: str, options: FP4Options) -> Storage:
         """4-bit E2M1 weights, a 1-byte scale per group; NVFP4 adds float32 global scales."""

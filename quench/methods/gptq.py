@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from quench.methods import Method, Storage, register_method
+from quench.methods import Method, Storage, WorkingSet, register_method
 from quench.methods.kv_cache import kv_cache_scheme
 from quench.methods.rotations import rotation_modifiers, transform_kind
 from quench.methods.weights import (
@@ -30,13 +30,15 @@ class GPTQ(Method[GPTQOptions]):
     schemes = tuple(WEIGHT_BITS)
     default_scheme = "W4A16"
     options_model = GPTQOptions
-    keeps_hessians = True
 
     def needs_calibration(self, scheme: str, options: GPTQOptions) -> bool:
         return True
 
     def group_size(self, scheme: str, options: GPTQOptions) -> int | None:
         return resolved_group_size(scheme, options)
+
+    def working_set(self, scheme: str, options: GPTQOptions) -> WorkingSet:
+        return WorkingSet(hessians=True)
 
     def storage(self, scheme: str, options: GPTQOptions) -> Storage:
         return weight_storage(scheme, options)

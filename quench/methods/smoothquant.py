@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from quench.methods import Method, Storage, register_method
+from quench.methods import Method, Storage, WorkingSet, register_method
 from quench.methods.kv_cache import KvCacheOptions, kv_cache_dtype, kv_cache_scheme
 
 
@@ -27,6 +27,9 @@ class SmoothQuant(Method[SmoothQuantOptions]):
 
     def needs_calibration(self, scheme: str, options: SmoothQuantOptions) -> bool:
         return True
+
+    def working_set(self, scheme: str, options: SmoothQuantOptions) -> WorkingSet:
+        return WorkingSet(hessians=options.weights == "gptq")
 
     def storage(self, scheme: str, options: SmoothQuantOptions) -> Storage:
         """Symmetric int8 weights per output channel, int8 activations."""

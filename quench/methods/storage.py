@@ -38,3 +38,15 @@ class Storage:
     def needs_fp4_compute(self) -> bool:
         """FP4 activations (NVFP4, MXFP4 W4A4) run on FP4 tensor cores only (Blackwell)."""
         return self.activation_bits == 4 and self.activation_type == "float"
+
+
+@dataclass(frozen=True)
+class WorkingSet:
+    """What a method holds beside the model while it quantizes one decoder layer, as data for
+    the memory predictions of `quench plan` and the pre-flight (quench/memory.py)."""
+
+    hessians: bool = False  # GPTQ: a float32 Hessian per Linear of the layer being quantized
+    # AWQ's scale search: float32 copies of the layer's weights (originals, scaled, rounded),
+    # and the inputs of the layer's mapping parents, cached for every calibration sample
+    layer_float32_copies: float = 0.0
+    cached_activations: bool = False

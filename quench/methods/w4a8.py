@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from quench.methods import Method, Storage, register_method
+from quench.methods import Method, Storage, WorkingSet, register_method
 from quench.methods.kv_cache import kv_cache_dtype
 from quench.methods.rounding import Rounding, RoundingOptions, preset_modifiers
 
@@ -31,13 +31,15 @@ class W4A8(Method[W4A8Options]):
     schemes = tuple(ACTIVATION_TYPE)
     default_scheme = "W4AFP8"
     options_model = W4A8Options
-    keeps_hessians = True  # sized for GPTQ, the default (an upper bound for weights: rtn)
 
     def needs_calibration(self, scheme: str, options: W4A8Options) -> bool:
         return options.weights == "gptq" or options.kv_cache
 
     def group_size(self, scheme: str, options: W4A8Options) -> int | None:
         return GROUP
+
+    def working_set(self, scheme: str, options: W4A8Options) -> WorkingSet:
+        return WorkingSet(hessians=options.weights == "gptq")
 
     def storage(self, scheme: str, options: W4A8Options) -> Storage:
         """Int4 weights + a 16-bit scale per 128; 8-bit activations of the scheme's type."""
