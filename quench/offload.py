@@ -16,7 +16,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from quench.units import parse_size
 
@@ -48,27 +48,27 @@ class Offload:
         return kwargs
 
 
+class OffloadSettings(Protocol):
+    """A recipe's `compute` section, as far as offloading goes."""
+
+    offload_folder: str | None
+    max_cpu_memory: str | None
+
+
 @contextlib.contextmanager
-def stage_offload(offload_folder: str | None, max_cpu_memory: str | None, stage: str
-                  ) -> Iterator[Offload | None]:
+def stage_offload(settings: OffloadSettings, stage: str) -> Iterator[Offload | None]:
     """The stage's own offload sub-folder (None when offloading is off), removed afterwards."""
-    if not offload_folder:
+    if not settings.offload_folder:
         yield None
         return
-    folder = Path(offload_folder).resolve() / f"{stage}-{os.getpid()}"
+    folder = Path(settings.offload_folder).resolve() / f"{stage}-{os.getpid()}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    budget = parse_size(max_cpu_memory) if max_cpu_memory else None
+    budget = parse_size(settings.max_cpu_memory) if settings.max_cpu_memory else None
     try:
         yield Offload(folder, budget)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def recipe_offload(recipe: Any, stage: str) -> contextlib.AbstractContextManager[Offload | None]:
-    """stage_offload() with the recipe's compute settings."""
-    return stage_offload(recipe.compute.offload_folder, recipe.compute.max_cpu_memory, stage)
-
 
 def offloaded_bytes(model: Any) -> int:
     """Bytes of the model's weights that live on disk (0 when nothing was offloaded)."""

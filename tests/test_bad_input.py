@@ -18,6 +18,20 @@ def test_unknown_key_exits_2_and_writes_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(("override", "message"), [
+    ("compute.max_cpu_memory=1GiB",
+     "compute.max_cpu_memory: '1GiB' needs offload_folder"),
+    ("compute.max_cpu_memory=lots",
+     "compute.max_cpu_memory: String should match pattern"),
+])
+def test_offload_budget_errors_exit_2_and_write_nothing(override, message, tmp_path):
+    result = run_quench("run", str(DEFAULT_RECIPE), *small_run_args(tmp_path / "out"),
+                        override)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_model_path_exits_2(mirror, tmp_path):
     result = run_quench("run", str(DEFAULT_RECIPE), *small_run_args(tmp_path / "out"),
                         f"model.id={tmp_path}/no-model")

@@ -25,7 +25,7 @@ from quench.metrics.perplexity import (
 )
 from quench.metrics.reference import Reference, ReferenceWriter, open_reference
 from quench.models import load_model, load_tokenizer
-from quench.offload import offloaded_bytes, recipe_offload
+from quench.offload import offloaded_bytes, stage_offload
 from quench.recipe.schema import Recipe
 from quench.sources import fingerprint_path
 from quench.stages import register_stage
@@ -93,7 +93,7 @@ class EvaluateStage(Stage):
         if "reference" not in ctx.inputs:  # a baseline: keep what candidates compare against
             writer = ReferenceWriter(ctx.out_dir / "topk", scored_positions(windows), spec.top_k,
                                      spec.exact_kl_tokens)
-        with recipe_offload(recipe, self.name) as offload:
+        with stage_offload(recipe.compute, self.name) as offload:
             model = load_model(model_dir, recipe.model.dtype, recipe.model.trust_remote_code,
                                device=ctx.config["device"], offload=offload)
             disk = offloaded_bytes(model) if offload else None

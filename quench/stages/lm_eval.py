@@ -42,7 +42,7 @@ from quench.evals import results as lmres
 from quench.evals.models import hf_model, served_model
 from quench.evals.render import bundled_for, render
 from quench.models import load_model, load_tokenizer
-from quench.offload import recipe_offload
+from quench.offload import stage_offload
 from quench.recipe.schema import Recipe
 from quench.sources import fingerprint_path, mirror_dir
 from quench.stages import register_stage
@@ -180,7 +180,7 @@ def _run_engine(ctx: StageContext, engine: Any, source: Manifest,
     workdir.mkdir(parents=True, exist_ok=True)
     model_dir = source.path("model_dir")
     if not engine.capabilities.served:
-        with recipe_offload(recipe, "lm_eval") as offload:
+        with stage_offload(recipe.compute, "lm_eval") as offload:
             model = load_model(model_dir, recipe.model.dtype, recipe.model.trust_remote_code,
                                device=ctx.config["device"], offload=offload)  # HFLM runs there
             tokenizer = load_tokenizer(model_dir, recipe.model.trust_remote_code)

@@ -24,7 +24,7 @@ from quench.metrics.fidelity import (
     save_logits,
 )
 from quench.models import check_safetensors, load_model, load_tokenizer
-from quench.offload import Offload, offloaded_bytes, recipe_offload
+from quench.offload import Offload, offloaded_bytes, stage_offload
 from quench.progress import human_bytes
 from quench.recipe.schema import Recipe
 from quench.sources import file_sha256
@@ -79,7 +79,7 @@ class QuantizeStage(Stage):
         source = ctx.inputs["model"].path("model_dir")
         if not method.loads_model:
             return run_without_model(ctx, method, source)
-        with recipe_offload(ctx.recipe, "quantize") as offload:
+        with stage_offload(ctx.recipe.compute, "quantize") as offload:
             done = self._quantize_and_check(ctx, method, source, offload)
         recipe, out, errors, check = ctx.recipe, done["out"], done["errors"], done["check"]
         if errors is None:
@@ -124,7 +124,7 @@ class QuantizeStage(Stage):
         errors = layer_weight_errors(source, model) if method.fake_quantized else None
         del model
         _release_session()
-        with recipe_offload(recipe, "quantize-reload") as reload_offload:
+        with stage_offload(recipe.compute, "quantize-reload") as reload_offload:
             check = reload_check(out, recipe, device, heldout, reference, method, reload_offload)
         shutil.rmtree(scratch, ignore_errors=True)
         return {"out": out, "warnings": warnings, "errors": errors, "wall": wall, "cpu": cpu,
@@ -268,18 +268,24 @@ def reload_check(path: Path, recipe: Recipe, device: str, heldout: list[list[int
                  ) -> dict[str, Any]:
     """Loads the saved checkpoint with transformers: its logits must be finite; measures the
     output cosine against the original's saved logits, and reads the method's format facts.
-    The reloaded model is dropped before returning."""
+    The reloaded model is freed before returning: a transformers model is a reference cycle,
+    which without a collection outlived this function into the weight-error pass (measured:
+    a second dense copy at the stage's peak, 4.4 instead of 3.2 GiB on a 2.2 GB model)."""
     import torch
 
     for shard in path.glob("*.safetensors"):
         check_safetensors(shard)
     trust = recipe.model.trust_remote_code
     model = load_model(path, recipe.model.dtype, trust, device=device, offload=offload)
-    tokenizer = load_tokenizer(path, trust)
-    ids = tokenizer(RELOAD_PROMPT, return_tensors="pt").input_ids.to(device)
-    with torch.no_grad():
-        logits = model(ids).logits
-    if not torch.isfinite(logits).all():
-        raise StageError(f"{path}: the saved checkpoint gives non-finite logits on reload")
-    cosine = output_cosine(model, heldout, reference) if reference else None
-    return {"format": method.format_details(model), "output_cosine": cosine}
+    try:
+        tokenizer = load_tokenizer(path, trust)
+        ids = tokenizer(RELOAD_PROMPT, return_tensors="pt").input_ids.to(device)
+        with torch.no_grad():
+            logits = model(ids).logits
+        if not torch.isfinite(logits).all():
+            raise StageError(f"{path}: the saved checkpoint gives non-finite logits on reload")
+        cosine = output_cosine(model, heldout, reference) if reference else None
+        return {"format": method.format_details(model), "output_cosine": cosine}
+    finally:
+        del model
+        release_memory()

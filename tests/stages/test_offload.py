@@ -11,6 +11,7 @@ import yaml
 
 from quench.offload import stage_offload
 from quench.recipe import load_recipe
+from quench.recipe.schema import ComputeSpec
 from quench.runner.run import run_pipeline
 from tests.conftest import DEFAULT_RECIPE
 from tests.engines.helpers import build_llama
@@ -64,11 +65,12 @@ def test_offloaded_run_matches_the_run_in_ram(method, llama, tmp_path):
 
 
 def test_each_stage_gets_a_sub_folder_that_is_removed_even_on_error(tmp_path):
-    with pytest.raises(RuntimeError), stage_offload(str(tmp_path), "1GiB", "evaluate") as off:
+    settings = ComputeSpec(offload_folder=str(tmp_path), max_cpu_memory="1GiB")
+    with pytest.raises(RuntimeError), stage_offload(settings, "evaluate") as off:
         assert off is not None and off.folder.parent == tmp_path and off.folder.is_dir()
         assert off.max_cpu_bytes == 2**30
         (off.folder / "ct_disk_cache_0_1.safetensors").write_bytes(b"x")
         raise RuntimeError("the stage failed")
     assert list(tmp_path.iterdir()) == []
-    with stage_offload(None, None, "evaluate") as off:
+    with stage_offload(ComputeSpec(), "evaluate") as off:
         assert off is None

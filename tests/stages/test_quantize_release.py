@@ -75,3 +75,35 @@ def test_no_model_tensor_outlives_the_quantize_stage(method, many_layers, tmp_pa
     left = live_tensor_bytes() - before
     # the model is 8 layers + embedding; a leaked copy, even int4-packed, is > 2 layers
     assert left < decoder_layer_bytes(many_layers), (method, left)
+
+
+def tensor_bytes_without_collecting() -> int:
+    """Like live_tensor_bytes(), but counting unreachable cycles not yet collected too."""
+    import torch
+
+    storages = {o.untyped_storage().data_ptr(): o.untyped_storage().nbytes()
+                for o in gc.get_objects()
+                if issubclass(type(o), torch.Tensor) and o.layout == torch.strided
+                and o.device.type != "meta"}
+    storages.pop(0, None)
+    return sum(storages.values())
+
+
+def test_the_reloaded_checkpoint_is_freed_when_the_reload_check_returns(many_layers, tmp_path):
+    """A transformers model is a reference cycle: without a collection the reloaded copy
+    outlived reload_check into the weight-error pass, a second dense copy at the peak."""
+    from quench.methods import get_method
+    from quench.stages.quantize import reload_check
+
+    recipe = load_recipe(str(recipe_file(many_layers, "rtn", tmp_path / "out")))
+    summary = run_pipeline(recipe, force={"all"}, until="quantize")
+    saved = summary.manifest("quantize").path("model_dir")
+    gc.collect()
+    gc.disable()  # only reload_check's own collection may free the model
+    try:
+        before = tensor_bytes_without_collecting()
+        reload_check(saved, recipe, "cpu", [], [], get_method("rtn"))
+        left = tensor_bytes_without_collecting() - before
+    finally:
+        gc.enable()
+    assert left < decoder_layer_bytes(many_layers), left
