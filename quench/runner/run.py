@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quench.compute import peak_memory, release_memory, reset_peak_memory
+from quench.compute import peak_memory, pin_mmap_threshold, release_memory, reset_peak_memory
 from quench.contract.manifest import Manifest
 from quench.contract.stage import Stage, StageContext
 from quench.errors import QuenchError
@@ -80,6 +80,7 @@ def run_pipeline(
         raise QuenchError(f"--until: unknown stage {until!r}; known: {node_names()}")
     root = output_root(recipe)
     store = Store(root / "cache")
+    pin_mmap_threshold()  # freed tensors go back to the OS, so each stage's peak is its own
     progress = progress or Progress()
     store.hold(recipe.name, on_wait=lambda: _note(  # one run of a recipe at a time
         progress, f"another quench run of {recipe.name} is using {root}; waiting for it"))
