@@ -30,9 +30,9 @@ GIB = 1024**3
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 RUNTIME_BYTES = int(0.55 * GIB)  # resident before any model: interpreter and libraries
 SLACK = 1.0  # the fitted terms below already carry the allocator's fragmentation
-LOGITS_COPIES = 1.5  # float32 logits of a batch, and the log-softmax of its rows
-SAVE_COPIES = 2.4  # the compressed state dict while it is written, x the checkpoint's bytes
-HESSIAN_COPIES = 3.2  # GPTQ: Hessians, their inverse and Cholesky factor, float32 weights
+LOGITS_COPIES = 1.0  # float32 logits of a batch (its rows' log-softmax comes one at a time)
+SAVE_COPIES = 1.2  # compressing: packed weights made beside the dense ones, x their bytes
+HESSIAN_COPIES = 2.5  # GPTQ: Hessians, their inverse and Cholesky factor, float32 weights
 # llm-compressor's own estimate for a model-free shard: 2.5x its tensors
 # (llmcompressor/entrypoints/model_free/__init__.py, _validate_shard's fallback)
 MODEL_FREE_SHARD_FACTOR = 2.5
@@ -60,7 +60,17 @@ class Sizes:
     checkpoint: float  # the whole quantized checkpoint
     layer: float  # one decoder layer's weights at the load dtype
     largest_tensor: float  # the embedding (or lm_head)
-    resident: float  # weights kept in RAM: the model, or the offload budget
+    resident: float  # weights kept in RAM: the model, or what the offload budget holds
+
+    @property
+    def offloaded(self) -> bool:
+        return self.resident < self.model
+
+    @property
+    def onloaded(self) -> float:
+        """While offloaded: the largest module read back from disk at a time (a decoder layer
+        or the embedding)."""
+        return max(self.layer, self.largest_tensor) if self.offloaded else 0.0
 
 
 def load_dtype_bytes(recipe: Recipe, shape: Geometry) -> int:
@@ -110,10 +120,13 @@ def sizes(recipe: Recipe, shape: Geometry, host_bytes: int | None = None) -> Siz
     model = float((shape.linear_params + shape.other_params) * dtype)
     packed = packed_bytes(method, recipe, shape)
     checkpoint = packed + shape.other_params * dtype if packed else model
+    layer = layer_weight_bytes(shape, dtype)
+    embedding = float((shape.vocab or 0) * shape.hidden * dtype)
     budget = offload_budget(recipe, host_bytes)
-    resident = model if budget is None else min(model, budget)
-    return Sizes(model, packed, checkpoint, layer_weight_bytes(shape, dtype),
-                 float((shape.vocab or 0) * shape.hidden * dtype), resident)
+    # accelerate keeps room for the largest module inside the budget (infer_auto_device_map)
+    resident = model if budget is None or budget >= model else \
+        max(budget - max(layer, embedding), 0.0)
+    return Sizes(model, packed, checkpoint, layer, embedding, resident)
 
 
 def method_bytes(work: WorkingSet, recipe: Recipe, shape: Geometry) -> float:
@@ -149,7 +162,7 @@ def predict(recipe: Recipe, shape: Geometry, device: str | None = None,
 
 
 def _weights_note(recipe: Recipe, s: Sizes) -> str:
-    if s.resident < s.model:
+    if s.offloaded:
         return (f"{format_size(s.resident / GIB)} of weights in RAM, the rest read from "
                 f"{recipe.compute.offload_folder} a module at a time")
     return "one dense copy"
@@ -164,9 +177,8 @@ def _quantize(recipe: Recipe, shape: Geometry, s: Sizes, on_gpu: bool) -> StepMe
         return _step("quantize", RUNTIME_BYTES + shard, 0.0,
                      "one safetensors shard at a time, never the whole model (model_free)")
     work = method_bytes(method.working_set(q.scheme, q.options), recipe, shape)
-    offloaded = s.resident < s.model
-    onloaded = s.layer + s.largest_tensor if offloaded else 0.0
-    save = SAVE_COPIES * (min(s.checkpoint, OFFLOAD_SHARD_BYTES) if offloaded else s.checkpoint)
+    onloaded = s.onloaded
+    save = SAVE_COPIES * (min(s.packed, OFFLOAD_SHARD_BYTES) if s.offloaded else s.packed)
     note = _weights_note(recipe, s)
     if method.loads_on_device and on_gpu:
         return _step("quantize", RUNTIME_BYTES + save, s.model + work,
@@ -176,7 +188,7 @@ def _quantize(recipe: Recipe, shape: Geometry, s: Sizes, on_gpu: bool) -> StepMe
                      s.layer + work, f"{note} on the host, one decoder layer and the "
                      "method's working set on the device")
     phase = max(work, save, s.packed)
-    what = "the compressed checkpoint being saved" if phase == save else \
+    what = "the weights being compressed" if phase == save else \
         "the method's working set on one layer" if phase == work else "the reload"
     return _step("quantize", RUNTIME_BYTES + s.resident + onloaded + phase, 0.0,
                  f"{note} + {what}")
@@ -185,12 +197,15 @@ def _quantize(recipe: Recipe, shape: Geometry, s: Sizes, on_gpu: bool) -> StepMe
 def _evaluation(name: str, recipe: Recipe, s: Sizes, packed: float, batch: float,
                 on_gpu: bool, what: str) -> StepMemory:
     """A stage scoring the model (dequantized when compressed) on batches."""
-    offloaded = s.resident < s.model
-    weights = s.resident + (s.layer + s.largest_tensor if offloaded else 0.0) + packed
     note = f"{_weights_note(recipe, s)} + {what}"
+    resident = s.resident
+    if packed and s.offloaded:  # the budget holds compressed modules, dequantized in place
+        resident = min(s.model, s.resident * s.model / s.checkpoint)
+    # offloaded, the logits come after the last layer is dropped: one or the other at a time
+    working = max(s.onloaded, batch)
     if on_gpu:
-        return _step(name, RUNTIME_BYTES + packed, weights - packed + batch, note)
-    return _step(name, RUNTIME_BYTES + weights + batch, 0.0, note)
+        return _step(name, RUNTIME_BYTES + packed, resident + working, note)
+    return _step(name, RUNTIME_BYTES + resident + packed + working, 0.0, note)
 
 
 def _step(name: str, host: float, accelerator: float, note: str) -> StepMemory:

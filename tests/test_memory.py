@@ -10,7 +10,8 @@ import pytest
 from quench import memory
 from quench.errors import RecipeError
 from quench.geometry import Geometry
-from quench.plan import GIB, KNOWN_SHAPES, plan, render
+from quench.methods import get_method
+from quench.plan import KNOWN_SHAPES, plan, render
 from quench.preflight import check_recipe
 from quench.recipe import load_recipe
 from tests.conftest import DEFAULT_RECIPE, REPO, run_quench
@@ -34,30 +35,21 @@ def test_plan_of_an_8b_recipe_prints_every_steps_memory(mirror):
 
 
 def test_each_method_adds_its_own_working_set(mirror):
-    """GPTQ: a layer's Hessians; AWQ: its cached mapping inputs, which grow with the
-    calibration set; RTN: neither."""
-    def quantize_gib(*overrides: str) -> float:
+    """GPTQ: a layer's Hessians; AWQ: float32 layer copies and its cached mapping inputs,
+    which grow with the calibration set; RTN: neither."""
+    def working_set(*overrides: str) -> float:
         recipe = load_recipe(EIGHT_B, ["model.dtype=bfloat16", *overrides])
-        return {s.step: s for s in memory.predict(recipe, LLAMA_8B, "cpu")}[
-            "quantize"].host_bytes / GIB
+        q = recipe.quantization
+        work = get_method(q.method).working_set(q.scheme, q.options)
+        return memory.method_bytes(work, recipe, LLAMA_8B)
 
-    rtn = quantize_gib("quantization.method=rtn", "quantization.scheme=W4A16")
-    gptq = quantize_gib("quantization.method=gptq", "quantization.scheme=W4A16")
-    hessians = memory.HESSIAN_COPIES * memory.gptq_hessian_bytes(LLAMA_8B) / GIB
-    assert gptq > rtn and gptq - rtn <= hessians + 1e-6
-    small = quantize_gib("calibration.num_samples=16", "calibration.max_seq_length=512")
-    large = quantize_gib("calibration.num_samples=256", "calibration.max_seq_length=2048")
+    assert working_set("quantization.method=rtn", "quantization.scheme=W4A16") == 0
+    assert working_set("quantization.method=gptq", "quantization.scheme=W4A16") == \
+        memory.HESSIAN_COPIES * memory.gptq_hessian_bytes(LLAMA_8B)
+    small = working_set("calibration.num_samples=16", "calibration.max_seq_length=512")
+    large = working_set("calibration.num_samples=256", "calibration.max_seq_length=2048")
     tokens = 256 * 2048 - 16 * 512  # (4 x hidden + intermediate) bf16 inputs per token
-    assert large - small == pytest.approx(tokens * (4 * 4096 + 14336) * 2 / GIB, rel=1e-6)
-
-
-def test_gpu_prediction_keeps_the_model_on_the_host_and_one_layer_on_the_device(mirror):
-    recipe = load_recipe(EIGHT_B, ["quantization.method=gptq", "quantization.scheme=W4A16"])
-    steps = {s.step: s for s in memory.predict(recipe, LLAMA_8B, device="cuda:0")}
-    q = steps["quantize"]
-    assert q.host_bytes > 15 * GIB  # the dense copy stays on the host (sequential onloading)
-    assert 0.5 * GIB < q.accelerator_bytes < 4 * GIB  # a layer + its Hessians + activations
-    assert steps["evaluate"].accelerator_bytes > 15 * GIB  # evaluation runs on the device
+    assert large - small == pytest.approx(tokens * (4 * 4096 + 14336) * 2, rel=1e-6)
 
 
 def test_run_refuses_a_recipe_that_cannot_fit_with_the_numbers(mirror):
@@ -100,14 +92,17 @@ def test_a_recipe_too_big_for_the_host_is_told_the_offload_settings_that_fit(mir
 
 
 def test_offloaded_peak_does_not_grow_with_the_number_of_layers(mirror, tmp_path):
-    """A fixed compute.max_cpu_memory: the peak is the budget plus one layer and the
-    embedding, whatever the model's depth."""
+    """A fixed compute.max_cpu_memory: the peak is the budget plus one module read back from
+    disk, whatever the model's depth; only a compressed checkpoint's packed weights, mapped
+    while it is dequantized, grow with it (a quarter of the model at 4 bits)."""
     recipe = load_recipe(EIGHT_B, ["quantization.method=gptq", "quantization.scheme=W4A16",
                                    f"compute.offload_folder={tmp_path}",
                                    "compute.max_cpu_memory=1GiB"])
-    shallow, deep = (
-        {s.step: s.host_bytes for s in memory.predict(recipe, Geometry.for_sizing(
-            {**KNOWN_SHAPES["llama-3.1-8b"], "num_hidden_layers": layers}), "cpu")}
-        for layers in (8, 80))
-    assert shallow == deep, (shallow, deep)
-    assert all(peak < 12 * GIB for peak in deep.values()), deep
+    shapes = [Geometry.for_sizing({**KNOWN_SHAPES["llama-3.1-8b"], "num_hidden_layers": n})
+              for n in (8, 80)]
+    shallow, deep = ({s.step: s.host_bytes for s in memory.predict(recipe, shape, "cpu")}
+                     for shape in shapes)
+    packed = [memory.sizes(recipe, shape).packed for shape in shapes]
+    assert shallow["baseline_eval"] == deep["baseline_eval"]
+    assert deep["evaluate"] - shallow["evaluate"] == pytest.approx(packed[1] - packed[0])
+    assert all(peak < 0.5 * memory.sizes(recipe, shapes[1]).model for peak in deep.values())

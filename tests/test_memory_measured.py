@@ -52,5 +52,7 @@ def test_predicted_stage_peaks_are_within_15_percent(method, llama, tmp_path):
         manifest = read_json(Path(nodes[step.step]["dir"]) / "manifest.json")
         measured = manifest["metrics"]["stage_peak_rss_mb"] * 2**20
         error = step.host_bytes / measured - 1
+        print(f"{method} {step.step}: predicted {step.host_bytes / 2**20:.0f} MiB, measured "
+              f"{measured / 2**20:.0f} MiB ({100 * error:+.1f} %)")
         assert abs(error) <= TOLERANCE, (step.step, step.host_bytes / 2**20,
                                          measured / 2**20, step.note)
