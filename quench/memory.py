@@ -277,7 +277,7 @@ def offload_advice(recipe: Recipe, shape: Geometry, host: int) -> str | None:
 
 def suggested_budget(recipe: Recipe, shape: Geometry, host: int) -> int | None:
     """The largest compute.max_cpu_memory whose predicted peak stays within OFFLOAD_HEADROOM
-    of `host` (bytes, MiB-aligned), or None when even an empty budget does not fit."""
+    of `host` (bytes, whole MiB), or None when even an empty budget does not fit."""
     trial = recipe.model_copy(deep=True)
     trial.compute.offload_folder = "offload"
 
@@ -288,8 +288,11 @@ def suggested_budget(recipe: Recipe, shape: Geometry, host: int) -> int | None:
     limit = OFFLOAD_HEADROOM * host
     if peak(0) > limit:
         return None
-    fixed = peak(0)  # everything but the resident weights
-    return int((limit - fixed) // 2**20) * 2**20
+    low, high = 0, int(sizes(recipe, shape).model) // 2**20 + 1  # MiB; peak grows with budget
+    while low < high:  # the largest budget whose peak is within the limit
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if peak(middle * 2**20) <= limit else (low, middle - 1)
+    return low * 2**20
 
 
 def as_rows(steps: list[StepMemory]) -> list[dict[str, Any]]:

@@ -104,5 +104,5 @@ def test_offloaded_peak_does_not_grow_with_the_number_of_layers(mirror, tmp_path
                      for shape in shapes)
     packed = [memory.sizes(recipe, shape).packed for shape in shapes]
     assert shallow["baseline_eval"] == deep["baseline_eval"]
-    assert deep["evaluate"] - shallow["evaluate"] == pytest.approx(packed[1] - packed[0])
+    assert deep["evaluate"] - shallow["evaluate"] == pytest.approx(packed[1] - packed[0], rel=0.01)
     assert all(peak < 0.5 * memory.sizes(recipe, shapes[1]).model for peak in deep.values())
