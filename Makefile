@@ -114,9 +114,10 @@ same-reports: setup
 	$(PY) bench/same_reports.py --before $(BEFORE) $(ARGS)
 
 # Scaling on random-weight Llama-shaped models of 0.4, 1.1 and 2.2 GB (bf16, built on first use
-# in artifacts/bench/scaling/models/): RTN and GPTQ W4A16, whole-run and per-stage peak RSS and
-# time, RAM per model byte, perplexity tokens/s vs a bare transformers loop, with the targets;
-# artifacts/bench/scaling.{md,json}. BENCH_SIZES="0.4 1.1 2.2", BENCH_METHODS="rtn gptq".
+# in artifacts/bench/scaling/models/): RTN, GPTQ, AWQ, SmoothQuant, and RTN/GPTQ with disk offload;
+# whole-run (sampled from outside) and per-stage peak RSS and time, `quench plan`'s prediction of
+# each stage, RAM per model byte, with the targets; artifacts/bench/scaling.{md,json}.
+# BENCH_SIZES="0.4 1.1 2.2", BENCH_METHODS="rtn gptq awq smoothquant rtn-offload gptq-offload".
 bench-scaling: setup
 	$(PY) bench/scaling.py
 
