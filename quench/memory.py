@@ -23,6 +23,7 @@ from quench.compute import resolve_device
 from quench.errors import QuenchError
 from quench.geometry import Geometry
 from quench.methods import Method, WorkingSet, get_method
+from quench.offload import OFFLOAD_SHARD_SIZE
 from quench.recipe.schema import Recipe
 from quench.units import parse_size
 
@@ -37,7 +38,7 @@ HESSIAN_COPIES = 2.5  # GPTQ: Hessians, their inverse and Cholesky factor, float
 # (llmcompressor/entrypoints/model_free/__init__.py, _validate_shard's fallback)
 MODEL_FREE_SHARD_FACTOR = 2.5
 LM_EVAL_TOKENS = 2048  # the longest lm-eval request assumed per sequence of a batch
-OFFLOAD_SHARD_BYTES = 500 * 10**6  # quench/stages/quantize.py OFFLOAD_SHARD_SIZE
+OFFLOAD_SHARD_BYTES = parse_size(OFFLOAD_SHARD_SIZE)
 CT_RESERVED_BYTES = 5 * 10**9  # compressed-tensors keeps this much RAM free by default
 
 

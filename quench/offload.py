@@ -20,6 +20,10 @@ from typing import Any, Protocol
 
 from quench.units import parse_size
 
+# transformers gathers a whole shard of an offloaded model in RAM before writing it: while
+# offloading, quantized checkpoints are written in shards of at most this size
+OFFLOAD_SHARD_SIZE = "500MB"
+
 
 @dataclass(frozen=True)
 class Offload:

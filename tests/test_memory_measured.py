@@ -15,7 +15,7 @@ from quench import memory
 from quench.geometry import Geometry
 from quench.recipe import load_recipe
 from tests.conftest import DEFAULT_RECIPE, read_json, run_quench
-from tests.engines.helpers import build_llama
+from tests.engines.helpers import llama_in
 
 TOLERANCE = 0.15  # the issue's target, as in bench/scaling_table.py
 
@@ -23,10 +23,8 @@ TOLERANCE = 0.15  # the issue's target, as in bench/scaling_table.py
 @pytest.fixture(scope="module")
 def llama(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight bf16 Llama of 47 M parameters (4 layers, hidden 1024)."""
-    out = tmp_path_factory.mktemp("llama-94mb") / "model"
-    out.mkdir()
-    return build_llama(out, tiny_model, hidden=1024, layers=4, heads=16, kv_heads=4,
-                       intermediate=2816)
+    return llama_in(tmp_path_factory.mktemp("llama-94mb"), tiny_model, hidden=1024, layers=4,
+                    heads=16, kv_heads=4, intermediate=2816)
 
 
 @pytest.mark.parametrize("method", ["rtn", "gptq"])

@@ -24,7 +24,7 @@ from quench.metrics.fidelity import (
     save_logits,
 )
 from quench.models import check_safetensors, load_model, load_tokenizer
-from quench.offload import Offload, offloaded_bytes, stage_offload
+from quench.offload import OFFLOAD_SHARD_SIZE, Offload, offloaded_bytes, stage_offload
 from quench.progress import human_bytes
 from quench.recipe.schema import Recipe
 from quench.sources import file_sha256
@@ -34,7 +34,6 @@ from quench.stages.traced_globals import traced_globals_released
 from quench.units import parse_size
 
 RELOAD_PROMPT = "Once upon a time, there was a little girl"
-OFFLOAD_SHARD_SIZE = "500MB"
 WARNING = 30  # loguru's WARNING level number
 
 

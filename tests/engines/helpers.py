@@ -51,6 +51,13 @@ def build_llama(out: Path, tokenizer_dir: Path, hidden: int = 128, layers: int =
     return out
 
 
+def llama_in(tmp_dir: Path, tokenizer_dir: Path, **shape: int) -> Path:
+    """build_llama() into a new `model` folder under tmp_dir (a module fixture's temp dir)."""
+    out = tmp_dir / "model"
+    out.mkdir()
+    return build_llama(out, tokenizer_dir, **shape)
+
+
 class ServerWatch:
     """Collects the pids of vLLM API servers whose command line mentions `marker`."""
 

@@ -14,16 +14,14 @@ from quench.recipe import load_recipe
 from quench.recipe.schema import ComputeSpec
 from quench.runner.run import run_pipeline
 from tests.conftest import DEFAULT_RECIPE
-from tests.engines.helpers import build_llama
+from tests.engines.helpers import llama_in
 
 
 @pytest.fixture(scope="module")
 def llama(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight bf16 Llama of 4 layers (hidden 256) with TinyStories' tokenizer."""
-    out = tmp_path_factory.mktemp("llama-offload") / "model"
-    out.mkdir()
-    return build_llama(out, tiny_model, hidden=256, layers=4, heads=8, kv_heads=2,
-                       intermediate=768)
+    return llama_in(tmp_path_factory.mktemp("llama-offload"), tiny_model, hidden=256, layers=4,
+                    heads=8, kv_heads=2, intermediate=768)
 
 
 def run(model_dir: Path, out: Path, method: str, compute: dict) -> dict:
