@@ -10,12 +10,13 @@ import warnings
 from typing import TYPE_CHECKING
 
 from quench.errors import QuenchError
+from quench.shutdown import describe, exit_code, shutdown_signals
 
 if TYPE_CHECKING:
     from quench.recipe import Recipe
     from quench.runner.run import RunSummary
 
-EXIT_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_ERROR = 1, 2  # interrupted: 128 + the signal (quench/shutdown.py)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
                       "(default: artifacts)")
     sync.add_argument("--tracking-uri", help="upload there instead of the URI each run "
                       "was meant for")
+    sync.add_argument("--drop", action="append", metavar="RUN", help="give up this pending "
+                      "run (upload id prefix or run name; repeatable): its record moves to "
+                      ".quench/pending/dropped/ and a partly uploaded MLflow run is marked "
+                      "FAILED")
     from quench.compare.cli import add_parsers as add_compare_parsers
 
     add_compare_parsers(sub)  # compare, promote
@@ -104,15 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     elif not args.verbose:
         _quiet_libraries()
     try:
-        return _dispatch(args)
+        with shutdown_signals():
+            return _dispatch(args)
     except QuenchError as exc:
         from quench.redact import redact
 
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP
+        print(describe(exc), file=sys.stderr)
+        return exit_code(exc)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -150,7 +156,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "sync":
         from quench.tracking.sync import sync_main
 
-        return sync_main(args.target, args.tracking_uri)
+        return sync_main(args.target, args.tracking_uri, args.drop)
     if args.command == "plan":
         from quench.plan import plan, render
 
@@ -195,9 +201,9 @@ def _run(recipe: Recipe, force: set[str], verbose: bool,
     try:
         with RunConsole(log_path, verbose) as console:
             return run_pipeline(recipe, force=force, progress=console.progress, until=until)
-    except KeyboardInterrupt:
-        print(f"interrupted; log: {log_path}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        print(f"{describe(exc)}; log: {log_path}", file=sys.stderr)
+        return exit_code(exc)
     except QuenchError:
         raise
     except Exception as exc:  # a bug or a library failure quench does not know: no traceback

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from quench.serving.process import log_tail, running
+from quench.shutdown import SIGNAL_EXIT_CODES
 
 FINISHED, FAILED, TIMEOUT, INTERRUPTED = "finished", "failed", "timeout", "interrupted"
 
@@ -74,7 +75,7 @@ def run_trial(job: TrialJob,
                                      "processes were stopped)"
     seconds = round(time.monotonic() - start, 3)
     if status == FINISHED and code != 0:
-        status = INTERRUPTED if code == 130 else FAILED
+        status = INTERRUPTED if code in SIGNAL_EXIT_CODES else FAILED
         error = _error_line(log) or f"exit code {code}"
     outcome = TrialOutcome(job.trial_id, status, code, seconds, error, host=os.uname().nodename)
     if status == FINISHED:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from quench.runner.publish import write_atomic
+from quench.owned_files import write_atomic
 from quench.sweep.trial import SWEEP_TAG, TrialRecord
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def summary(result: SweepResult) -> dict[str, Any]:
         "objective": prep.spec.objective.model_dump(exclude_none=True),
         "gate": prep.gate.model_dump(), "strict": prep.spec.constraints.strict,
         "space_size": prep.space.size, "interrupted": result.interrupted,
-        "baseline": result.baseline.to_json(),
+        "baseline": result.baseline.to_json() if result.baseline else None,
         "trials": [r.to_json() for r in result.records],
         "recommended": result.recommended.trial_id if result.recommended else None,
         "recommended_recipe": str(result.files.get("recommended") or "") or None,
@@ -108,6 +108,8 @@ def _pareto(result: SweepResult, say: Callable[[str], None]) -> dict[str, Path]:
     """`quench compare` over the baseline and the finished trials: its table and Pareto plot."""
     from quench.compare import CompareRequest, compare
 
+    if result.baseline is None:
+        return {}
     ids = [r.outcome.tracking["run_id"] for r in [result.baseline, *result.records]
            if r.finished and r.outcome and r.outcome.tracking.get("run_id")]
     if len(ids) < 2:
@@ -128,6 +130,8 @@ def _log_sweep_run(result: SweepResult, data: dict[str, Any], say: Callable[[str
                    ) -> str | None:
     """The sweep's own MLflow run (tag quench.kind=sweep); trials carry quench.sweep=<name>.
     A tracking store that is down costs the run, never the sweep's files."""
+    if result.baseline is None or result.baseline.outcome is None:
+        return None  # stopped before the baseline's run: nothing says where to log
     try:
         from mlflow.tracking import MlflowClient
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from quench.errors import QuenchError
 from quench.gate.checks import GateError
+from quench.owned_files import open_owned
 from quench.sweep.jobs import FINISHED, TrialJob, TrialOutcome
 from quench.sweep.load import Prepared
 from quench.sweep.results import Judge, cost_of, trial_metrics
@@ -31,7 +32,7 @@ Say = Callable[[str], None]
 @dataclass
 class SweepResult:
     prepared: Prepared
-    baseline: TrialRecord
+    baseline: TrialRecord | None  # None: stopped before the baseline finished
     records: list[TrialRecord] = field(default_factory=list)
     recommended: TrialRecord | None = None
     interrupted: bool = False
@@ -47,23 +48,20 @@ def run_sweep(prep: Prepared, say: Say = print,
     say(f"sweep {prep.spec.name}: strategy {prep.spec.strategy.kind}, space of "
         f"{prep.space.size} point(s), budget {prep.spec.budget.max_trials} trial(s), executor "
         f"{prep.executor.describe()}; output {prep.out_dir}")
+    result = SweepResult(prep, None)
     try:
-        baseline = _run_baseline(prep, say)
-    except BaseException:
-        prep.executor.close()
-        raise
-    result = SweepResult(prep, baseline)
-    prep.strategy.context.baseline = baseline
-    try:
+        result.baseline = baseline = _run_baseline(prep, say)
+        prep.strategy.context.baseline = baseline
         judge = Judge(_client(baseline), baseline.outcome.tracking["run_id"],  # type: ignore[union-attr]
                       prep.gate, prep.spec.constraints.strict)
         _trials(prep, judge, result, say, advance)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, SIGTERM or SIGHUP: the files say what was done
         result.interrupted = True
         raise
     finally:
         prep.executor.close()
-        _finish(result, say)
+        if result.baseline is not None or result.interrupted:
+            _finish(result, say)
     return result
 
 
@@ -152,7 +150,7 @@ def _line(done: int, budget: int, r: TrialRecord) -> str:
 
 def _append_state(prep: Prepared, record: TrialRecord) -> None:
     """trials.jsonl: one line per finished trial, written as it finishes (a kill loses none)."""
-    with (prep.out_dir / "trials.jsonl").open("a", encoding="utf-8") as out:
+    with open_owned(prep.out_dir / "trials.jsonl", "a") as out:
         out.write(json.dumps(record.to_json(), default=str) + "\n")
 
 

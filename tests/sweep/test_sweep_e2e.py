@@ -1,5 +1,5 @@
 """A small real sweep on TinyStories through the CLI: the baseline, two RTN trials and one that
-fails at run time; the recommendation, files, MLflow runs, re-run from the cache and Ctrl-C."""
+fails at run time; the recommendation, files, MLflow runs, re-run from the cache and SIGTERM."""
 
 from __future__ import annotations
 
@@ -128,7 +128,10 @@ def test_the_sweep_resumes_from_the_cache(swept: dict[str, Any]) -> None:
         assert ran == [], (trial["run_name"], ran)
 
 
-def test_ctrl_c_stops_every_trial(swept: dict[str, Any]) -> None:
+def test_sigterm_stops_every_trial_and_still_writes_the_sweeps_files(swept: dict[str, Any]
+                                                                     ) -> None:
+    """SIGTERM (docker stop, a CI time-out) takes Ctrl-C's way out (tests/reliability/
+    test_signals.py checks that SIGINT, SIGTERM and SIGHUP raise the same interrupt)."""
     folder = swept["folder"] / "interrupt"
     folder.mkdir()
     path = write_sweep(folder, variants=[
@@ -136,18 +139,22 @@ def test_ctrl_c_stops_every_trial(swept: dict[str, Any]) -> None:
         constraints={"baseline": "baseline.yaml"})
     proc = subprocess.Popen([sys.executable, "-m", "quench", "sweep", str(path)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    log = folder / "artifacts" / "sweeps" / "tiny" / "logs" / "baseline.log"
+    out = folder / "artifacts" / "sweeps" / "tiny"
     deadline = time.monotonic() + 120
-    while not log.is_file() and time.monotonic() < deadline:
+    while not (out / "logs" / "baseline.log").is_file() and time.monotonic() < deadline:
         time.sleep(0.5)
     time.sleep(3)  # the trial's `quench run` is under way
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130, output
+    assert proc.returncode == 143, output
+    assert "interrupted (SIGTERM)" in output
     time.sleep(1)
     left = [p for p in psutil.process_iter(["cmdline"])
             if str(folder) in " ".join(p.info["cmdline"] or [])]
     assert left == [], [p.info["cmdline"] for p in left]
+    data = json.loads((out / "sweep.json").read_text())
+    assert data["interrupted"] is True and data["trials"] == []
+    assert "(interrupted)" in output and (out / "sweep.md").is_file()
 
 
 def _log(swept: dict[str, Any], trial: dict[str, Any]) -> str:

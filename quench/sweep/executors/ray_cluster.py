@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import Field
 
 from quench.errors import QuenchError
+from quench.shutdown import reclaim_signals
 from quench.sweep.executors import EXECUTORS, Executor, ExecutorOptions
 from quench.sweep.jobs import FAILED, TrialJob, TrialOutcome, run_trial
 
@@ -122,6 +123,8 @@ class RayExecutor(Executor):
             except Exception as exc:  # ConnectionError, RuntimeError, ValueError from Ray
                 raise QuenchError(f"{ADDRESS_KEY}: cannot connect to the Ray cluster at "
                                   f"{self.options.address!r}: {exc}") from exc
+            finally:
+                reclaim_signals()  # ray.init made SIGTERM a bare sys.exit
             self._owned = True
         self._ray = ray
         return ray
