@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from quench.owned_files import write_atomic
+
 MASK = "[REDACTED]"
 
 # Tokens recognisable by their shape alone.
@@ -82,6 +84,4 @@ def redact_file(path: Path) -> None:
         return
     clean = redact(text)
     if clean != text:
-        tmp = path.with_name(f".{path.name}.redact-{os.getpid()}")
-        tmp.write_bytes(clean.encode(errors="surrogateescape"))
-        os.replace(tmp, path)
+        write_atomic(path, clean.encode(errors="surrogateescape"))

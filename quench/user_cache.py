@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from quench.owned_files import write_atomic
+
 
 def user_cache_dir() -> Path:
     """$XDG_CACHE_HOME/quench, else ~/.cache/quench."""
@@ -25,8 +27,6 @@ def write_cached(path: Path, data: Any) -> None:
     """Writes JSON atomically; a read-only home only costs speed, so errors are ignored."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(data))
-        os.replace(tmp, path)
+        write_atomic(path, json.dumps(data))
     except OSError:
         pass

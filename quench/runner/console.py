@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 from quench.errors import QuenchError
+from quench.owned_files import owned_fd
 from quench.redact import RedactingFormatter, redact, redact_file
 from quench.runner.progress import Progress
 
@@ -120,8 +121,8 @@ class RunConsole:
     def __enter__(self) -> RunConsole:
         try:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            log = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
-                          0o644)
+            log = owned_fd(self.log_path, append=True)
+            os.ftruncate(log, 0)
         except OSError as exc:
             raise QuenchError(f"output.dir: cannot write {self.log_path} ({exc.strerror})") \
                 from None
@@ -160,15 +161,23 @@ class RunConsole:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        _flush()
         failed = self.progress.failed
-        tail = log_tail(self.log_path, since=f"quench: stage {failed}: started") if failed else []
-        if exc is not None:
-            print(f"quench: {type(exc).__name__} (stage {failed or '-'}):", file=sys.stderr)
-            print(redact("".join(traceback.format_exception(exc_type, exc, tb))),
-                  file=sys.stderr, end="")
-        self._restore()
-        redact_file(self.log_path)  # what libraries printed straight to the file, too
+        tail: list[str] = []
+        try:  # the log may be on a full disk: the terminal must still get the error and path
+            _flush()
+            tail = log_tail(self.log_path, since=f"quench: stage {failed}: started") \
+                if failed else []
+            if exc is not None:
+                print(f"quench: {type(exc).__name__} (stage {failed or '-'}):", file=sys.stderr)
+                print(redact("".join(traceback.format_exception(exc_type, exc, tb))),
+                      file=sys.stderr, end="")
+                sys.stderr.flush()
+        except OSError:
+            pass
+        finally:
+            self._restore()
+        with contextlib.suppress(OSError):
+            redact_file(self.log_path)  # what libraries printed straight to the file, too
         if failed and tail:
             print(f"{failed} failed; its last log lines ({self.log_path}):", file=sys.stderr)
             print("\n".join(f"  | {line}" for line in tail), file=sys.stderr)

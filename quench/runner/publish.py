@@ -11,6 +11,7 @@ from pathlib import Path
 from quench.contract.manifest import Manifest
 from quench.contract.processes import pid_alive
 from quench.contract.stage import Publishes
+from quench.owned_files import write_atomic
 from quench.runner.clone import publish_file
 
 TOKENIZER_FILES = ("tokenizer", "special_tokens_map", "generation_config", "chat_template")
@@ -78,12 +79,3 @@ def _remove_dead_leftovers(run_dir: Path) -> None:
         if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(left, ignore_errors=True)
 
-
-def write_atomic(path: Path, text: str) -> None:
-    """Writes a file whole or not at all: a reader sees the old text or the new, never half."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

@@ -10,15 +10,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quench.compute import peak_memory, pin_mmap_threshold, release_memory, reset_peak_memory
+from quench.compute import (
+    PHASE_PEAK_PREFIX,
+    peak_memory,
+    pin_mmap_threshold,
+    release_memory,
+    reset_peak_memory,
+)
 from quench.contract.manifest import Manifest
 from quench.contract.stage import Stage, StageContext
 from quench.errors import QuenchError
+from quench.owned_files import write_atomic
 from quench.recipe.schema import Recipe
 from quench.runner.graph import PIPELINE, Node, node_names
 from quench.runner.headline import headline
 from quench.runner.progress import Progress
-from quench.runner.publish import publish, write_atomic
+from quench.runner.publish import publish
 from quench.runner.store import Store, cache_key, code_digest, library_versions
 from quench.runner.verify import UNRECORDED
 from quench.stages import get_stage
@@ -187,7 +194,7 @@ def _execute(
                 release_memory()
             status, outputs, metrics = result.status or "ran", result.outputs, result.metrics
             if result.status is None:  # a partial run ("skipped: ...") claims no measurements
-                metrics = {**metrics, **_memory_metrics()}
+                metrics = {**metrics, **_memory_metrics(metrics)}
         else:
             status, outputs, metrics = f"skipped: {reason}", {}, {}
         store.write_manifest(
@@ -217,10 +224,12 @@ def _note(progress: Progress, text: str) -> None:
     progress.console.print(f"  {text}", markup=False, highlight=False, soft_wrap=True)
 
 
-def _memory_metrics() -> dict[str, float]:
-    """The stage's peak host RSS and accelerator memory (MiB), measured since it started."""
+def _memory_metrics(reported: dict[str, Any]) -> dict[str, float]:
+    """The stage's peak host RSS and accelerator memory (MiB), measured since it started (a
+    stage that measured its phases reset the counter: their peaks count too)."""
     peak = peak_memory()
-    metrics = {"stage_peak_rss_mb": round(peak["peak_rss_bytes"] / 2**20, 1)}
+    phases = [v for k, v in reported.items() if k.startswith(PHASE_PEAK_PREFIX)]
+    metrics = {"stage_peak_rss_mb": max(round(peak["peak_rss_bytes"] / 2**20, 1), *phases)}
     if peak["accelerator_peak_bytes"] is not None:
         metrics["stage_accelerator_peak_mb"] = round(peak["accelerator_peak_bytes"] / 2**20, 1)
     return metrics

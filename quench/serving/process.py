@@ -24,6 +24,7 @@ import psutil
 
 from quench import progress
 from quench.errors import StageError
+from quench.owned_files import open_owned
 
 HOST = "127.0.0.1"
 PORT_IN_USE = "Address already in use"
@@ -65,7 +66,7 @@ def venv_environ(env_dir: Path, **extra: str) -> dict[str, str]:
 def start(cmd: list[str], cwd: Path, env: Mapping[str, str] | None, log_path: Path
           ) -> subprocess.Popen[bytes]:
     """cmd in a new session (its pid is the group id), output to log_path after `$ cmd`."""
-    with log_path.open("wb") as log:
+    with open_owned(log_path, "wb") as log:
         log.write(("$ " + shlex.join(cmd) + "\n").encode())
         log.flush()
         return subprocess.Popen(cmd, cwd=cwd, env=None if env is None else dict(env),

@@ -15,6 +15,7 @@ from typing import Any
 from quench import home
 from quench.contract.locks import file_lock
 from quench.errors import QuenchError
+from quench.owned_files import write_atomic
 from quench.setup.steps import Steps
 
 PIP_INSTALL = ("-m", "pip", "install", "--progress-bar", "off")
@@ -152,6 +153,4 @@ def write_marker(env: Path, spec: EnvSpec) -> None:
     """The marker, written last: the spec and the versions now installed."""
     record = {"spec": spec.recorded(), "versions": installed(env),
               "command": home.setup_command(spec.engine)}
-    tmp = home.env_marker(env).with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
-    tmp.replace(home.env_marker(env))
+    write_atomic(home.env_marker(env), json.dumps(record, indent=2, sort_keys=True))

@@ -12,9 +12,9 @@ import yaml
 from pydantic import ValidationError
 
 from quench.errors import RecipeError
+from quench.owned_files import write_atomic
 from quench.recipe.load import format_validation_error, set_value
 from quench.recipe.schema import Recipe
-from quench.runner.publish import write_atomic
 from quench.sweep.jobs import FINISHED, TrialOutcome
 from quench.sweep.space import Point, describe, point_id
 
