@@ -85,6 +85,7 @@ class MlflowTracker(Tracker):
         self.experiment_id: str | None = None
         self.parent_id: str | None = None
         self.down: str | None = None  # why the store is unusable, once a call failed
+        self.unsaved: str | None = None  # why the pending record could not be written (a full disk)
 
     # --- talking to MLflow, never raising ---------------------------------------------------
 
@@ -105,8 +106,13 @@ class MlflowTracker(Tracker):
         # INFO: into quench.log with its traceback during a run, never onto a bare terminal
         log.info("tracking: %s failed; the store is not used again in this run", what,
                  exc_info=exc)
-        self.notice(f"tracking: {self.shown_uri} unavailable ({self.down}); this run is kept "
-                    f"for upload: quench sync {self.root}")
+        if self.unsaved:
+            self.notice(f"tracking: {self.shown_uri} unavailable ({self.down}), and the run's "
+                        f"record could not be saved either ({self.unsaved}): this run is not "
+                        "logged")
+        else:
+            self.notice(f"tracking: {self.shown_uri} unavailable ({self.down}); this run is "
+                        f"kept for upload: quench sync {self.root}")
 
     def _connect(self) -> None:
         """The client, with its store opened (a SQLite store is created on first use)."""
@@ -242,15 +248,18 @@ class MlflowTracker(Tracker):
             return {"tracking_uri": self.shown_uri, "experiment_id": self.experiment_id,
                     "run_id": self.parent_id}
         return {"tracking_uri": self.shown_uri, "upload_id": self.upload_id,
-                "pending_upload": str(path)}
+                "pending_upload": str(path), **({"unsaved": self.unsaved} if self.unsaved else {})}
 
     def _save(self) -> Path:
         """Writes the record; a record that cannot be written is logged, never fatal."""
         assert self.record is not None
         try:
-            return write_record(self.root, self.record)
+            path = write_record(self.root, self.record)
+            self.unsaved = None
+            return path
         except OSError as exc:
             log.warning("tracking: cannot write the pending-upload record (%s)", exc)
+            self.unsaved = short_reason(exc)
             return record_path(self.root, self.upload_id)
 
     def _close_dead_runs(self, recipe_name: str) -> None:

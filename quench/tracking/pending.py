@@ -14,9 +14,10 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from quench.contract.processes import pid_alive
+from quench.owned_files import open_owned, write_atomic
 from quench.redact import redact_data
 
 VERSION = 1
@@ -46,9 +47,7 @@ def write_record(root: Path, record: dict[str, Any]) -> Path:
     """Writes (replaces) the record atomically, redacted; returns its path."""
     path = record_path(root, record["upload_id"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(redact_data(record), indent=1))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(redact_data(record), indent=1))
     return path
 
 
@@ -56,19 +55,49 @@ def remove_record(root: Path, upload_id: str) -> None:
     record_path(root, upload_id).unlink(missing_ok=True)
 
 
-def read_records(root: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """Every readable record, oldest first (an unreadable one is reported by its path)."""
+class Unreadable(NamedTuple):
+    """A record file that cannot be replayed (damaged, or from another quench): it blocks
+    nothing; `quench sync --drop` moves it aside."""
+
+    path: Path
+    reason: str
+
+
+def read_records(root: Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[Unreadable]]:
+    """Every readable record, oldest first, and the record files that cannot be read."""
     folder = pending_dir(root)
     if not folder.is_dir():
-        return []
-    found = []
-    for path in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime):
+        return [], []
+    found, bad = [], []
+    for path in sorted(folder.glob("*.json"), key=_mtime):
         try:
             record = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise OSError(f"{path}: unreadable pending-upload record ({exc})") from None
+            if not isinstance(record, dict) or record.get("version") != VERSION:
+                raise ValueError(f"not a version-{VERSION} record")
+            for key in ("upload_id", "tracking_uri", "parent", "children"):
+                record[key]  # noqa: B018 - a KeyError names what is missing
+        except (OSError, ValueError, KeyError) as exc:
+            bad.append(Unreadable(path, f"{type(exc).__name__}: {exc}"))
+            continue
         found.append((path, record))
-    return found
+    return found, bad
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # removed by a concurrent upload
+        return 0.0
+
+
+def drop_record(path: Path) -> Path:
+    """Moves a record aside, into pending/dropped/, where `quench sync` no longer looks."""
+    dropped = path.parent / "dropped"
+    dropped.mkdir(exist_ok=True)
+    target = dropped / path.name
+    os.replace(path, target)
+    path.with_suffix(".lock").unlink(missing_ok=True)
+    return target
 
 
 def in_progress(record: dict[str, Any]) -> bool:
@@ -81,7 +110,7 @@ def in_progress(record: dict[str, Any]) -> bool:
 def locked(path: Path) -> Iterator[bool]:
     """An exclusive, non-blocking lock beside a record: yields False when another holds it."""
     lock = path.with_suffix(".lock")
-    with lock.open("a") as handle:
+    with open_owned(lock, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -11,8 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from quench.redact import redact
+
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 UPLOAD_TAG, COMPLETE_TAG = "quench.upload_id", "quench.upload_complete"
+# the artifacts a run was uploaded without (their files were gone): uploaded with what remains
+MISSING_TAG = "quench.missing_artifacts"
 BATCH = 100  # MLflow accepts at most 100 params / 1000 metrics per log_batch call
 HTTP_VARIABLES = ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
                   "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "MLFLOW_HTTP_REQUEST_TIMEOUT")
@@ -83,8 +87,9 @@ def open_run(client: Any, exp_id: str, run: dict[str, Any], parent_id: str | Non
     return created.info.run_id, False
 
 
-def log_contents(client: Any, run_id: str, run: dict[str, Any]) -> None:
-    """Tags, params, metrics, dataset inputs and artifacts of a run record (repeatable)."""
+def log_contents(client: Any, run_id: str, run: dict[str, Any]) -> list[str]:
+    """Tags, params, metrics, dataset inputs and artifacts of a run record (repeatable); the
+    artifacts whose files are gone are named in the run's MISSING_TAG and returned."""
     from mlflow.entities import Metric, Param, RunTag
 
     params = [Param(k, v) for k, v in run.get("params", {}).items()]
@@ -96,15 +101,18 @@ def log_contents(client: Any, run_id: str, run: dict[str, Any]) -> None:
         client.log_batch(run_id, metrics=metrics[i : i + BATCH], params=params[i : i + BATCH])
     for entry in run.get("inputs", []):
         client.log_inputs(run_id, datasets=[calibration_input(entry)])
-    for artifact in run.get("artifacts", []):
-        log_artifact(client, run_id, artifact)
+    missing = [str(a.get("dest") or Path(a["path"]).name) for a in run.get("artifacts", [])
+               if not log_artifact(client, run_id, a)]
+    if missing:
+        client.set_tag(run_id, MISSING_TAG, redact(", ".join(missing))[:4000])
+    return missing
 
 
-def log_artifact(client: Any, run_id: str, artifact: dict[str, Any]) -> None:
-    """One file, folder or table; a missing file is an error naming it."""
+def log_artifact(client: Any, run_id: str, artifact: dict[str, Any]) -> bool:
+    """One file, folder or table; False when its file is gone (deleted since it was recorded)."""
     path = Path(artifact["path"])
     if not path.exists():
-        raise FileNotFoundError(f"{path}: artifact of the pending upload is gone")
+        return False
     if artifact["kind"] == "dir":
         client.log_artifacts(run_id, str(path), artifact_path=artifact.get("dest"))
     elif artifact["kind"] == "table":  # log_table appends to an existing table: log it once
@@ -114,6 +122,7 @@ def log_artifact(client: Any, run_id: str, artifact: dict[str, Any]) -> None:
             client.log_table(run_id, data=json.loads(path.read_text()), artifact_file=name)
     else:
         client.log_artifact(run_id, str(path), artifact_path=artifact.get("dest"))
+    return True
 
 
 def close_run(client: Any, run_id: str, run: dict[str, Any]) -> None:
@@ -157,3 +166,14 @@ def upload_record(client: Any, record: dict[str, Any]) -> str:
     if parent["status"] != "RUNNING":
         close_run(client, parent_id, parent)
     return parent_id
+
+
+def mark_incomplete(client: Any, record: dict[str, Any]) -> bool:
+    """Ends as FAILED a parent run that an upload cut short left RUNNING (a later upload of the
+    record sets its real status); True when there was one."""
+    found = client.get_experiment_by_name(record["experiment"])
+    run = find_run(client, found.experiment_id, record["upload_id"]) if found else None
+    if run is None or run.info.status != "RUNNING" or run.data.tags.get(COMPLETE_TAG) == "true":
+        return False
+    client.set_terminated(run.info.run_id, "FAILED")
+    return True

@@ -15,7 +15,7 @@ from quench.cli import main
 from quench.recipe import load_recipe
 from quench.tracking.mlflow_tracker import MlflowTracker
 from quench.tracking.pending import pending_dir
-from quench.tracking.sync import finalized
+from quench.tracking.sync import finalized, tracking_line
 from quench.tracking.upload import http_budget
 
 from ..conftest import DEFAULT_RECIPE
@@ -95,3 +95,17 @@ def test_sync_of_a_recipe_uses_its_output_folder(tmp_path, capsys):
     (tmp_path / "out").mkdir()
     assert main(["sync", str(path)]) == 0
     assert f"no pending runs in {tmp_path / 'out'}" in capsys.readouterr().out
+
+
+def test_a_record_that_cannot_be_saved_is_never_announced_as_kept(tmp_path):
+    """A full (here: blocked) disk and a down store: the console must not promise an upload."""
+    (tmp_path / ".quench").mkdir()
+    (tmp_path / ".quench" / "pending").write_text("a file where the folder goes")
+    notices: list[str] = []
+    tracker, recipe = down_tracker(tmp_path, notices)
+    tracker.begin(recipe)
+    tracking = tracker._close(tracker.record["parent"], "FAILED", {})
+    assert "could not be saved either" in notices[0] and "not logged" in notices[0]
+    assert "quench sync" not in notices[0]
+    line = tracking_line(tracking)
+    assert line is not None and line.endswith("this run is not logged")
