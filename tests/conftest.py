@@ -94,3 +94,20 @@ def run_id_of(result: subprocess.CompletedProcess[str]) -> str:
 
 def read_json(path: Path) -> dict:
     return json.loads(path.read_text())
+
+
+def perturbed_copy(model: Path, folder: Path) -> Path:
+    """Another base model behind the same architecture and tokenizer: `model` with one weight
+    changed by a thousandth (a fine-tune, as far as names go)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(model, folder)
+    [weights] = folder.glob("*.safetensors")
+    tensors = load_file(weights)
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name].clone()
+    tensors[name].view(-1)[0] += 1e-6 + abs(float(tensors[name].view(-1)[0])) * 1e-3
+    save_file(tensors, weights, metadata={"format": "pt"})
+    return folder

@@ -12,11 +12,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "quench"
 # Lower number = lower layer; a module may import its own layer or lower ones only.
 LAYERS: dict[str, int] = {
     **dict.fromkeys(("contract", "errors", "registry", "strict", "redact", "progress",
-                     "textfiles", "user_cache", "geometry", "gpu", "bundled", "home", "units"), 0),
+                     "textfiles", "user_cache", "geometry", "gpu", "bundled", "home", "units",
+                     "shutdown", "owned_files"), 0),
     # registries and libraries that know no recipe (they take typed options and paths)
     **dict.fromkeys(("methods", "engines", "serving", "checkpoints", "metrics", "evals",
                      "gguf", "sources", "text_sources", "shards", "models", "compute",
-                     "offload"), 1),
+                     "offload", "lineage"), 1),
     # the recipe model: it validates names and options against the registries below it
     "recipe": 2,
     # libraries that read a recipe

@@ -29,6 +29,7 @@ class CompareRequest:
     all_runs: bool = False
     quality: str = "perplexity"
     record: bool = True
+    allow_cross_model: bool = False  # a table and Pareto front over several base models
 
 
 def default_tracking_uri(uri: str | None) -> str:
@@ -75,6 +76,7 @@ def compare(req: CompareRequest) -> dict[str, Any]:
 
     client = open_client(req.tracking_uri)
     rows = load_rows(client, select_runs(client, req))
+    cross = check_base_models(rows, req.allow_cross_model)
     data = records(rows)
     req.out.mkdir(parents=True, exist_ok=True)
     png, md, js = (req.out / n for n in ("pareto.png", "compare.md", "compare.json"))
@@ -82,7 +84,7 @@ def compare(req: CompareRequest) -> dict[str, Any]:
     ids = [r.run_id for r in rows]
     context = {"tracking_uri": req.tracking_uri, "selection": _selection(req),
                "created": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-               "plot": png.name, "plot_notes": plot_notes,
+               "plot": png.name, "plot_notes": [*cross, *plot_notes],
                "ui_link": compare_page(req.tracking_uri, ids, [r.experiment_id for r in rows])}
     text = render_markdown(data, context)
     md.write_text(text)
@@ -94,6 +96,33 @@ def compare(req: CompareRequest) -> dict[str, Any]:
                         {"selection": context["selection"], "quality": req.quality,
                          "compared_runs": ",".join(ids)})
     return {"markdown": text, "files": [md, js, png], "run_id": run_id, "runs": ids}
+
+
+def base_model_digest(row: Any) -> str | None:
+    """A run's base model by content (report.json's base_model; None before quench kept it)."""
+    return ((row.report or {}).get("base_model") or {}).get("weights_sha256")
+
+
+def check_base_models(rows: list[Any], allow: bool) -> list[str]:
+    """One base model per comparison: its Pareto front ranks runs, and the KL and perplexity
+    of runs of different models are not on one scale. Raises (exit 2) naming a run of each,
+    or, when allowed on purpose, returns a note."""
+    by_digest = all(base_model_digest(r) for r in rows)  # else by name: older runs have none
+    groups: dict[str, list[Any]] = {}
+    for row in rows:
+        key = base_model_digest(row) if by_digest else row.tags.get("quench.model", "?")
+        groups.setdefault(str(key), []).append(row)
+    if len(groups) < 2:
+        return []
+    sides = "; ".join(f"{', '.join(r.name for r in members[:3])} quantize "
+                      f"{members[0].tags.get('quench.model', '?')}"
+                      + (f" (weights sha256 {key[:12]}...)" if by_digest else "")
+                      for key, members in groups.items())
+    if not allow:
+        raise QuenchError(f"compare: the runs quantize {len(groups)} different base models "
+                          f"({sides}); pick runs of one model (--model, --runs) or pass "
+                          "--allow-cross-model to put them in one table and front on purpose")
+    return [f"cross-model comparison (--allow-cross-model): {sides}"]
 
 
 def _record_experiment(client: Any, req: CompareRequest, first: str) -> str:

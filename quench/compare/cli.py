@@ -30,6 +30,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                          "(compare.md, compare.json, pareto.png); default artifacts/compare")
     compare.add_argument("--no-record", action="store_true",
                          help="do not log the comparison as an MLflow run")
+    compare.add_argument("--allow-cross-model", action="store_true",
+                         help="compare runs of different base models in one table and Pareto "
+                         "front (otherwise an error: their metrics are not on one scale)")
     compare.add_argument("--tracking-uri", help=URI_HELP)
     promote = sub.add_parser("promote", help="register a run's model in the MLflow registry "
                              "and point aliases at it")
@@ -56,8 +59,8 @@ def dispatch(args: argparse.Namespace) -> int:
     req = CompareRequest(tracking_uri=uri, out=Path(args.out), experiment=args.experiment,
                          tags={**_tags(args.tag), **_sweep_tag(args.sweep)},
                          model=args.model, refs=args.runs, all_runs=args.all_runs,
-                         quality=args.quality,
-                         record=not args.no_record)
+                         quality=args.quality, record=not args.no_record,
+                         allow_cross_model=args.allow_cross_model)
     result = compare(req)
     print(result["markdown"], end="")
     print(f"\nwritten: {', '.join(str(p) for p in result['files'])}")

@@ -19,6 +19,7 @@ from quench.gate.checks import (
     throughput_checks,
 )
 from quench.gate.data import RunData
+from quench.gate.lineage import check_lineage
 from quench.recipe.schema import GateSpec
 
 EXIT_PASS, EXIT_REGRESSION = 0, 1
@@ -46,7 +47,7 @@ class GateResult:
 def evaluate_gate(candidate: RunData, baseline: RunData, spec: GateSpec) -> GateResult:
     """Every metric the spec gates; a gated metric without data is a GateError, never a pass."""
     checks: list[Check] = []
-    notes: list[str] = []
+    notes = check_lineage(candidate, baseline, spec.allow_cross_model)
     if spec.max_perplexity_increase_pct is not None:
         checks.append(perplexity_check(candidate, baseline, spec))
     if spec.max_kl_divergence is not None:

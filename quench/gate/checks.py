@@ -12,16 +12,12 @@ from typing import Any, Literal
 
 import numpy as np
 
-from quench.errors import QuenchError
 from quench.gate import stats
 from quench.gate.data import RunData
+from quench.gate.errors import GateError
 from quench.recipe.schema import GateSpec
 
 Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE"]
-
-
-class GateError(QuenchError):
-    """The gate cannot decide (missing baseline, metric or pairing): exit 2, never a pass."""
 
 
 @dataclass

@@ -15,6 +15,8 @@ import numpy as np
 from scipy.stats import binomtest, norm
 from scipy.stats import t as student_t
 
+from quench.gate.errors import GateError
+
 Statistic = Callable[[np.ndarray], np.ndarray]  # (resamples, n) index matrix -> (resamples,)
 
 
@@ -24,6 +26,9 @@ class Interval:
     low: float
     high: float
     n: int  # paired units (windows or documents)
+
+
+MAX_LOG_CHANGE = 300.0  # nats per token: a perplexity e^300 times the baseline's
 
 
 def default_block(n: int) -> int:
@@ -45,7 +50,8 @@ def bootstrap(
 ) -> Interval:
     """Percentile interval at level 1 - alpha of `statistic` over block-resampled units."""
     if n < 2:
-        raise ValueError(f"need at least 2 paired units for an interval, got {n}")
+        raise GateError(f"an interval needs at least 2 paired units (windows or documents); "
+                        f"the runs share {n}")
     rng = np.random.default_rng(seed)
     estimate = float(statistic(np.arange(n)[None, :])[0])
     values = statistic(block_indices(n, block, resamples, rng))
@@ -70,7 +76,9 @@ def perplexity_change_pct(
     tokens = np.asarray(tokens, float)
 
     def stat(idx: np.ndarray) -> np.ndarray:
-        return 100 * np.expm1(delta[idx].sum(axis=1) / tokens[idx].sum(axis=1))
+        # capped: beyond e^MAX_LOG_CHANGE the change is past any threshold, and stays finite
+        per_token = np.minimum(delta[idx].sum(axis=1) / tokens[idx].sum(axis=1), MAX_LOG_CHANGE)
+        return 100 * np.expm1(per_token)
 
     return stat
 
@@ -114,4 +122,5 @@ def needed_units(interval: Interval, threshold: float) -> int | None:
     half = (interval.high - interval.low) / 2
     if gap == 0 or half == 0:
         return None
-    return math.ceil(interval.n * (half / gap) ** 2)
+    needed = interval.n * (half / gap) ** 2 if half / gap < 1e150 else math.inf
+    return math.ceil(needed) if math.isfinite(needed) else None

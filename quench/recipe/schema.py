@@ -306,6 +306,10 @@ class GateSpec(StrictModel):
         None, ge=1, description="Perplexity windows per bootstrap block; default n^(1/3)."
     )
     seed: int = Field(0, ge=0, description="Seed of the bootstrap.")
+    allow_cross_model: bool = Field(
+        False, description="Gate runs of different base models (weights or tokenizer by content "
+        "digest) against each other on purpose; by default that is an error (exit 2)."
+    )
 
 
 class CostSpec(StrictModel):

@@ -57,6 +57,8 @@ def build_report(recipe: Recipe, inputs: dict[str, Manifest]) -> dict[str, Any]:
         "calibration": inputs["calibrate"].outputs.get("lineage"),
         "license": inputs["license"].outputs.get("verdict"),
         "perplexity_protocol": inputs["evaluate"].outputs.get("protocol"),
+        "base_model": {"id": redact_data(recipe.model.id),
+                       **(inputs["resolve"].outputs.get("digests") or {})},
         "lm_eval": lm_eval_summary(inputs.get("baseline_lm_eval"), inputs.get("lm_eval")),
         "throughput": throughput_summary(inputs.get("throughput")),
         "deployment": deployment_summary(inputs.get("export"), inputs.get("build")),

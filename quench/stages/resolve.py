@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from quench import gguf
+from quench import gguf, lineage
 from quench.compute import GGUF_AUTO_DTYPE
 from quench.contract.manifest import Manifest
 from quench.contract.stage import Stage, StageContext, StageResult
 from quench.errors import StageError
 from quench.gguf import dequantize_to_checkpoint
+from quench.lineage import model_digests
 from quench.models import check_safetensors
 from quench.recipe.schema import Recipe
 from quench.sources import (
@@ -45,7 +46,7 @@ class ResolveStage(Stage):
                 "files": fingerprint_path(resolved.source)}
 
     def code_files(self) -> list[Path]:
-        return [*super().code_files(), Path(gguf.__file__)]
+        return [*super().code_files(), Path(gguf.__file__), Path(lineage.__file__)]
 
     def headline(self, manifest: Manifest) -> str:
         origin = manifest.outputs.get("origin")
@@ -54,6 +55,7 @@ class ResolveStage(Stage):
     def run(self, ctx: StageContext) -> StageResult:
         resolved = resolve_spec(ctx.recipe.model)
         outputs: dict[str, Any] = {"origin": resolved.origin}
+        source_file = resolved.gguf_file
         if resolved.gguf_file is not None:
             dtype = ctx.recipe.model.dtype
             dtype = GGUF_AUTO_DTYPE if dtype == "auto" else dtype
@@ -72,6 +74,8 @@ class ResolveStage(Stage):
             "model_type": config.get("model_type"),
             "weights": [w.name for w in weights],
             "tensors": sum(check_safetensors(w) for w in weights),
+            # by content: the gate compares runs of the same base model only
+            "digests": model_digests(folder, source_file),
         })
         return StageResult(outputs=outputs)
 

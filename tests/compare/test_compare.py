@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from quench.tracking import flatten
 
-from ..conftest import read_json, run_quench
+from ..conftest import REPO, perturbed_copy, read_json, run_id_of, run_quench, small_run_args
 from .conftest import EXPERIMENT
 
 pytestmark = pytest.mark.e2e
@@ -129,3 +129,20 @@ def test_missing_store_is_an_error_not_a_new_store(cli, tmp_path):
     code, _, err = cli("compare", "--tracking-uri", f"sqlite:///{store}", "--out", tmp_path)
     assert code == 2 and "no MLflow store" in err
     assert not store.exists()
+
+
+def test_runs_of_different_base_models_are_not_ranked_together(two_runs, tiny_model, cli,
+                                                               tmp_path):
+    other = perturbed_copy(tiny_model, tmp_path / "other-model")
+    result = run_quench("run", str(REPO / "recipes" / "tinystories-none.yaml"),
+                        *small_run_args(two_runs["out"], max_windows=8), "name=other-model",
+                        f"model.id={other}", "tracking.experiment=quench-other")
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = ["--runs", two_runs["tinystories-none"], run_id_of(result), "--no-record"]
+    code, _, err = cli("compare", "--tracking-uri", two_runs["uri"], "--out", tmp_path, *runs)
+    assert code == 2 and "quantize 2 different base models" in err, err
+    assert "tinystories-none quantize" in err and "other-model quantize" in err
+    code, out, err = cli("compare", "--tracking-uri", two_runs["uri"], "--out", tmp_path,
+                         *runs, "--allow-cross-model")
+    assert code == 0, err
+    assert "- cross-model comparison (--allow-cross-model)" in out

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-from ..conftest import REPO, run_id_of, run_quench
+from ..conftest import REPO, perturbed_copy, run_id_of, run_quench
 
 pytestmark = pytest.mark.e2e
 RECIPES = REPO / "recipes"
@@ -214,4 +214,47 @@ def test_runs_on_different_windows_cannot_be_paired(runs, gate):
                        *_args(runs["out"], windows=40), "name=none-40")
     assert other.returncode == 0, other.stderr[-3000:]
     result = gate(runs, run_id_of(other), "--baseline", runs["none"])
-    assert result.returncode == 2 and "cannot be paired" in result.stderr
+    assert result.returncode == 2 and "not comparable" in result.stderr
+    assert "windows: 40 vs 48" in result.stderr
+
+
+def test_a_run_of_another_base_model_is_refused_unless_declared(runs, tiny_model, tmp_path,
+                                                                gate):
+    other = perturbed_copy(tiny_model, tmp_path / "other-model")
+    result = run_quench("run", str(RECIPES / "tinystories-none.yaml"), *_args(runs["out"]),
+                        "name=other-model", f"model.id={other}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    refused = gate(runs, run_id_of(result), "--baseline", runs["none"])
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "not the same base model (weights differ)" in refused.stderr
+    assert run_id_of(result) in refused.stderr and runs["none"] in refused.stderr
+    declared = tmp_path / "cross.yaml"
+    declared.write_text(f"extends: {RECIPES / 'tinystories-none.yaml'}\n"
+                        "gate: {allow_cross_model: true}\n")
+    allowed = gate(runs, run_id_of(result), "--baseline", runs["none"], "--recipe",
+                   str(declared))
+    assert allowed.returncode in (0, 1), allowed.stdout + allowed.stderr
+    assert "cross-model comparison" in allowed.stdout
+
+
+def test_an_artifact_replaced_in_the_store_is_refused(runs, tmp_path, gate):
+    """The hostile case: the candidate's per_window.npz overwritten by the baseline's in the
+    artifact store would turn FAIL into PASS; its manifest's sha256 gives it away."""
+    client = MlflowClient(_uri(runs["out"]))
+
+    def stored(run_id: str) -> Path:
+        parent = client.get_run(run_id)
+        [child] = client.search_runs([parent.info.experiment_id],
+                                     f"tags.mlflow.parentRunId = '{run_id}' and "
+                                     "attributes.run_name = 'evaluate'")
+        return Path(child.info.artifact_uri.removeprefix("file://")) / "per_window.npz"
+
+    target, source = stored(runs["rtn-w3"]), stored(runs["none"])
+    saved = target.read_bytes()
+    try:
+        target.write_bytes(source.read_bytes())
+        result = gate(runs, runs["rtn-w3"], "--baseline", runs["none"])
+    finally:
+        target.write_bytes(saved)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "per_window.npz is not the file its evaluate stage wrote" in result.stderr
