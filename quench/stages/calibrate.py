@@ -81,8 +81,9 @@ class CalibrateStage(Stage):
             {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
         )
         dataset.save_to_disk(str(ctx.out_dir / "tokenized"))
+        # exactly num_samples records leave none held out (the reload check then skips)
         heldout_ids = tokenizer([texts[i] for i in heldout], truncation=True,
-                                max_length=c.max_seq_length)["input_ids"]
+                                max_length=c.max_seq_length)["input_ids"] if heldout else []
         lineage = {
             "source": source.describe(),
             "digest": fingerprint_path(source.path) if source.kind == "file" else None,

@@ -18,6 +18,7 @@ from . import cases as c
 
 D = DEFAULT_RECIPE
 LONG = "x" * 70_000
+TOKEN = "hf_" + "Rk9sT2vLm9XkP4sWn7YbC3dF6gH1jK5aQx"  # the shape of a Hugging Face token
 Build = Callable[[Path], c.Inputs]
 
 
@@ -164,6 +165,14 @@ TABLE: list[tuple[str, Build, int, list[str]]] = [
      ["model.id", "no-such-model is not a model folder"]),
     ("custom-code-warns", c.custom_code_model, 0,
      ["warning: model.id", "auto_map", "model.trust_remote_code: true"]),
+    # a secret inside a path: it would be written verbatim into manifests and MLflow
+    ("token-in-model-path", given(f"model.id=./models/{TOKEN}"), 2,
+     ["model.id: ./models/[REDACTED] holds a secret"]),
+    ("token-in-output-dir", given(f"output.dir=./runs/{TOKEN}/out"), 2,
+     ["output.dir: ./runs/[REDACTED]/out holds a secret"]),
+    ("token-in-calibration-path", given(f"calibration.source=./data/{TOKEN}.txt"), 2,
+     ["calibration.source: ./data/[REDACTED].txt holds a secret"]),
+    ("token-in-name", given(f"name=run-{TOKEN}"), 2, ["name: run-[REDACTED] holds a secret"]),
     # the output folder
     ("output-symlink-loop", c.symlink_loop, 2, ["output.dir", "loop-a", "loop"]),
     ("output-under-a-file", lambda t: ((t / "f").write_text("x"), (D, [f"output.dir={t}/f/o"]))[1],

@@ -53,6 +53,14 @@ def test_empty_file_and_too_few_records_are_named(tmp_path, tiny_model):
         _run(tmp_path, tiny_model, few)
 
 
+def test_a_source_with_exactly_num_samples_records_leaves_none_held_out(tmp_path, tiny_model):
+    exact = tmp_path / "exact.txt"
+    exact.write_text("".join(f"Once upon a time there was a dog number {i}.\n" for i in range(8)))
+    out, result = _run(tmp_path, tiny_model, exact, num_samples=8)
+    assert len(datasets.load_from_disk(str(out / "tokenized"))) == 8
+    assert result.outputs["heldout_input_ids"] == []
+
+
 def test_parquet_source_with_a_named_column(tmp_path, tiny_model):
     import pyarrow as pa
     import pyarrow.parquet as pq
