@@ -313,6 +313,9 @@ def run_quench(size: str, method: str) -> dict[str, Any]:
             "bare": run_bare(name, out / name / "model")}
 
 
+PHASES = "phase_peak_rss_mb_"  # quench.compute.PHASE_PEAK_PREFIX: a stage's phases' peaks
+
+
 def stage_row(info: dict[str, Any]) -> dict[str, Any]:
     """One node of run.json with what its manifest says: status, times, peak RSS, metrics."""
     manifest = json.loads((Path(info["dir"]) / "manifest.json").read_text())
@@ -323,7 +326,9 @@ def stage_row(info: dict[str, Any]) -> dict[str, Any]:
             "elapsed_s": manifest.get("elapsed_s"),
             "windows_sha256": manifest.get("outputs", {}).get("protocol", {}).get(
                 "windows_sha256"),
-            **{k: metrics[k] for k in keep if k in metrics}}
+            **{k: metrics[k] for k in keep if k in metrics},
+            "phases_mb": {k.removeprefix(PHASES): v for k, v in metrics.items()
+                          if k.startswith(PHASES)}}
 
 
 # -- the whole bench ----------------------------------------------------------------------------

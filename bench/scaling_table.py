@@ -1,9 +1,15 @@
-"""The fits, targets and Markdown of bench/scaling.py (issue 12's scaling table)."""
+"""The fits, targets and Markdown of bench/scaling.py (the scaling table)."""
 
 from __future__ import annotations
 
+import os
 import statistics
+from pathlib import Path
 from typing import Any
+
+from quench.errors import QuenchError
+
+REPO = Path(__file__).resolve().parents[1]
 
 GIB = 2**30
 RSS_SLOPE, RSS_FIXED = 1.3, 1.5 * GIB  # target: whole-run peak RSS <= 1.3 x bytes + 1.5 GiB
@@ -81,8 +87,15 @@ def predicted(run: dict[str, Any]) -> dict[str, Any]:
 
     if "recipe" not in run:  # measured before predictions were recorded
         return {}
-    recipe = load_recipe(run["recipe"])
-    shape, _ = model_shape(recipe)
+    path = Path(run["recipe"])
+    if not path.is_file():  # measured under another BENCH_OUT: this one's copy, if made
+        path = Path(os.environ.get("BENCH_OUT") or REPO / "artifacts" / "bench") / "scaling" \
+            / "recipes" / path.name
+    try:
+        recipe = load_recipe(str(path))
+        shape, _ = model_shape(recipe)
+    except (OSError, QuenchError):  # its recipe or model is gone: no prediction to show
+        return {}
     out = {}
     for step in predict(recipe, shape, "cpu"):
         measured = run["stages"].get(step.step, {}).get("stage_peak_rss_mb")
@@ -169,6 +182,17 @@ def per_stage(data: dict[str, Any]) -> list[str]:
                          else f"{s['elapsed_s']:.1f} s")
         lines.append(f"| {size} GB | {method} | " + " | ".join(cells) + " |")
     return lines
+
+
+def phase_rows(data: dict[str, Any]) -> list[str]:
+    """Each phase's peak RSS (MiB) in the stages that measured them (quench.compute.PhasePeaks)."""
+    lines = ["| size | method | stage | phase peaks MiB |", "|---|---|---|---|"]
+    for size, method, _, run in runs(data):
+        for node, s in run["stages"].items():
+            if s.get("phases_mb"):
+                cells = ", ".join(f"{k} {v:.0f}" for k, v in s["phases_mb"].items())
+                lines.append(f"| {size} GB | {method} | {node} | {cells} |")
+    return lines if len(lines) > 2 else []
 
 
 def speeds(data: dict[str, Any]) -> list[str]:
@@ -287,6 +311,8 @@ def markdown(data: dict[str, Any]) -> str:
         "## Whole run", "", *whole_run(data), "",
         "## Per stage (peak RSS, wall time)", "", *per_stage(data), "",
         "## `quench plan`'s prediction of each stage's peak", "", *predictions(data), "",
+        *(["## Phases of a stage (peak RSS of each)", "", *phase_rows(data), ""]
+          if phase_rows(data) else []),
         "## Perplexity speed vs a bare transformers loop", "", *speeds(data), "",
         "baseline_eval is compared with the bare loop on the source model, evaluate with the "
         "bare loop on that run's quantized checkpoint (loaded dense, as the stage loads it). "

@@ -91,6 +91,26 @@ def peak_memory() -> dict[str, int | None]:
     return {"peak_rss_bytes": rss, "accelerator_peak_bytes": accelerator}
 
 
+PHASE_PEAK_PREFIX = "phase_peak_rss_mb_"  # a stage's metrics: the peak of each of its phases
+
+
+class PhasePeaks:
+    """The peak RSS of each phase of a stage (quantize: load, quantize, save, reload), so that
+    the memory model can be checked phase by phase: end() reads the peak since the previous
+    phase and starts a new one. The runner's stage_peak_rss_mb is the largest of them and of
+    what came after the last phase."""
+
+    def __init__(self) -> None:
+        self.peaks_mb: dict[str, float] = {}
+
+    def end(self, phase: str) -> None:
+        self.peaks_mb[phase] = round(peak_memory()["peak_rss_bytes"] / 2**20, 1)
+        reset_peak_memory()
+
+    def metrics(self) -> dict[str, float]:
+        return {PHASE_PEAK_PREFIX + phase: mb for phase, mb in self.peaks_mb.items()}
+
+
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 MMAP_THRESHOLD_BYTES = 1 << 20
 

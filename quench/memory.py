@@ -37,6 +37,9 @@ HESSIAN_COPIES = 2.5  # GPTQ: Hessians, their inverse and Cholesky factor, float
 # llm-compressor's own estimate for a model-free shard: 2.5x its tensors
 # (llmcompressor/entrypoints/model_free/__init__.py, _validate_shard's fallback)
 MODEL_FREE_SHARD_FACTOR = 2.5
+# the reload check's forward, one held-out record at a time: float32 logits and two float64
+# copies the cosine is computed on (quench/metrics/fidelity.py), per token per vocabulary entry
+HELDOUT_LOGIT_BYTES = 4 + 8 + 8
 LM_EVAL_TOKENS = 2048  # the longest lm-eval request assumed per sequence of a batch
 OFFLOAD_SHARD_BYTES = parse_size(OFFLOAD_SHARD_SIZE)
 CT_RESERVED_BYTES = 5 * 10**9  # compressed-tensors keeps this much RAM free by default
@@ -62,6 +65,7 @@ class Sizes:
     layer: float  # one decoder layer's weights at the load dtype
     largest_tensor: float  # the embedding (or lm_head)
     resident: float  # weights kept in RAM: the model, or what the offload budget holds
+    shard: float  # the largest safetensors shard of a checkpoint quench writes while offloading
 
     @property
     def offloaded(self) -> bool:
@@ -127,7 +131,8 @@ def sizes(recipe: Recipe, shape: Geometry, host_bytes: int | None = None) -> Siz
     # accelerate keeps room for the largest module inside the budget (infer_auto_device_map)
     resident = model if budget is None or budget >= model else \
         max(budget - max(layer, embedding), 0.0)
-    return Sizes(model, packed, checkpoint, layer, embedding, resident)
+    shard = float(min(parse_size(recipe.output.max_shard_size), OFFLOAD_SHARD_BYTES))
+    return Sizes(model, packed, checkpoint, layer, embedding, resident, shard)
 
 
 def method_bytes(work: WorkingSet, recipe: Recipe, shape: Geometry) -> float:
@@ -179,7 +184,7 @@ def _quantize(recipe: Recipe, shape: Geometry, s: Sizes, on_gpu: bool) -> StepMe
                      "one safetensors shard at a time, never the whole model (model_free)")
     work = method_bytes(method.working_set(q.scheme, q.options), recipe, shape)
     onloaded = s.onloaded
-    save = SAVE_COPIES * (min(s.packed, OFFLOAD_SHARD_BYTES) if s.offloaded else s.packed)
+    save = SAVE_COPIES * (min(s.packed, s.shard) if s.offloaded else s.packed)
     note = _weights_note(recipe, s)
     if method.loads_on_device and on_gpu:
         return _step("quantize", RUNTIME_BYTES + save, s.model + work,
@@ -188,25 +193,41 @@ def _quantize(recipe: Recipe, shape: Geometry, s: Sizes, on_gpu: bool) -> StepMe
         return _step("quantize", RUNTIME_BYTES + s.resident + onloaded + save,
                      s.layer + work, f"{note} on the host, one decoder layer and the "
                      "method's working set on the device")
-    phase = max(work, save, s.packed)
-    what = "the weights being compressed" if phase == save else \
-        "the method's working set on one layer" if phase == work else "the reload"
-    return _step("quantize", RUNTIME_BYTES + s.resident + onloaded + phase, 0.0,
-                 f"{note} + {what}")
+    heldout = HELDOUT_LOGIT_BYTES * recipe.calibration.max_seq_length * shape.vocab \
+        if method.needs_calibration(q.scheme, q.options) else 0.0
+    phases = {  # what each phase holds beside the runtime (quench.compute.PhasePeaks names them)
+        "the method's working set on one layer": s.resident + onloaded + work,
+        "the weights being compressed": s.resident + onloaded + save,
+        # the saved checkpoint reloaded alone (one forward per held-out record when calibrated)
+        "the reload": _checkpoint_in_ram(s) + (max(onloaded, heldout) if heldout else 0.0),
+    }
+    what = max(phases, key=phases.__getitem__)
+    return _step("quantize", RUNTIME_BYTES + phases[what], 0.0, f"{note} + {what}")
+
+
+def _checkpoint_in_ram(s: Sizes, compressed: bool = True) -> float:
+    """Host bytes of a loaded checkpoint: its dense weights in RAM and the packed ones mapped
+    from disk while they are dequantized (all of them, or one shard at a time when offloaded:
+    the budget then holds compressed modules, dequantized in place)."""
+    if not (compressed and s.packed):
+        return s.resident
+    if not s.offloaded:
+        return s.resident + s.packed
+    return min(s.model, s.resident * s.model / s.checkpoint) + min(s.packed, s.shard)
 
 
 def _evaluation(name: str, recipe: Recipe, s: Sizes, packed: float, batch: float,
                 on_gpu: bool, what: str) -> StepMemory:
     """A stage scoring the model (dequantized when compressed) on batches."""
     note = f"{_weights_note(recipe, s)} + {what}"
-    resident = s.resident
-    if packed and s.offloaded:  # the budget holds compressed modules, dequantized in place
-        resident = min(s.model, s.resident * s.model / s.checkpoint)
+    weights = _checkpoint_in_ram(s, compressed=bool(packed))
     # offloaded, the logits come after the last layer is dropped: one or the other at a time
     working = max(s.onloaded, batch)
-    if on_gpu:
-        return _step(name, RUNTIME_BYTES + packed, resident + working, note)
-    return _step(name, RUNTIME_BYTES + resident + packed + working, 0.0, note)
+    if on_gpu:  # the weights on the device, the packed ones mapped on the host
+        dense = min(s.model, s.resident * s.model / s.checkpoint) if packed and s.offloaded \
+            else s.resident
+        return _step(name, RUNTIME_BYTES + packed, dense + working, note)
+    return _step(name, RUNTIME_BYTES + weights + working, 0.0, note)
 
 
 def _step(name: str, host: float, accelerator: float, note: str) -> StepMemory:

@@ -93,8 +93,8 @@ def test_a_recipe_too_big_for_the_host_is_told_the_offload_settings_that_fit(mir
 
 def test_offloaded_peak_does_not_grow_with_the_number_of_layers(mirror, tmp_path):
     """A fixed compute.max_cpu_memory: the peak is the budget plus one module read back from
-    disk, whatever the model's depth; only a compressed checkpoint's packed weights, mapped
-    while it is dequantized, grow with it (a quarter of the model at 4 bits)."""
+    disk, whatever the model's depth; a compressed checkpoint is read one shard at a time (its
+    budget holds compressed modules, a little more once dequantized)."""
     recipe = load_recipe(EIGHT_B, ["quantization.method=gptq", "quantization.scheme=W4A16",
                                    f"compute.offload_folder={tmp_path}",
                                    "compute.max_cpu_memory=1GiB"])
@@ -102,7 +102,7 @@ def test_offloaded_peak_does_not_grow_with_the_number_of_layers(mirror, tmp_path
               for n in (8, 80)]
     shallow, deep = ({s.step: s.host_bytes for s in memory.predict(recipe, shape, "cpu")}
                      for shape in shapes)
-    packed = [memory.sizes(recipe, shape).packed for shape in shapes]
     assert shallow["baseline_eval"] == deep["baseline_eval"]
-    assert deep["evaluate"] - shallow["evaluate"] == pytest.approx(packed[1] - packed[0], rel=0.01)
+    assert shallow["quantize"] == pytest.approx(deep["quantize"], rel=0.02)
+    assert shallow["evaluate"] <= deep["evaluate"] < 1.05 * shallow["evaluate"]
     assert all(peak < 0.5 * memory.sizes(recipe, shapes[1]).model for peak in deep.values())

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from quench import progress
-from quench.compute import resolve_device
+from quench.compute import PhasePeaks, resolve_device
 from quench.contract.manifest import Manifest
 from quench.contract.stage import Stage, StageContext, StageResult
 from quench.errors import StageError
@@ -93,14 +93,18 @@ class EvaluateStage(Stage):
         if "reference" not in ctx.inputs:  # a baseline: keep what candidates compare against
             writer = ReferenceWriter(ctx.out_dir / "topk", scored_positions(windows), spec.top_k,
                                      spec.exact_kl_tokens)
+        phases = PhasePeaks()
         with stage_offload(recipe.compute, self.name) as offload:
             model = load_model(model_dir, recipe.model.dtype, recipe.model.trust_remote_code,
                                device=ctx.config["device"], offload=offload)
             disk = offloaded_bytes(model) if offload else None
+            phases.end("load")
             with progress.task("perplexity windows", len(windows.inputs)):
                 scores = score_windows(model, windows, spec.batch_size, writer, reference)
             del model
+            phases.end("score")
         result = _result(ctx.out_dir, scores, protocol, note)
+        result.metrics.update(phases.metrics())
         if disk is not None:
             result.metrics["offloaded_bytes"] = disk  # read back from disk per layer
         if writer is not None:

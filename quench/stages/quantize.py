@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from quench import methods, progress
-from quench.compute import release_memory, resolve_device
+from quench.compute import PhasePeaks, release_memory, resolve_device
 from quench.contract.manifest import Manifest
 from quench.contract.stage import Publishes, Stage, StageContext, StageResult
 from quench.errors import StageError
@@ -94,7 +94,7 @@ class QuantizeStage(Stage):
             "library_warnings": done["warnings"],
             "shards": sorted(p.name for p in out.glob("*.safetensors")),
         }
-        metrics = quantize_metrics(done["wall"], done["cpu"], out, errors)
+        metrics = {**quantize_metrics(done["wall"], done["cpu"], out, errors), **done["phases"]}
         if offload_folder := recipe.compute.offload_folder:
             metrics["offloaded_bytes"] = done["offloaded_bytes"]  # read from disk per layer
             outputs["offload_folder"] = offload_folder
@@ -107,6 +107,7 @@ class QuantizeStage(Stage):
         """The model's one life in this stage: load, quantize, save, drop; then the reload."""
         recipe = ctx.recipe
         device = ctx.config["device"]
+        phases = PhasePeaks()
         model = load_model(source, recipe.model.dtype, recipe.model.trust_remote_code,
                            device=device if method.loads_on_device else "cpu", offload=offload)
         disk = offloaded_bytes(model) if offload else 0
@@ -114,20 +115,24 @@ class QuantizeStage(Stage):
         heldout = _heldout(ctx)
         scratch = ctx.out_dir / ".scratch"
         reference = save_logits(model, heldout, scratch) if heldout else []
+        phases.end("load")
         start_wall, start_cpu = time.perf_counter(), time.process_time()
         warnings, quantized = _quantize(model, method, ctx)
         wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
+        phases.end("quantize")
         out = ctx.out_dir / "model"
         method.save(model, out, quantized, save_shard_size(recipe, offload))
         tokenizer.save_pretrained(out)
         errors = layer_weight_errors(source, model) if method.fake_quantized else None
         del model
         _release_session()
+        phases.end("save")
         with stage_offload(recipe.compute, "quantize-reload") as reload_offload:
             check = reload_check(out, recipe, device, heldout, reference, method, reload_offload)
         shutil.rmtree(scratch, ignore_errors=True)
+        phases.end("reload")
         return {"out": out, "warnings": warnings, "errors": errors, "wall": wall, "cpu": cpu,
-                "check": check, "offloaded_bytes": disk}
+                "check": check, "offloaded_bytes": disk, "phases": phases.metrics()}
 
 
 def save_shard_size(recipe: Recipe, offload: Offload | None) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from quench.compute import PHASE_PEAK_PREFIX
 from quench.metrics.fidelity import layer_weight_errors
 from quench.models import load_model, load_tokenizer
 from tests.conftest import DEFAULT_RECIPE, read_json, run_quench
@@ -67,3 +68,15 @@ def test_every_stage_that_ran_records_its_own_peak_memory(sharded_run):
         m = sharded_run["nodes"][node]
         assert m["metrics"]["stage_peak_rss_mb"] > 50, (node, m["metrics"])
     assert math.isfinite(sharded_run["nodes"]["evaluate"]["metrics"]["perplexity"])
+
+
+@pytest.mark.parametrize(("node", "phases"), [("quantize", ["load", "quantize", "save", "reload"]),
+                                              ("evaluate", ["load", "score"])])
+def test_a_stage_that_measures_its_phases_reports_the_largest_as_its_peak(sharded_run, node,
+                                                                          phases):
+    """Each phase resets the high-water mark: the stage's peak must still cover all of them."""
+    metrics = sharded_run["nodes"][node]["metrics"]
+    found = {k.removeprefix(PHASE_PEAK_PREFIX): v for k, v in metrics.items()
+             if k.startswith(PHASE_PEAK_PREFIX)}
+    assert list(found) == phases and all(v > 50 for v in found.values()), metrics
+    assert metrics["stage_peak_rss_mb"] >= max(found.values())
