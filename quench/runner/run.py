@@ -229,7 +229,7 @@ def _memory_metrics(reported: dict[str, Any]) -> dict[str, float]:
     stage that measured its phases reset the counter: their peaks count too)."""
     peak = peak_memory()
     phases = [v for k, v in reported.items() if k.startswith(PHASE_PEAK_PREFIX)]
-    metrics = {"stage_peak_rss_mb": max(round(peak["peak_rss_bytes"] / 2**20, 1), *phases)}
+    metrics = {"stage_peak_rss_mb": max([round(peak["peak_rss_bytes"] / 2**20, 1), *phases])}
     if peak["accelerator_peak_bytes"] is not None:
         metrics["stage_accelerator_peak_mb"] = round(peak["accelerator_peak_bytes"] / 2**20, 1)
     return metrics

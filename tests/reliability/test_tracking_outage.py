@@ -25,16 +25,21 @@ pytestmark = pytest.mark.e2e
 
 RUN_NAME = "tinystories-rtn-w4a16"
 TOKEN = "hf_" + "Zq8rT2vLm9XkP4sWn7YbC3dF6gH1jK5aQe"  # the shape of a Hugging Face token
+PLAIN = "plainsecretword42"  # $HF_TOKEN's value in these runs
 FAST = ["tracking.timeout_s=6", "tracking.retries=1"]  # 3 s a request, 2 tries
 STAGE_RUNS = sorted(n for n in node_names() if n != "track")
 
 
 def quench_run(out: Path, uri: str, *extra: str):
-    """The default recipe, small, logged to `uri`, with a token in its description."""
+    """The default recipe, small, logged to `uri`, with secrets planted in every input that
+    reaches a file: a token in its description and a tag, and $HF_TOKEN's plain value (no
+    token shape: known only as that variable's) in its description and a tag too."""
     began = time.perf_counter()
     result = run_quench("run", str(DEFAULT_RECIPE), f"output.dir={out}",
                         "evaluation.perplexity.max_windows=8", f"tracking.tracking_uri={uri}",
-                        f"description=ours; HF token {TOKEN} pasted by mistake", *FAST, *extra)
+                        f"description=ours; HF token {TOKEN} pasted by mistake, {PLAIN}",
+                        f"tracking.tags={{owner: {TOKEN}, team: {PLAIN}}}", *FAST, *extra,
+                        env={"HF_TOKEN": PLAIN})
     return result, time.perf_counter() - began
 
 
@@ -163,7 +168,8 @@ def test_unwritable_sqlite_store_then_the_next_run_uploads_it(outage):
 def test_no_file_written_holds_the_token(outage, server):
     out, _, _ = outage  # after the runs and syncs above: reports, logs, cache, records, stores
     written = [*out.rglob("*"), *server.log.parent.rglob("*")]
-    leaks = [p for p in written if p.is_file() and TOKEN.encode() in p.read_bytes()]
+    leaks = [p for p in written if p.is_file()
+             and any(s.encode() in p.read_bytes() for s in (TOKEN, PLAIN))]
     assert leaks == []
     report = (out / RUN_NAME / "report.md").read_text() + (out / RUN_NAME / "report.json"
                                                            ).read_text()
