@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -13,6 +14,8 @@ from quench.errors import QuenchError
 from quench.shutdown import describe, exit_code, shutdown_signals
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from quench.recipe import Recipe
     from quench.runner.run import RunSummary
 
@@ -206,7 +209,18 @@ def _run(recipe: Recipe, force: set[str], verbose: bool,
         return exit_code(exc)
     except QuenchError:
         raise
-    except Exception as exc:  # a bug or a library failure quench does not know: no traceback
-        print(f"error: unexpected {type(exc).__name__}: {exc}\n"
-              f"the traceback is in {log_path}", file=sys.stderr)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return _unexpected(exc, log_path)
+        print(f"error: no space left on the device of {exc.filename or root} ({exc.strerror}); "
+              f"free some and run again (finished stages are cached); log: {log_path}",
+              file=sys.stderr)
         return EXIT_FAILED
+    except Exception as exc:  # a bug or a library failure quench does not know: no traceback
+        return _unexpected(exc, log_path)
+
+
+def _unexpected(exc: Exception, log_path: Path) -> int:
+    print(f"error: unexpected {type(exc).__name__}: {exc}\n"
+          f"the traceback is in {log_path}", file=sys.stderr)
+    return EXIT_FAILED

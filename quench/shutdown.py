@@ -50,8 +50,9 @@ def shutdown_signals() -> Iterator[None]:
 
     The first signal starts the shutdown; later ones are ignored so that the cleanup it started
     (bounded: trials get a grace period, tracking calls a time-out) is not cut short. SIGKILL
-    still stops quench at once; the next run resumes from the cache. Outside the main thread
-    (quench called as a library from a worker thread) nothing changes.
+    still stops quench at once; the next run resumes from the cache. A signal quench was
+    started ignoring stays ignored (`nohup` ignores SIGHUP, a shell's `cmd &` SIGINT). Outside
+    the main thread (quench called as a library from a worker thread) nothing changes.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -64,7 +65,8 @@ def shutdown_signals() -> Iterator[None]:
         stopping.set()
         raise Interrupted(signum)
 
-    previous = {s: signal.signal(s, handler) for s in SIGNALS}
+    caught = [s for s in SIGNALS if signal.getsignal(s) is not signal.SIG_IGN]
+    previous = {s: signal.signal(s, handler) for s in caught}
     _active.append(handler)
     try:
         yield
@@ -79,4 +81,5 @@ def reclaim_signals() -> None:
     `sys.exit(15)`, which would skip the cleanup)."""
     if _active and threading.current_thread() is threading.main_thread():
         for s in SIGNALS:
-            signal.signal(s, _active[-1])
+            if signal.getsignal(s) is not signal.SIG_IGN:
+                signal.signal(s, _active[-1])

@@ -46,6 +46,19 @@ def test_a_second_signal_does_not_cut_the_cleanup_short():
     assert cleaned
 
 
+def test_a_signal_quench_was_started_ignoring_stays_ignored():
+    """`nohup quench run ...` must survive the terminal's hangup."""
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with shutdown_signals():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.05)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
 def test_quench_takes_its_handlers_back_from_a_library():
     with shutdown_signals():
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(15))  # what ray.init does

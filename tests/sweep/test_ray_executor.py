@@ -236,6 +236,9 @@ def test_interrupt_stops_every_trial(cluster: str, mirror: Path, tmp_path: Path,
         return Path(long.log_path).is_file() and bool(_trial_processes(long.recipe_path)) \
             and bool(_trial_processes(worker_title))
 
+    # Ctrl-C as a terminal delivers it: a test run in the background (`pytest &`) starts with
+    # SIGINT ignored, and then no KeyboardInterrupt would come
+    default = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if how == "ctrl-c":
             def interrupt() -> None:
@@ -257,6 +260,7 @@ def test_interrupt_stops_every_trial(cluster: str, mirror: Path, tmp_path: Path,
         _wait_for(lambda: not _trial_processes(worker_title), 30,
                   "the Ray worker running the trial to end")
     finally:
+        signal.signal(signal.SIGINT, default)
         executor.close()
     assert "report:" not in Path(long.log_path).read_text()  # stopped, not finished
 
