@@ -17,8 +17,8 @@ from quench.errors import EnvironmentMissing, OfflineMiss, QuenchError, RecipeEr
 from quench.geometry import head_dim_of
 from quench.memory import MemoryShortfall
 from quench.methods import get_method
+from quench.recipe.paths import secrets_in_paths
 from quench.recipe.schema import Recipe
-from quench.redact import redact
 from quench.sources import model_config, resolve_spec
 from quench.text_sources import check_dataset_name, load_texts, resolve_text_source
 
@@ -30,7 +30,7 @@ def check_recipe(recipe: Recipe, for_run: bool = True) -> list[str]:
     or an engine environment not set up here, is returned as a warning instead: the recipe may
     be right for a connected machine or another host.
     """
-    problems: list[str] = list(_secrets_in_paths(recipe))
+    problems: list[str] = secrets_in_paths(recipe)
     warnings: list[str] = []
     model_ok = _collect(_check_model, recipe, for_run, problems, warnings)
     for check in (_check_calibration, _check_perplexity, _check_lm_eval, _check_output,
@@ -261,32 +261,6 @@ def _engines_used(recipe: Recipe) -> list[tuple[str, str, str | None, dict[str, 
         if name not in [u[1] for u in used]:
             used.append(("evaluation.lm_eval.engines", name, None, {}))
     return used
-
-
-def _path_values(recipe: Recipe) -> dict[str, str | None]:
-    """The recipe values quench writes verbatim, as paths, into manifests, MLflow and NOTICE."""
-    perplexity = recipe.evaluation.perplexity
-    return {"name": recipe.name, "model.id": recipe.model.id,
-            "model.gguf_file": recipe.model.gguf_file,
-            "calibration.source": recipe.calibration.source,
-            "evaluation.perplexity.dataset": perplexity.dataset if perplexity else None,
-            "output.dir": recipe.output.dir,
-            "compute.offload_folder": recipe.compute.offload_folder,
-            "quantization.options.recipe": str(getattr(recipe.quantization.options, "recipe",
-                                                       None) or "")}
-
-
-def _secrets_in_paths(recipe: Recipe) -> list[str]:
-    """A secret inside a path cannot be redacted where the path is used (a manifest naming the
-    folder a later stage reads): such a recipe is refused before anything is written."""
-    found = []
-    for key, value in _path_values(recipe).items():
-        if value and redact(value) != value:
-            found.append(f"{key}: {redact(value)} holds a secret (a token, or the value of a "
-                         "secret environment variable such as HF_TOKEN); quench writes this "
-                         "path into manifests and MLflow, where it cannot be redacted: use a "
-                         "path without it")
-    return found
 
 
 def _check_output(recipe: Recipe) -> None:
