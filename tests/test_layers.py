@@ -17,7 +17,7 @@ LAYERS: dict[str, int] = {
     # registries and libraries that know no recipe (they take typed options and paths)
     **dict.fromkeys(("methods", "engines", "serving", "checkpoints", "metrics", "evals",
                      "gguf", "sources", "text_sources", "shards", "models", "compute",
-                     "offload", "lineage"), 1),
+                     "offload", "lineage", "mapped_weights"), 1),
     # the recipe model: it validates names and options against the registries below it
     "recipe": 2,
     # libraries that read a recipe

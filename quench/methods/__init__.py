@@ -113,6 +113,10 @@ class Method(Generic[OptionsT]):
     # The saved weights are dense and a quantizer state rounds them at load (ModelOpt's fake
     # quantization): weight errors are read from the in-memory model, not the checkpoint.
     fake_quantized: ClassVar[bool] = False
+    # The method assigns new weight tensors instead of writing into the loaded ones (AWQ's scale
+    # search): the quantize stage first moves the memory-mapped checkpoint into owned memory,
+    # or the replaced weights' mapped pages would stay resident beside their replacements.
+    replaces_weights: ClassVar[bool] = False
     def working_set(self, scheme: str, options: OptionsT) -> WorkingSet:
         """What it holds beside the model while quantizing a layer (for `quench plan`)."""
         return WorkingSet()

@@ -42,6 +42,7 @@ class AWQ(Method[AWQOptions]):
     schemes = ("W4A16_ASYM", "W4A16")
     default_scheme = "W4A16_ASYM"
     options_model = AWQOptions
+    replaces_weights = True  # AWQModifier assigns weight.data for each grid point
 
     def needs_calibration(self, scheme: str, options: AWQOptions) -> bool:
         return True

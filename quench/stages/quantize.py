@@ -15,6 +15,7 @@ from quench.compute import PhasePeaks, release_memory, resolve_device
 from quench.contract.manifest import Manifest
 from quench.contract.stage import Publishes, Stage, StageContext, StageResult
 from quench.errors import StageError
+from quench.mapped_weights import own_mapped_weights
 from quench.methods import Method, get_method
 from quench.metrics.fidelity import (
     checkpoint_weight_errors,
@@ -111,6 +112,8 @@ class QuantizeStage(Stage):
         model = load_model(source, recipe.model.dtype, recipe.model.trust_remote_code,
                            device=device if method.loads_on_device else "cpu", offload=offload)
         disk = offloaded_bytes(model) if offload else 0
+        if method.replaces_weights:
+            own_mapped_weights(model)
         tokenizer = load_tokenizer(source, recipe.model.trust_remote_code)
         heldout = _heldout(ctx)
         scratch = ctx.out_dir / ".scratch"
