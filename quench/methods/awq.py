@@ -27,9 +27,10 @@ class AWQOptions(KvCacheOptions):
         "clipping in spirit).")
 
 
-# Float32 copies of one decoder layer's weights that AWQ's scale search holds at its peak:
-# fitted to the scaling benchmark (`make bench-scaling`, 0.4-2.2 GB models).
-AWQ_LAYER_COPIES = 4.0
+# Float32 copies of one decoder layer's weights that AWQ's scale search holds at its peak: fitted
+# to the scaling benchmark (`make bench-scaling`, 0.4 and 2.2 GB models: 321 and 352 MiB over the
+# loaded model, flat once the mapped checkpoint is moved into owned memory; replaces_weights).
+AWQ_LAYER_COPIES = 1.5
 
 # Option value -> llmcompressor weight observer (memoryless_minmax is what it picks when none is
 # given). The memoryless names avoid its "Overriding weight observer" warning.
