@@ -96,6 +96,8 @@ class QuantizeStage(Stage):
             "shards": sorted(p.name for p in out.glob("*.safetensors")),
         }
         metrics = {**quantize_metrics(done["wall"], done["cpu"], out, errors), **done["phases"]}
+        if done["owned_bytes"]:  # moved out of the mapped checkpoint before quantizing
+            metrics["owned_weight_bytes"] = done["owned_bytes"]
         if offload_folder := recipe.compute.offload_folder:
             metrics["offloaded_bytes"] = done["offloaded_bytes"]  # read from disk per layer
             outputs["offload_folder"] = offload_folder
@@ -112,8 +114,9 @@ class QuantizeStage(Stage):
         model = load_model(source, recipe.model.dtype, recipe.model.trust_remote_code,
                            device=device if method.loads_on_device else "cpu", offload=offload)
         disk = offloaded_bytes(model) if offload else 0
+        owned = 0
         if method.replaces_weights and offload is None:  # offloaded weights are not mapped
-            own_mapped_weights(model)
+            owned = own_mapped_weights(model)
         tokenizer = load_tokenizer(source, recipe.model.trust_remote_code)
         heldout = _heldout(ctx)
         scratch = ctx.out_dir / ".scratch"
@@ -135,7 +138,8 @@ class QuantizeStage(Stage):
         shutil.rmtree(scratch, ignore_errors=True)
         phases.end("reload")
         return {"out": out, "warnings": warnings, "errors": errors, "wall": wall, "cpu": cpu,
-                "check": check, "offloaded_bytes": disk, "phases": phases.metrics()}
+                "check": check, "offloaded_bytes": disk, "owned_bytes": owned,
+                "phases": phases.metrics()}
 
 
 def save_shard_size(recipe: Recipe, offload: Offload | None) -> str:

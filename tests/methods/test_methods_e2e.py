@@ -94,12 +94,18 @@ def test_4bit_weights_hold_at_most_16_values_per_group(mirror, out, name):
     assert checked == 14  # 7 Linear layers per block, 2 blocks
 
 
-def test_awq_reports_the_mappings_it_skips_under_gqa(mirror, out):
+def test_awq_reports_the_mappings_it_skips_under_gqa(mirror, out, tiny_model):
     report = run_recipe(out, "awq-w4a16", [])
     skipped = [w for w in report["quantization"]["library_warnings"] if w.startswith("Skipping")]
     # 4 KV heads vs 8 query heads: v_proj (64 out) cannot be balanced against o_proj (128 in).
     assert [w.split()[1] for w in skipped] == [
         "model.layers.0.self_attn.v_proj", "model.layers.1.self_attn.v_proj"]
+    # AWQ replaces weight tensors: the stage first moved the mapped checkpoint into owned memory
+    run = read_json(out / "tinystories-awq-w4a16" / "run.json")
+    manifest = read_json(Path(run["nodes"]["quantize"]["dir"]) / "manifest.json")
+    model = load_model(tiny_model, "auto")
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert manifest["metrics"]["owned_weight_bytes"] >= weights
 
 
 def test_raw_llmcompressor_recipe_escape_hatch(mirror, out, tmp_path):
