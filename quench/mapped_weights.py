@@ -33,8 +33,9 @@ def file_mappings(suffix: str = ".safetensors") -> list[tuple[int, int]]:
 
 def own_mapped_weights(model: Any) -> int:
     """Copies every parameter and buffer that lives in a mapped .safetensors file into owned
-    memory, dropping its mapped pages once copied; returns the bytes moved. A no-op off Linux
-    or when nothing is mapped (offloaded, or loaded with disable_mmap)."""
+    memory, dropping its mapped pages once copied; returns the bytes moved. Call it right after
+    loading, while the mapped pages are clean. A no-op off Linux or when nothing is mapped
+    (offloaded, or loaded with disable_mmap)."""
     if not Path("/proc/self/maps").is_file():
         return 0
     mapped = file_mappings()

@@ -117,6 +117,7 @@ class Method(Generic[OptionsT]):
     # search): the quantize stage first moves the memory-mapped checkpoint into owned memory,
     # or the replaced weights' mapped pages would stay resident beside their replacements.
     replaces_weights: ClassVar[bool] = False
+
     def working_set(self, scheme: str, options: OptionsT) -> WorkingSet:
         """What it holds beside the model while quantizing a layer (for `quench plan`)."""
         return WorkingSet()
