@@ -114,9 +114,8 @@ class QuantizeStage(Stage):
         model = load_model(source, recipe.model.dtype, recipe.model.trust_remote_code,
                            device=device if method.loads_on_device else "cpu", offload=offload)
         disk = offloaded_bytes(model) if offload else 0
-        owned = 0
-        if method.replaces_weights and offload is None:  # offloaded weights are not mapped
-            owned = own_mapped_weights(model)
+        # offloaded weights are not mapped
+        owned = own_mapped_weights(model) if method.replaces_weights and not offload else 0
         tokenizer = load_tokenizer(source, recipe.model.trust_remote_code)
         heldout = _heldout(ctx)
         scratch = ctx.out_dir / ".scratch"
