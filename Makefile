@@ -90,9 +90,12 @@ ui: setup
 	  --default-artifact-root file://$(abspath $(ARTIFACTS))/mlartifacts \
 	  --host 127.0.0.1 --port $(UI_PORT) --workers 1
 
+# Two pytest workers (TEST_WORKERS=0: one process); a module's tests stay on one worker, so its
+# module fixtures (a Ray cluster, a PostgreSQL server, a shared run) start once.
+TEST_WORKERS ?= 2
 test: setup
 	$(PY) -m ruff check quench tests bench scripts
-	$(PY) -m pytest -q -rs --durations=15
+	$(PY) -m pytest -q -rs --durations=15 -n $(TEST_WORKERS) --dist loadscope
 
 bench: setup
 	$(PY) bench/spine.py

@@ -19,6 +19,28 @@ for _name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
 if not os.environ.get("QUENCH_MIRROR") and (REPO.parent / "shared" / "models").is_dir():
     os.environ["QUENCH_MIRROR"] = str(REPO.parent / "shared")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # `make test` runs 2 workers (pytest-xdist)
+    # Each worker's torch (and the runs it starts) gets its share of the cores: two workers each
+    # spinning as many OpenMP threads as there are cores ran the suite's heaviest tests 3-4x
+    # slower than alone.
+    _share = len(os.sched_getaffinity(0)) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, str(max(1, _share)))
+
+# The slowest modules (`pytest --durations`), longest first. Under `--dist loadscope` the
+# workers take whole modules in collection order: starting these first keeps one of them from
+# running alone at the end.
+SLOW_FIRST = (
+    "tests/test_smollm2_e2e.py", "tests/test_memory_measured.py", "tests/gate/test_gate_e2e.py",
+    "tests/sweep/test_ray_executor.py", "tests/stages/test_throughput.py",
+    "tests/methods/test_formats.py", "tests/methods/test_methods_e2e.py",
+    "tests/sweep/test_sweep_e2e.py", "tests/runner/test_console.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
 
 @pytest.fixture(scope="session")
