@@ -12,7 +12,7 @@ ifneq ($(wildcard ../shared/models),)
 export QUENCH_MIRROR ?= $(abspath ../shared)
 endif
 
-.PHONY: setup setup-vllm setup-models newcomer-check quantize validate gate compare sweep ui test lint bench bench-smollm2 same-reports bench-scaling gpu-check clean
+.PHONY: setup setup-vllm setup-models setup-llamacpp newcomer-check quantize validate gate compare sweep ui test lint bench bench-smollm2 same-reports bench-scaling gpu-check clean
 
 setup: $(VENV)/.installed setup-vllm setup-models
 
@@ -40,6 +40,15 @@ VLLM_DROP ?= torchvision torchaudio torchcodec
 setup-vllm: $(VENV)/.installed
 	$(PY) -m quench setup vllm --package '$(VLLM_PKG)' --torch '$(or $(VLLM_TORCH),none)' \
 	  $(if $(strip $(VLLM_DROP)),,--keep-vision) $(if $(VLLM_VENV),--env-dir '$(VLLM_VENV)')
+
+# llama.cpp's CPU tools (llama-quantize, -imatrix, -perplexity, -server) and the matching
+# convert_hf_to_gguf.py, built from the registry's llama-cpp-python sources into
+# $QUENCH_HOME/envs/llama.cpp (about 9 minutes on 2 cores, once per version and CPU; not part
+# of `make setup` yet: no recipe needs it). GPU host:
+# make setup-llamacpp LLAMACPP_ARGS=--cuda
+LLAMACPP_ARGS ?=
+setup-llamacpp: $(VENV)/.installed
+	$(PY) -m quench setup llama.cpp $(LLAMACPP_ARGS)
 
 # torch first, on its own: the CPU build; anything later that asks for torch finds it installed.
 $(VENV)/.installed: pyproject.toml

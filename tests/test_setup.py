@@ -71,9 +71,11 @@ def test_list_shows_each_target_where_it_lives_and_its_state(fetched_home):
     assert lines[1].split()[:3] == ["models", "present",
                                     str(fetched_home / "models" / SMOLLM2_NAME / GGUF)]
     assert lines[2].split()[:3] == ["vllm", "missing", str(fetched_home / "envs" / "vllm")]
-    assert lines[3].split()[:3] == ["tensorrt-llm", "missing",
+    assert lines[3].split()[:3] == ["llama.cpp", "missing",
+                                    str(fetched_home / "envs" / "llama.cpp")]
+    assert lines[4].split()[:3] == ["tensorrt-llm", "missing",
                                     str(fetched_home / "envs" / "tensorrt-llm")]
-    assert lines[-1].startswith("create with: quench setup vllm")
+    assert lines[-1].startswith("create with: quench setup vllm; quench setup llama.cpp")
     bare = run_quench("setup", env={"QUENCH_HOME": str(fetched_home)})
     assert bare.stdout == result.stdout
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from quench import home
 from quench.gpu import driver_present
-from quench.setup import engines
+from quench.setup import engines, llamacpp
 from quench.setup.envs import env_state, read_marker, setup_env
 from quench.setup.models import FETCHED, model_state, setup_models
 from quench.sources import BUNDLED_MODELS
 
-TARGETS = ("models", "vllm", "tensorrt-llm", "all")
+TARGETS = ("models", "vllm", "llama.cpp", "tensorrt-llm", "all")
 ENGINES = ("vllm", "tensorrt-llm")
 
 
@@ -46,8 +46,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "the wheel from NVIDIA's index). Stops at once, downloading nothing, on a host without "
         "an NVIDIA GPU, Open MPI or CPython 3.10/3.12; NVIDIA's release container is the "
         "alternative (target.options.container).")
-    every = targets.add_parser("all", help="models, then vllm (what `make setup` needs)")
-    for parser in (models, vllm, trt, every):
+    llama = targets.add_parser(
+        "llama.cpp", help="llama.cpp's tools (quantize, imatrix, perplexity, server), built from "
+        "the registry's sources", description=f"Downloads {llamacpp.SDIST}'s source "
+        "distribution (it vendors llama.cpp), checks its sha256, builds "
+        f"{', '.join(llamacpp.TOOLS)} with CMake (about 9 minutes on 2 cores) and keeps them with "
+        "the matching convert_hf_to_gguf.py and gguf-py. The build is for this CPU "
+        "(GGML_NATIVE): on another CPU it is rebuilt. Needs cmake and a C++ compiler.")
+    llama.add_argument("--cuda", action="store_true", help="build with CUDA (GGML_CUDA=ON; a "
+                       "GPU host with the CUDA toolkit)")
+    every = targets.add_parser("all", help="models, vllm, then llama.cpp")
+    for parser in (models, vllm, llama, trt, every):
         parser.add_argument("--force", action="store_true", help="rebuild (or re-fetch) even "
                             "when present")
     for parser in (vllm, every):
@@ -96,6 +105,9 @@ def dispatch(args: argparse.Namespace) -> int:
     if target in ("vllm", "all"):
         spec = engines.vllm_spec(args.package, _none(args.torch), args.keep_vision, args.python)
         setup_env(spec, args.env_dir or home.env_dir("vllm"), args.force)
+    if target in ("llama.cpp", "all"):
+        llamacpp.setup_llamacpp(llamacpp.llamacpp_spec(getattr(args, "cuda", False)),
+                                home.env_dir(llamacpp.ENGINE), args.force)
     if target == "tensorrt-llm":
         check = engines.check_trtllm_host(args.python)
         if check.missing:
@@ -120,6 +132,8 @@ def print_list() -> None:
     for engine in ENGINES:
         env = home.env_dir(engine)
         rows.append((engine, env_state(env), str(env), _env_note(env)))
+    env = home.env_dir(llamacpp.ENGINE)
+    rows.insert(-1, (llamacpp.ENGINE, llamacpp.llamacpp_state(env), str(env), ""))
     gpu_only = not driver_present()
     if gpu_only and rows[-1][1] != "present":
         rows[-1] = (*rows[-1][:3], "GPU hosts only: this machine has no NVIDIA driver")
