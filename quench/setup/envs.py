@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from quench import home
-from quench.contract.locks import file_lock
 from quench.errors import QuenchError
 from quench.owned_files import write_atomic
-from quench.setup.steps import Steps
+from quench.setup.steps import Steps, build_once
 
 PIP_INSTALL = ("-m", "pip", "install", "--progress-bar", "off")
 
@@ -97,19 +96,15 @@ def _canonical(name: str) -> str:
 
 def setup_env(spec: EnvSpec, env: Path, force: bool = False) -> Path:
     """The env built (or left alone when complete with this spec); returns it."""
-    command = home.setup_command(spec.engine)
-    with file_lock(env.parent / f".lock-{env.name}",
-                   on_wait=lambda: print(f"another `{command}` is building {env}; waiting")):
-        state = env_state(env, spec)
-        if state == "present" and not force:
-            print(f"{spec.engine}: present ({env})")
-            return env
+
+    def build(state: str) -> None:
         _clear(env, state)
-        steps = Steps(command, home.logs_dir() / f"setup-{spec.engine}.log", _count(spec))
+        steps = Steps(home.setup_command(spec.engine),
+                      home.logs_dir() / f"setup-{spec.engine}.log", _count(spec))
         print(f"{spec.engine}: building {env} ({state}); tool output: {steps.log}")
         _build(spec, env, steps)
-    print(f"{spec.engine}: ready ({env})")
-    return env
+
+    return build_once(spec.engine, env, lambda: env_state(env, spec), build, force)
 
 
 def _count(spec: EnvSpec) -> int:

@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from quench import home
-from quench.contract.locks import file_lock
 from quench.errors import QuenchError
 from quench.owned_files import write_atomic
-from quench.setup.steps import Steps
+from quench.setup.steps import Steps, build_once
 
 ENGINE = "llama.cpp"
 SDIST = "llama-cpp-python==0.3.36"  # vendors llama.cpp 0c1e5709 and gguf-py 0.19.0
@@ -98,21 +97,16 @@ def llamacpp_state(env: Path, spec: LlamaCppSpec | None = None) -> str:
 
 def setup_llamacpp(spec: LlamaCppSpec, env: Path, force: bool = False) -> Path:
     """The tools built (or left alone when present with this spec); returns env."""
-    command = home.setup_command(ENGINE)
-    with file_lock(env.parent / f".lock-{env.name}",
-                   on_wait=lambda: print(f"another `{command}` is building {env}; waiting")):
-        state = llamacpp_state(env, spec)
-        if state == "present" and not force:
-            print(f"{ENGINE}: present ({env})")
-            return env
+
+    def build(state: str) -> None:
         _clear(env, state)
-        steps = Steps(command, home.logs_dir() / f"setup-{ENGINE}.log", 7)
+        steps = Steps(home.setup_command(ENGINE), home.logs_dir() / f"setup-{ENGINE}.log", 7)
         print(f"{ENGINE}: building {env} ({state}); tool output: {steps.log}")
         env.mkdir(parents=True)
         with tempfile.TemporaryDirectory(prefix=".build-", dir=env) as work:
             _build(spec, env, Path(work), steps)
-    print(f"{ENGINE}: ready ({env})")
-    return env
+
+    return build_once(ENGINE, env, lambda: llamacpp_state(env, spec), build, force)
 
 
 def _clear(env: Path, state: str) -> None:

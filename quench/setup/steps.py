@@ -6,9 +6,11 @@ import os
 import shlex
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from quench import home
+from quench.contract.locks import file_lock
 from quench.errors import QuenchError
 
 TAIL_LINES = 15
@@ -65,3 +67,20 @@ def tail(log: Path, lines: int = TAIL_LINES) -> str:
     """The log's last lines, indented."""
     text = log.read_text(errors="replace").splitlines()[-lines:]
     return "\n".join(f"  {line}" for line in text)
+
+
+def build_once(target: str, env: Path, state: Callable[[], str],
+               build: Callable[[str], None], force: bool) -> Path:
+    """Under env's lock: leaves a present env alone (unless force), else build(state); env.
+
+    Every home target works this way, so two setups of one target never build at once."""
+    command = home.setup_command(target)
+    with file_lock(env.parent / f".lock-{env.name}",
+                   on_wait=lambda: print(f"another `{command}` is building {env}; waiting")):
+        found = state()
+        if found == "present" and not force:
+            print(f"{target}: present ({env})")
+            return env
+        build(found)
+    print(f"{target}: ready ({env})")
+    return env
