@@ -40,24 +40,6 @@ CPU_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "a
              "avx512_bf16", "amx_tile", "asimd", "sve")
 
 
-@dataclass(frozen=True)
-class LlamaCppSpec:
-    """What a llama.cpp build is made of; recorded in its marker and compared next time."""
-
-    sdist: str = SDIST
-    sha256: str = SDIST_SHA256
-    tools: tuple[str, ...] = TOOLS
-    cmake_flags: tuple[str, ...] = CMAKE_FLAGS
-    cpu_flags: tuple[str, ...] = field(default_factory=lambda: host_cpu_flags())
-
-    def recorded(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-
-def llamacpp_spec(cuda: bool = False) -> LlamaCppSpec:
-    return LlamaCppSpec(cmake_flags=CMAKE_FLAGS + (CUDA_FLAGS if cuda else ()))
-
-
 def host_cpu_flags() -> tuple[str, ...]:
     """The flags of CPU_FLAGS this CPU has (from /proc/cpuinfo; empty where there is none)."""
     try:
@@ -69,6 +51,24 @@ def host_cpu_flags() -> tuple[str, ...]:
         if line.startswith(("flags", "Features")):
             found.update(line.split(":", 1)[1].split())
     return tuple(f for f in CPU_FLAGS if f in found)
+
+
+@dataclass(frozen=True)
+class LlamaCppSpec:
+    """What a llama.cpp build is made of; recorded in its marker and compared next time."""
+
+    sdist: str = SDIST
+    sha256: str = SDIST_SHA256
+    tools: tuple[str, ...] = TOOLS
+    cmake_flags: tuple[str, ...] = CMAKE_FLAGS
+    cpu_flags: tuple[str, ...] = field(default_factory=host_cpu_flags)
+
+    def recorded(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+def llamacpp_spec(cuda: bool = False) -> LlamaCppSpec:
+    return LlamaCppSpec(cmake_flags=CMAKE_FLAGS + (CUDA_FLAGS if cuda else ()))
 
 
 def tool_path(env: Path, tool: str) -> Path:
@@ -100,7 +100,7 @@ def setup_llamacpp(spec: LlamaCppSpec, env: Path, force: bool = False) -> Path:
 
     def build(state: str) -> None:
         _clear(env, state)
-        steps = Steps(home.setup_command(ENGINE), home.logs_dir() / f"setup-{ENGINE}.log", 7)
+        steps = Steps(home.setup_command(ENGINE), home.logs_dir() / f"setup-{ENGINE}.log", 6)
         print(f"{ENGINE}: building {env} ({state}); tool output: {steps.log}")
         env.mkdir(parents=True)
         with tempfile.TemporaryDirectory(prefix=".build-", dir=env) as work:
@@ -130,7 +130,8 @@ def _build(spec: LlamaCppSpec, env: Path, work: Path, steps: Steps) -> None:
               [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
                "--progress-bar", "off", "-d", str(work / "dl"), spec.sdist])
     start = steps.announce("check its sha256 and unpack vendor/llama.cpp")
-    source = _unpack(_checked(work / "dl", spec.sha256), work / "src")
+    unpacked = _unpack(_checked(work / "dl", spec.sha256), work / "src")
+    source = unpacked / "vendor" / "llama.cpp"
     steps.finish(start)
     build = work / "build"
     steps.run("configure (cmake)", ["cmake", "-S", str(source), "-B", str(build),
@@ -142,10 +143,9 @@ def _build(spec: LlamaCppSpec, env: Path, work: Path, steps: Steps) -> None:
     start = steps.announce("keep the tools and the converter")
     _keep(spec, source, build, env)
     steps.finish(start)
-    steps.run("check the tools run", [str(tool_path(env, "llama-server")), "--version"])
-    start = steps.announce("record what was built")
+    start = steps.announce("check the tools run and record what was built")
     record = {"spec": spec.recorded(), "command": home.setup_command(ENGINE),
-              "commit": _vendored_commit(source), "version": tools_version(env)}
+              "commit": _vendored_commit(unpacked), "version": tools_version(env)}
     write_atomic(home.env_marker(env), json.dumps(record, indent=2, sort_keys=True))
     steps.finish(start)
 
@@ -161,11 +161,11 @@ def _checked(folder: Path, sha256: str) -> Path:
 
 
 def _unpack(archive: Path, dest: Path) -> Path:
-    """vendor/llama.cpp of the sdist, unpacked into dest (tar's data filter: no links out)."""
+    """The sdist unpacked into dest (tar's data filter: no links out); its top folder."""
     with tarfile.open(archive) as tar:
         tar.extractall(dest, filter="data")
     [top] = list(dest.iterdir())
-    return top / "vendor" / "llama.cpp"
+    return top
 
 
 def _keep(spec: LlamaCppSpec, source: Path, build: Path, env: Path) -> None:
@@ -178,15 +178,18 @@ def _keep(spec: LlamaCppSpec, source: Path, build: Path, env: Path) -> None:
         shutil.move(source / name, env / "src" / name)
 
 
-def _vendored_commit(source: Path) -> str | None:
+def _vendored_commit(unpacked: Path) -> str | None:
     """The llama.cpp commit the sdist vendors (its git metadata), if it says."""
-    head = source.parents[1] / ".git" / "modules" / "vendor" / "llama.cpp" / "HEAD"
+    head = unpacked / ".git" / "modules" / "vendor" / "llama.cpp" / "HEAD"
     return head.read_text().strip() if head.is_file() else None
 
 
 def tools_version(env: Path) -> str:
-    """`llama-server --version`'s first line (the build number and commit)."""
+    """`llama-server --version`'s first line (the build number and commit); fails if it fails."""
     done = subprocess.run([str(tool_path(env, "llama-server")), "--version"],
                           capture_output=True, text=True, timeout=60)
     lines = (done.stdout + done.stderr).strip().splitlines()
+    if done.returncode != 0:
+        raise QuenchError(f"{tool_path(env, 'llama-server')} --version failed (exit "
+                          f"{done.returncode}): {' '.join(lines[-5:])}")
     return lines[0] if lines else ""
