@@ -24,6 +24,7 @@ from typing import Any
 from quench import home
 from quench.errors import QuenchError
 from quench.owned_files import write_atomic
+from quench.setup.envs import read_marker
 from quench.setup.steps import Steps, build_once
 
 ENGINE = "llama.cpp"
@@ -83,16 +84,12 @@ def llamacpp_state(env: Path, spec: LlamaCppSpec | None = None) -> str:
     """missing, incomplete (no marker), present, or other-spec (another version, flags or CPU)."""
     if not env.exists():
         return "missing"
-    marker = home.env_marker(env)
-    if not marker.is_file():
+    marker = read_marker(env)  # the same marker file and reading as the engine venvs'
+    if marker is None:
         return "incomplete"
-    if spec is None:
+    if spec is None or marker.get("spec") == spec.recorded():
         return "present"
-    try:
-        recorded = json.loads(marker.read_text()).get("spec")
-    except ValueError:
-        return "incomplete"
-    return "present" if recorded == spec.recorded() else "other-spec"
+    return "other-spec"
 
 
 def setup_llamacpp(spec: LlamaCppSpec, env: Path, force: bool = False) -> Path:
