@@ -16,11 +16,27 @@ if TYPE_CHECKING:
     from quench.sweep.run import SweepResult
 
 
+QUALITY = ("kl_divergence", "perplexity")  # how ties in cost are broken, lower is better
+
+
 def recommend(result: SweepResult) -> TrialRecord | None:
-    """The cheapest trial that passes the gate (the earliest on a tie)."""
+    """The cheapest trial that passes the gate; costs within the objective's tie_pct of the
+    cheapest tie, and the better quality wins (then the earliest): a file 100 bytes smaller
+    must not beat half the KL divergence."""
     fits = [r for r in result.records if r.passed and r.cost is not None
             and result.prepared.strategy.candidate(r)]
-    return min(fits, key=lambda r: r.cost) if fits else None  # type: ignore[arg-type, return-value]
+    return best_of(fits, result.prepared.spec.objective.tie_pct)
+
+
+def best_of(records: list[TrialRecord], tie_pct: float) -> TrialRecord | None:
+    """Among costed records: the best quality of those tied with the cheapest."""
+    if not records:
+        return None
+    cheapest = min(r.cost for r in records if r.cost is not None)
+    band = abs(cheapest) * tie_pct / 100
+    tied = [r for r in records if r.cost is not None and r.cost <= cheapest + band]
+    return min(tied, key=lambda r: tuple(r.metrics.get(m, float("inf")) for m in QUALITY)
+               + (r.cost,))
 
 
 def write_results(result: SweepResult, say: Callable[[str], None]) -> None:

@@ -32,6 +32,9 @@ class ObjectiveSpec(StrictModel):
     weights: dict[str, float] | None = Field(
         None, description="Weighted cost, minimized: sum of weight x metric (give a negative "
         "weight to a metric where higher is better, e.g. output_tokens_per_s: -0.001).")
+    tie_pct: float = Field(0.5, ge=0, le=100, description="Passing trials whose cost is within "
+                           "this percentage of the cheapest one's tie; a tie goes to the better "
+                           "quality (lower KL divergence, then perplexity).")
 
     @model_validator(mode="after")
     def _one_form(self) -> ObjectiveSpec:
