@@ -14,7 +14,7 @@ endif
 
 .PHONY: setup setup-vllm setup-models setup-llamacpp newcomer-check quantize validate gate compare sweep ui test lint bench bench-smollm2 same-reports bench-scaling gpu-check clean
 
-setup: $(VENV)/.installed setup-vllm setup-models
+setup: $(VENV)/.installed setup-vllm setup-models setup-llamacpp
 
 # What recipes need beyond the main venv lives in the quench home ($QUENCH_HOME, default the
 # per-user data folder, e.g. ~/.local/share/quench; shared by every checkout and worktree, so
@@ -43,8 +43,8 @@ setup-vllm: $(VENV)/.installed
 
 # llama.cpp's CPU tools (llama-quantize, -imatrix, -perplexity, -server) and the matching
 # convert_hf_to_gguf.py, built from the registry's llama-cpp-python sources into
-# $QUENCH_HOME/envs/llama.cpp (about 9 minutes on 2 cores, once per version and CPU; not part
-# of `make setup` yet: no recipe needs it). GPU host:
+# $QUENCH_HOME/envs/llama.cpp (about 9 minutes on 2 cores, once per version and CPU): method
+# gguf and engine llama.cpp run them. GPU host:
 # make setup-llamacpp LLAMACPP_ARGS=--cuda
 LLAMACPP_ARGS ?=
 setup-llamacpp: $(VENV)/.installed

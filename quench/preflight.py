@@ -64,6 +64,11 @@ def _check_model(recipe: Recipe) -> list[str]:
     if resolved.origin == "hub":
         return []
     config = model_config(resolved)  # a bad GGUF file or config.json fails here
+    q = recipe.quantization
+    method = get_method(q.method)
+    problems = method.model_problems(q.scheme, q.options, config)
+    if problems:
+        raise QuenchError("\n  ".join(problems))
     _check_group_size(recipe, config)
     _check_fp8_blocks(recipe, config)
     if config.get("auto_map") and not recipe.model.trust_remote_code:
@@ -242,6 +247,10 @@ def _check_environments(recipe: Recipe) -> None:
     from quench.engines import get_engine
 
     missing = []
+    q = recipe.quantization
+    tools_missing = get_method(q.method).unavailable_reason()
+    if tools_missing is not None:
+        missing.append(f"quantization.method {q.method}: {tools_missing}")
     for key, name, environment, options in _engines_used(recipe):
         problem = get_engine(name, environment).environment_problem(options)
         if problem is not None:

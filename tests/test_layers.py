@@ -15,7 +15,7 @@ LAYERS: dict[str, int] = {
                      "textfiles", "user_cache", "geometry", "gpu", "bundled", "home", "units",
                      "shutdown", "owned_files"), 0),
     # registries and libraries that know no recipe (they take typed options and paths)
-    **dict.fromkeys(("methods", "engines", "serving", "checkpoints", "metrics", "evals",
+    **dict.fromkeys(("methods", "engines", "serving", "checkpoints", "metrics", "evals", "llamacpp",
                      "gguf", "sources", "text_sources", "shards", "models", "compute",
                      "offload", "lineage", "mapped_weights"), 1),
     # the recipe model: it validates names and options against the registries below it

@@ -14,6 +14,7 @@ import pytest
 
 from quench import home
 from quench.errors import QuenchError
+from quench.llamacpp import tools
 from quench.setup import llamacpp
 
 
@@ -32,22 +33,22 @@ def test_the_tools_run_and_the_marker_names_the_sources(built: Path) -> None:
     assert marker["commit"].startswith("0c1e5709")
     assert marker["commit"][:7] in marker["version"]  # what the binaries say they were built from
     for tool in ("llama-imatrix", "llama-perplexity", "llama-server"):
-        done = subprocess.run([str(llamacpp.tool_path(built, tool)), "--version"],
+        done = subprocess.run([str(tools.tool_path(tool, built)), "--version"],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, (tool, done.stderr[-2000:])
         assert marker["commit"][:7] in done.stderr + done.stdout
-    usage = subprocess.run([str(llamacpp.tool_path(built, "llama-quantize"))],  # no --version
+    usage = subprocess.run([str(tools.tool_path("llama-quantize", built))],  # no --version
                            capture_output=True, text=True, timeout=60).stdout
     assert "Q4_K_M" in usage and "IQ4_XS" in usage, usage[-2000:]
 
 
 def test_the_converter_runs_on_its_own_gguf_py(built: Path) -> None:
-    src = llamacpp.converter_path(built).parent
+    src = tools.converter_path(built).parent
     done = subprocess.run(
         [sys.executable, "-c", "import gguf, sys; print(gguf.__file__)"],
         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(src / "gguf-py")})
     assert done.stdout.strip().startswith(str(src / "gguf-py")), done.stderr
-    done = subprocess.run([sys.executable, str(llamacpp.converter_path(built)), "--help"],
+    done = subprocess.run([sys.executable, str(tools.converter_path(built)), "--help"],
                           capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(src / "gguf-py")})
     assert done.returncode == 0 and "--outtype" in done.stdout, done.stderr[-2000:]

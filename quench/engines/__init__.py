@@ -36,6 +36,9 @@ class EngineCapabilities:
     served: bool = False  # serve(): an OpenAI-compatible server from its own environment
     benchmark: bool = False  # benchmark(): the throughput stage can sweep its server
     builds: bool = False  # serves what the build stage makes (its manifest's model_dir)
+    # its completions API returns the prompt's log-probabilities (echo), which lm-eval's
+    # loglikelihood tasks (every task quench bundles) need; llama-server's does not
+    prompt_logprobs: bool = True
 
 
 REFERENCE_ENGINE = "hf"  # the in-process reference that served engines' results are compared to

@@ -96,12 +96,28 @@ class Method(Generic[OptionsT]):
     # False: the method quantizes the checkpoint's files without instantiating the model
     # (model_free); the quantize stage calls quantize_files() instead of loading it.
     loads_model: ClassVar[bool] = True
+    # What quantize_files() leaves in the model folder for quench to evaluate: a
+    # compressed-tensors checkpoint (model_free), or a dense one (gguf: the GGUF dequantized).
+    checkpoint_kind: ClassVar[str] = "compressed-tensors"
 
     def quantize_files(self, source: Path, out: Path, scheme: str, options: OptionsT,
-                       device: str) -> None:
+                       device: str, calibration: Path | None = None,
+                       metadata: dict[str, str | int] | None = None) -> dict[str, Any]:
         """Writes the quantized checkpoint into `out` from the files in `source` (loads_model
-        False only)."""
+        False only); calibration: the calibrate stage's dataset folder (None: skipped);
+        metadata: the license stage's keys for formats that carry them (GGUF). Returns what
+        the stage reports beside its own outputs."""
         raise NotImplementedError
+
+    def model_problems(self, scheme: str, options: OptionsT, config: dict[str, Any]
+                       ) -> list[str]:
+        """Why this scheme cannot (or would silently not) quantize the model of `config`,
+        for `quench validate`; empty when it can."""
+        return []
+
+    def unavailable_reason(self) -> str | None:
+        """Why the method's tools cannot run on this machine ("run `quench setup ...`")."""
+        return None
 
     # Methods quantizing with another library (ModelOpt) override the three hooks below; the
     # llmcompressor ones keep the defaults.

@@ -68,7 +68,8 @@ class ModelFree(Method[ModelFreeOptions]):
         return []  # never used: quantize_files() does the work
 
     def quantize_files(self, source: Path, out: Path, scheme: str, options: ModelFreeOptions,
-                       device: str) -> None:
+                       device: str, calibration: Path | None = None,
+                       metadata: dict[str, str | int] | None = None) -> dict[str, Any]:
         """Writes the quantized checkpoint (and the source's other files) into `out`."""
         from compressed_tensors.quantization import preset_name_to_scheme
         from llmcompressor.entrypoints.model_free import model_free_ptq
@@ -80,3 +81,4 @@ class ModelFree(Method[ModelFreeOptions]):
             preset.weights.strategy, preset.weights.group_size = "channel", None
         model_free_ptq(str(source), str(out), scheme=preset, ignore=options.ignore,
                        max_workers=options.max_workers, device=device)
+        return {}

@@ -12,7 +12,9 @@ NumberType = Literal["int", "float"]
 class Storage:
     """Bits per weight (and per group), activation and KV cache formats of one scheme."""
 
-    weight_bits: int | None = None  # None: dense weights at the serving dtype
+    # None: dense weights at the serving dtype; fractional for a GGUF type's mix of tensor
+    # types (bits per weight with its scales: give scale_bytes 0 then)
+    weight_bits: float | None = None
     weight_type: NumberType = "int"
     group_size: int | None = None  # None: one scale per output channel (or tensor)
     scale_bytes: int = 2  # one float16/bfloat16 scale per group

@@ -22,7 +22,9 @@ PIPELINE: tuple[Node, ...] = (
     # Licenses are checked before any calibration: a forbidden recipe stops here.
     Node("license", "license", {"model": "resolve"}),
     Node("calibrate", "calibrate", {"model": "resolve"}),
-    Node("quantize", "quantize", {"model": "resolve", "calibration": "calibrate"}),
+    # The license verdict travels into formats that carry it (GGUF metadata).
+    Node("quantize", "quantize", {"model": "resolve", "calibration": "calibrate",
+                                  "license": "license"}),
     # The checkpoint the target engine loads (ModelOpt exports), validated offline; then the
     # folder TensorRT-LLM serves (trtllm-build's engine, or the export's checkpoint) and
     # build_plan.sh, everywhere (skipped, with the plan, where there is no GPU).
@@ -32,6 +34,8 @@ PIPELINE: tuple[Node, ...] = (
     # every recipe on the same model, and the candidate's KL divergence is measured against it.
     Node("baseline_eval", "evaluate", {"model": "resolve"}),
     Node("evaluate", "evaluate", {"model": "quantize", "reference": "baseline_eval"}),
+    # A GGUF is measured a second time by llama.cpp itself, against its source in F32.
+    Node("llamacpp_kl", "llamacpp_kl", {"model": "quantize", "source": "resolve"}),
     # lm-eval tasks, the same way: the baseline's entry is shared by recipes on the same model.
     # A served engine that builds (capabilities.builds) loads `build`'s model_dir, others `model`.
     Node("baseline_lm_eval", "lm_eval", {"model": "resolve"}),
@@ -42,7 +46,7 @@ PIPELINE: tuple[Node, ...] = (
         "report",
         "report",
         {n: n for n in ("resolve", "license", "calibrate", "quantize", "export", "build",
-                        "baseline_eval", "evaluate", "baseline_lm_eval", "lm_eval",
+                        "baseline_eval", "evaluate", "llamacpp_kl", "baseline_lm_eval", "lm_eval",
                         "throughput")},
     ),
     # Cached like the others: an unchanged pipeline is not logged to MLflow twice.

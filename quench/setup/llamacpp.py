@@ -23,14 +23,13 @@ from typing import Any
 
 from quench import home
 from quench.errors import QuenchError
+from quench.llamacpp.tools import ENGINE, TOOLS, tool_path
 from quench.owned_files import write_atomic
 from quench.setup.envs import read_marker
 from quench.setup.steps import Steps, build_once
 
-ENGINE = "llama.cpp"
 SDIST = "llama-cpp-python==0.3.36"  # vendors llama.cpp 0c1e5709 and gguf-py 0.19.0
 SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e"
-TOOLS = ("llama-quantize", "llama-imatrix", "llama-perplexity", "llama-server")
 KEPT = ("convert_hf_to_gguf.py", "conversion", "gguf-py", "LICENSE", "requirements")
 CMAKE_FLAGS = ("-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON", "-DLLAMA_CURL=OFF",
                "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF",
@@ -70,14 +69,6 @@ class LlamaCppSpec:
 
 def llamacpp_spec(cuda: bool = False) -> LlamaCppSpec:
     return LlamaCppSpec(cmake_flags=CMAKE_FLAGS + (CUDA_FLAGS if cuda else ()))
-
-
-def tool_path(env: Path, tool: str) -> Path:
-    return env / "bin" / tool
-
-
-def converter_path(env: Path) -> Path:
-    return env / "src" / "convert_hf_to_gguf.py"
 
 
 def llamacpp_state(env: Path, spec: LlamaCppSpec | None = None) -> str:
@@ -169,7 +160,7 @@ def _keep(spec: LlamaCppSpec, source: Path, build: Path, env: Path) -> None:
     """bin/<tool> and src/<converter, gguf-py, LICENSE> moved into env."""
     (env / "bin").mkdir()
     for tool in spec.tools:
-        shutil.move(build / "bin" / tool, tool_path(env, tool))
+        shutil.move(build / "bin" / tool, tool_path(tool, env))
     (env / "src").mkdir()
     for name in KEPT:
         shutil.move(source / name, env / "src" / name)
@@ -183,10 +174,10 @@ def _vendored_commit(unpacked: Path) -> str | None:
 
 def tools_version(env: Path) -> str:
     """`llama-server --version`'s first line (the build number and commit); fails if it fails."""
-    done = subprocess.run([str(tool_path(env, "llama-server")), "--version"],
+    done = subprocess.run([str(tool_path("llama-server", env)), "--version"],
                           capture_output=True, text=True, timeout=60)
     lines = (done.stdout + done.stderr).strip().splitlines()
     if done.returncode != 0:
-        raise QuenchError(f"{tool_path(env, 'llama-server')} --version failed (exit "
+        raise QuenchError(f"{tool_path('llama-server', env)} --version failed (exit "
                           f"{done.returncode}): {' '.join(lines[-5:])}")
     return lines[0] if lines else ""

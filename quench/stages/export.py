@@ -81,12 +81,16 @@ class ExportStage(Stage):
         else:  # the quantize stage's checkpoint is already what the engine loads
             out, model_dir = quantized, str(quantized)
         source_config = json.loads((source / "config.json").read_text())
-        facts = validate(out, kind, source_config)
+        if kind == "gguf":  # llama.cpp loads the GGUF file of the quantize stage's folder
+            out = next(quantized.glob("*.gguf"))
+            facts = gguf_facts(out)
+        else:
+            facts = validate(out, kind, source_config)
         outputs = {"model_dir": model_dir, "format": kind, "validation": facts,
                    "engine": recipe.target.engine, "backend": cell.backend if cell else None,
                    "source_model_dir": str(source)}
         metrics = {"export_seconds": round(time.perf_counter() - start, 3),
-                   "checkpoint_bytes": dir_size_bytes(out)}
+                   "checkpoint_bytes": out.stat().st_size if out.is_file() else dir_size_bytes(out)}
         return StageResult(outputs=outputs, metrics=metrics)
 
 
@@ -110,6 +114,15 @@ def export_modelopt(quantized: Path, out: Path, kind: str, recipe: Recipe) -> No
                 inference_tensor_parallel=int(options.get("tp_size", 1)))
     if kind == "modelopt-hf":  # trtllm-serve and vLLM read the tokenizer from the same folder
         load_tokenizer(quantized, recipe.model.trust_remote_code).save_pretrained(out)
+
+
+def gguf_facts(path: Path) -> dict[str, Any]:
+    """What the GGUF's header says: readable, its tensor types and license keys."""
+    from quench.gguf import read_gguf
+
+    info = read_gguf(path)
+    return {"file": path.name, "tensors": info.tensor_count, "tensor_types": info.tensor_types,
+            "license": info.license, "base_models": info.base_models}
 
 
 def _decoder_type(model: Any) -> str:

@@ -151,6 +151,9 @@ class LmEvalStage(Stage):
             engine = engine_for(ctx.recipe, name)
             source = engine.loads_from(ctx.inputs)
             reason = engine.unavailable_reason(serve_options(ctx.recipe, name))
+            if reason is None and not engine.capabilities.prompt_logprobs:
+                reason = (f"{name}'s completions return no log-probabilities of the prompt "
+                          "(echo), which lm-eval's loglikelihood tasks need")
             if reason is None and source.skipped:
                 reason = f"nothing built to serve (build: {source.status})"
             if reason is None:

@@ -19,7 +19,7 @@ from quench import checkpoints, progress
 from quench.compute import peak_memory
 from quench.contract.stage import StageContext, StageResult
 from quench.methods import Method
-from quench.metrics.fidelity import checkpoint_weight_errors
+from quench.metrics.fidelity import checkpoint_weight_errors, linear_module_names
 from quench.models import dir_size_bytes
 
 
@@ -30,24 +30,61 @@ def run_without_model(ctx: StageContext, method: Method[Any], source: Path) -> S
     q = ctx.recipe.quantization
     out = ctx.out_dir / "model"
     start_wall, start_cpu = time.perf_counter(), time.process_time()
-    with progress.task("shards quantized (model-free)", None):
-        method.quantize_files(source, out, q.scheme, q.options, ctx.config["device"])
+    with progress.task(f"files quantized ({method.backend})", None):
+        extra = method.quantize_files(source, out, q.scheme, q.options, ctx.config["device"],
+                                      calibration=_calibration_dir(ctx),
+                                      metadata=artifact_metadata(ctx))
     wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
     source_config = json.loads((source / "config.json").read_text())
-    facts = checkpoints.validate(out, "compressed-tensors", source_config)
-    errors = checkpoint_weight_errors(source, out, quantized_modules(out))
+    facts = checkpoints.validate(out, method.checkpoint_kind, source_config)
+    modules = quantized_modules(out) or linear_module_names(
+        source, ctx.recipe.model.trust_remote_code)
+    errors = checkpoint_weight_errors(source, out, modules)
     qc = json.loads((out / "config.json").read_text()).get("quantization_config")
     outputs = {
         "model_dir": "model",
-        "format": format_details(qc),
+        "format": extra.pop("format", None) or format_details(qc),
         "backend": method.backend,
         "quantization_config": qc,
         "layer_weight_errors": errors,
-        "library_warnings": [],
+        "library_warnings": extra.pop("warnings", []),
         "shards": facts["files"],
         "loaded_model": False,
+        **extra,
     }
-    return StageResult(outputs=outputs, metrics=quantize_metrics(wall, cpu, out, errors))
+    metrics = quantize_metrics(wall, cpu, out, errors)
+    if extra.get("artifact"):  # the file the engine loads (a GGUF) is the checkpoint's size
+        metrics["size_bytes"] = (out / extra["artifact"]).stat().st_size
+    return StageResult(outputs=outputs, metrics=metrics)
+
+
+def _calibration_dir(ctx: StageContext) -> Path | None:
+    calibration = ctx.inputs.get("calibration")
+    if calibration is None or calibration.skipped:
+        return None
+    return calibration.path("dataset_dir")
+
+
+def artifact_metadata(ctx: StageContext) -> dict[str, str | int]:
+    """The license stage's verdict as GGUF metadata keys (general.license, general.base_model.*)
+    for formats that carry them."""
+    license_stage = ctx.inputs.get("license")
+    if license_stage is None or license_stage.skipped:
+        return {}
+    verdict = license_stage.outputs.get("verdict") or {}
+    keys: dict[str, str | int] = {"general.name": ctx.recipe.name, "general.quantized_by": "quench"}
+    if verdict.get("licenses"):
+        keys["general.license"] = ", ".join(verdict["licenses"])
+    lineage = json.loads(license_stage.path("license_json").read_text()).get("lineage") or {}
+    bases = [m["model"] for m in lineage.get("models", [])[:1] if m.get("model")]
+    if bases:
+        keys["general.base_model.count"] = len(bases)
+    for i, base in enumerate(bases):
+        keys[f"general.base_model.{i}.name"] = base.rsplit("/", 1)[-1]
+        if base.count("/") == 1 and not Path(base).exists():  # a hub id
+            keys[f"general.base_model.{i}.organization"] = base.split("/")[0]
+            keys[f"general.base_model.{i}.repo_url"] = f"https://huggingface.co/{base}"
+    return keys
 
 
 def quantize_metrics(wall: float, cpu: float, out: Path, errors: dict[str, float]

@@ -91,6 +91,9 @@ def _metrics(inputs: dict[str, Manifest]) -> dict[str, dict[str, float]]:
                  "weight_error_mean", "weight_error_max", "output_cosine"):
         if name in inputs["quantize"].metrics:
             candidate[name] = inputs["quantize"].metrics[name]
+    cross = inputs.get("llamacpp_kl")  # llama.cpp's own KL of a GGUF (llamacpp_*)
+    if cross is not None and not cross.skipped:
+        candidate.update(cross.metrics)
     change: dict[str, float] = {}
     if "perplexity" in baseline and "perplexity" in candidate:
         change["perplexity_pct"] = 100 * (candidate["perplexity"] / baseline["perplexity"] - 1)
@@ -138,6 +141,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {_fmt(change)}{' %' if name == 'perplexity' and change != '' else ''} |"
         )
     lines += kl_lines(m["candidate"])
+    if "llamacpp_kld_mean" in m["candidate"]:
+        lines += ["", "llamacpp_* are llama-perplexity's own measurement of the GGUF against its "
+                  "source in F32 (its protocol: the second half of each chunk is scored)."]
     lines += _data_lines(report)
     lines += _quantization_lines(report["quantization"])
     lines += _license_lines(report.get("license") or {})
@@ -186,6 +192,11 @@ def _quantization_lines(q: dict[str, Any]) -> list[str]:
     for name, group in (fmt.get("groups") or {}).items():
         lines.append(f"- {name}: weights {group['weights']}; activations "
                      f"{group['activations'] or 'not quantized'}")
+    if fmt.get("tensor_types"):  # a GGUF: what llama-quantize actually wrote
+        types = ", ".join(f"{k} {v}" for k, v in fmt["tensor_types"].items())
+        lines.append(f"- GGUF tensors by type: {types}; {fmt.get('fallback_tensors', 0)} got "
+                     "llama-quantize's fallback type (rows not whole blocks); importance "
+                     f"matrix: {'yes' if fmt.get('imatrix') else 'no'}")
     errors = q.get("layer_weight_errors") or {}
     if errors:
         lines += ["", "| layer | relative weight error |", "| --- | --- |"]

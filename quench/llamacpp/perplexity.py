@@ -1,0 +1,53 @@
+"""llama-perplexity's KL divergence: the base model's logits saved once, then a quantized
+GGUF scored against them, read from the summary llama-perplexity prints. An independent
+measurement (llama.cpp's own kernels and protocol: it scores the second half of each chunk)
+beside quench's evaluation of the same weights."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from quench.llamacpp import tools
+from quench.llamacpp.quantize import threads
+
+# summary line -> metric name (values are as printed: Δp and same-top-p in percent)
+SUMMARY = {
+    "Mean PPL(Q)": "ppl",
+    "Mean PPL(base)": "ppl_base",
+    "Mean PPL(Q)/PPL(base)": "ppl_ratio",
+    "Mean    KLD": "kld_mean",
+    "Maximum KLD": "kld_max",
+    "99.0%   KLD": "kld_p99",
+    "Median  KLD": "kld_median",
+    "RMS Δp": "rms_dp_pct",
+    "Same top p": "same_top_p_pct",
+}
+NUMBER = r"(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+
+
+def save_base_logits(model: Path, text: Path, out: Path, context: int, chunks: int,
+                     log: Path) -> Path:
+    """The base model's logits over `chunks` chunks of `context` tokens of `text`."""
+    tools.run([tools.tool_path("llama-perplexity"), "-m", model, "-f", text,
+               "-c", str(context), "--chunks", str(chunks), "-t", str(threads()),
+               "--kl-divergence-base", out], log, "llama-perplexity (base logits)")
+    return out
+
+
+def kl_divergence(model: Path, base_logits: Path, log: Path) -> dict[str, float]:
+    """The quantized model against the saved base logits: SUMMARY's metrics."""
+    output = tools.run([tools.tool_path("llama-perplexity"), "-m", model,
+                        "--kl-divergence-base", base_logits, "--kl-divergence",
+                        "-t", str(threads())], log, "llama-perplexity --kl-divergence")
+    return parse_summary(output)
+
+
+def parse_summary(output: str) -> dict[str, float]:
+    """The summary's values by SUMMARY's names (the first number of each line)."""
+    found: dict[str, float] = {}
+    for label, name in SUMMARY.items():
+        match = re.search(re.escape(label) + r"\s*:\s*" + NUMBER, output)
+        if match:
+            found[name] = float(match.group(1))
+    return found
