@@ -23,6 +23,7 @@ from quench.errors import OfflineMiss, QuenchError
 from quench.geometry import Geometry
 from quench.memory import DTYPE_BYTES, GIB, format_size
 from quench.methods import Storage, get_method
+from quench.plan_cpu import cpu_hosts, render_cpu_hosts
 from quench.recipe.schema import Recipe
 
 DEFAULT_BATCH, DEFAULT_SEQ_LEN, DEFAULT_MARGIN = 16, 4096, 0.2
@@ -239,6 +240,7 @@ def plan(recipe: Recipe, batch: int | None = None, seq_len: int | None = None,
             "scheme_min_compute": scheme.min_compute,
             "batch": batch, "seq_len": seq_len,
             "estimate": mine.as_gib(), "gpus": rows,
+            "cpu_hosts": cpu_hosts(shape, batch, seq_len, margin),
             "run_memory": run_memory(recipe, shape)}
 
 
@@ -288,6 +290,7 @@ def render(p: dict[str, Any]) -> str:
         lines += ["", "* no FP8 compute: FP8 W8A8 needs compute capability >= 8.9 (Ada, Hopper)."]
     lines += ["", "GPU memory is nominal (usable memory is a little lower); $/h are approximate "
               "on-demand prices: override with cost.gpu_usd_per_hour."]
+    lines += render_cpu_hosts(p["cpu_hosts"], p["batch"], p["seq_len"])
     return "\n".join(lines + memory.render_run_memory(p["run_memory"]))
 
 

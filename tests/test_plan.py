@@ -104,3 +104,19 @@ def test_modelopt_int4_awq_scheme_by_hand():
                         batch=1, seq_len=1, margin=0)
     # symmetric int4 in blocks of 128: 4 bits + one 16-bit scale per 128 weights = 4.125 bits
     assert est.weights_bytes == LLAMA_LINEAR * 4.125 / 8 + LLAMA_OTHER * 2
+
+
+def test_cpu_hosts_size_gguf_types_as_llama_quantize_lists_them() -> None:
+    """Llama-3.1-8B's files at the listing's sizes (Q8_0 7.96 GiB, Q4_K_M 4.58 GiB); the
+    recommendation is the largest type that fits each host, none on a host too small."""
+    from quench.geometry import Geometry
+    from quench.plan import KNOWN_SHAPES
+    from quench.plan_cpu import GIB, cpu_hosts, gguf_bytes
+
+    shape = Geometry.for_sizing(KNOWN_SHAPES["llama-3.1-8b"])
+    assert abs(gguf_bytes(shape, "Q8_0") / GIB - 7.96) < 0.05
+    assert abs(gguf_bytes(shape, "Q4_K_M") / GIB - 4.58) < 0.05
+    rows = {r["ram_gib"]: r for r in cpu_hosts(shape, batch=1, seq_len=4096, margin=0.2)}
+    assert rows[8]["recommended"] == "Q4_K_M"  # Q8_0 + KV is over 8 x 0.85 GiB with the margin
+    assert rows[16]["recommended"] == rows[128]["recommended"] == "Q8_0"
+    assert cpu_hosts(shape, batch=64, seq_len=8192, margin=0.2)[0]["recommended"] is None

@@ -104,6 +104,11 @@ class ServedEngine(Engine):
     with the shared serving benchmark client (quench/serving/bench_client.py)."""
 
     capabilities: ClassVar[EngineCapabilities] = SERVED
+    # what the throughput stage's measured memory includes beside the predicted weights + KV
+    memory_note: ClassVar[str] = (
+        "vLLM reserves its KV cache up front (VLLM_CPU_KVCACHE_SPACE on CPU, "
+        "gpu_memory_utilization on GPU), and the measured figure includes the runtime "
+        "(Python, torch, compiled graphs) of every server process.")
 
     @contextmanager
     def serve(self, model_dir: Path, workdir: Path, options: dict[str, Any],

@@ -48,6 +48,9 @@ class LlamaCppEngine(ServedEngine):
     capabilities = replace(SERVED, prompt_logprobs=False)  # no echo in /v1/completions
     options_model = LlamaCppOptions
     setup_target = "llama.cpp"
+    memory_note = ("llama-server maps the GGUF and allocates an f16 KV cache for ctx_size tokens "
+                   "at start-up; the prediction sizes the recipe's scheme at the serving dtype "
+                   "and the KV cache for the largest concurrency.")
 
     def environment_problem(self, options: dict[str, Any] | None = None) -> str | None:
         return tools.unavailable_reason()

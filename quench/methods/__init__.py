@@ -119,6 +119,10 @@ class Method(Generic[OptionsT]):
         """Why the method's tools cannot run on this machine ("run `quench setup ...`")."""
         return None
 
+    def tool_versions(self) -> dict[str, str]:
+        """Versions of the non-Python tools it runs (they enter the quantize stage's key)."""
+        return {}
+
     # Methods quantizing with another library (ModelOpt) override the three hooks below; the
     # llmcompressor ones keep the defaults.
     backend: ClassVar[str] = "llmcompressor"  # the library that quantizes, for the report

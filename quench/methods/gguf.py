@@ -108,6 +108,9 @@ class Gguf(Method[GgufOptions]):
     def unavailable_reason(self) -> str | None:
         return tools.unavailable_reason()
 
+    def tool_versions(self) -> dict[str, str]:
+        return {"llama.cpp": tools.build_version()}
+
     def quantize_files(self, source: Path, out: Path, scheme: str, options: GgufOptions,
                        device: str, calibration: Path | None = None,
                        metadata: dict[str, str | int] | None = None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from quench import methods, progress
+from quench import llamacpp, methods, progress
 from quench.compute import PhasePeaks, release_memory, resolve_device
 from quench.contract.manifest import Manifest
 from quench.contract.stage import Publishes, Stage, StageContext, StageResult
@@ -57,12 +57,16 @@ class QuantizeStage(Stage):
     def fingerprint(self, recipe: Recipe) -> dict[str, Any]:
         """A raw llmcompressor recipe file is an input: its content enters the key."""
         q = recipe.quantization
-        recipe_file = get_method(q.method).input_file(q.options)
-        return {"recipe_file": file_sha256(recipe_file)} if recipe_file else {}
+        method = get_method(q.method)
+        recipe_file = method.input_file(q.options)
+        found = {"recipe_file": file_sha256(recipe_file)} if recipe_file else {}
+        return {**found, **method.tool_versions()}  # llama.cpp's build, for method gguf
 
     def code_files(self) -> list[Path]:
         """The stage module and every method module: a method's code shapes the checkpoint."""
-        return super().code_files() + sorted(Path(methods.__file__).parent.glob("*.py"))
+        tools = Path(llamacpp.__file__).parent  # the GGUF method's converter and quantizer
+        return (super().code_files() + sorted(Path(methods.__file__).parent.glob("*.py"))
+                + sorted(tools.glob("*.py")))
 
     def headline(self, manifest: Manifest) -> str:
         x, parts = manifest.metrics, []

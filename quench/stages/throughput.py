@@ -112,7 +112,7 @@ class ThroughputStage(Stage):
                     _check_level(server, result, level, spec.num_prompts)
                     rows.append(level_row(level, result, sampler.level_peak(), params))
                     progress.advance()
-        memory = _memory(recipe, hf_dir, sampler, idle)
+        memory = _memory(recipe, hf_dir, sampler, idle, engine.memory_note)
         price = _price(recipe)
         for row in rows:
             row["usd_per_million_output_tokens"] = (
@@ -156,8 +156,8 @@ def _check_level(server: Server, result: dict[str, Any], level: int, prompts: in
                      f"{server.log_path}:\n{log_tail(server.log_path)}")
 
 
-def _memory(recipe: Recipe, hf_dir: Path, sampler: Sampler,
-            idle: dict[str, float]) -> dict[str, Any]:
+def _memory(recipe: Recipe, hf_dir: Path, sampler: Sampler, idle: dict[str, float],
+            note: str) -> dict[str, Any]:
     """Predicted (plan's formula) next to measured peak memory for the served configuration."""
     spec, options = recipe.evaluation.throughput, recipe.target.options
     shape = plan.config_shape(hf_dir)
@@ -172,9 +172,7 @@ def _memory(recipe: Recipe, hf_dir: Path, sampler: Sampler,
         "measured": "NVML memory used (all GPUs)" if gpu else
                     "PSS of the server's process tree (CPU memory)",
         "peak_rss_mb": sampler.peak.get("rss_mb"), "after_startup_pss_mb": idle.get("pss_mb"),
-        "note": "vLLM reserves its KV cache up front (VLLM_CPU_KVCACHE_SPACE on CPU, "
-                "gpu_memory_utilization on GPU), and the measured figure includes the runtime "
-                "(Python, torch, compiled graphs) of every server process.",
+        "note": note,
     }
 
 
