@@ -103,7 +103,7 @@ def test_a_tinystories_gguf_run(built: Path, tmp_path: Path, mirror: Path) -> No
     assert candidate["size_bytes"] == gguf.stat().st_size  # the GGUF, not the dense copy
     assert 0 < candidate["kl_divergence"] < 0.01  # 8 bits: close to the source
     assert 0 < candidate["llamacpp_kld_mean"] < 0.01 and candidate["llamacpp_same_top_p_pct"] > 90
-    assert abs(candidate["llamacpp_ppl_ratio"] - 1) < 0.05
+    assert abs(candidate["llamacpp_ppl_ratio"] - 1) < 0.05 and candidate["llamacpp_kld_mean_se"] > 0
     fields = {k: f.contents() for k, f in GGUFReader(gguf).fields.items()
               if k.startswith("general.")}
     assert fields["general.license"] == "apache-2.0"
@@ -141,3 +141,44 @@ def _wikitext(lines: int) -> str:
 
     source = resolve_text_source("wikitext2", None, "test", "text", "test")
     return "\n".join(load_texts(source)[:lines])
+
+
+SUMMARY = """Mean PPL(Q)                   :  45.123456 ±   1.234567
+Mean PPL(base)                :  44.000000 ±   1.200000
+Mean PPL(Q)/PPL(base)         :   1.025510 ±   0.001234
+Mean    KLD:   0.019876 ±   0.000456
+Maximum KLD:   1.234567
+99.0%   KLD:   0.200000
+Median  KLD:   0.010000
+RMS Δp    :  3.252 ± 0.024 %
+Same top p: 91.901 ± 0.072 %
+"""
+
+
+def test_llama_perplexitys_summary_is_read_with_the_kld_standard_error() -> None:
+    from quench.llamacpp.perplexity import parse_summary
+
+    found = parse_summary(SUMMARY)
+    assert found == {"ppl": 45.123456, "ppl_base": 44.0, "ppl_ratio": 1.02551,
+                     "kld_mean": 0.019876, "kld_mean_se": 0.000456, "kld_max": 1.234567,
+                     "kld_p99": 0.2, "kld_median": 0.01, "rms_dp_pct": 3.252,
+                     "same_top_p_pct": 91.901}
+
+
+def test_the_gate_reads_llama_cpps_kld_with_its_interval() -> None:
+    from quench.gate.checks import llamacpp_kl_check
+    from quench.gate.data import RunData
+    from quench.gate.errors import GateError
+    from quench.recipe.schema import GateSpec
+
+    def run(mean: float, se: float) -> RunData:
+        metrics = {"llamacpp_kld_mean": mean, "llamacpp_kld_mean_se": se, "llamacpp_chunks": 32}
+        return RunData("r", "run", {"metrics": {"candidate": metrics}})
+
+    spec = GateSpec(max_llamacpp_kld=0.05)
+    assert llamacpp_kl_check(run(0.02, 0.001), spec).verdict == "PASS"
+    assert llamacpp_kl_check(run(0.08, 0.001), spec).verdict == "FAIL"
+    straddling = llamacpp_kl_check(run(0.049, 0.002), spec)  # 0.049 +- 0.0039
+    assert straddling.verdict == "INCONCLUSIVE" and straddling.needed > 32
+    with pytest.raises(GateError, match="no llama.cpp KL"):
+        llamacpp_kl_check(RunData("r", "run", {"metrics": {"candidate": {}}}), spec)

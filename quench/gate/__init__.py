@@ -15,6 +15,7 @@ from quench.gate.checks import (
     GateError,
     accuracy_checks,
     kl_check,
+    llamacpp_kl_check,
     perplexity_check,
     throughput_checks,
 )
@@ -52,6 +53,8 @@ def evaluate_gate(candidate: RunData, baseline: RunData, spec: GateSpec) -> Gate
         checks.append(perplexity_check(candidate, baseline, spec))
     if spec.max_kl_divergence is not None:
         checks.append(kl_check(candidate, spec))
+    if spec.max_llamacpp_kld is not None:
+        checks.append(llamacpp_kl_check(candidate, spec))
     if spec.max_accuracy_drop is not None and (candidate.samples or baseline.samples):
         checks += accuracy_checks(candidate, baseline, spec)
     elif spec.max_accuracy_drop is not None:

@@ -90,6 +90,22 @@ def kl_check(cand: RunData, spec: GateSpec) -> Check:
                   "windows", _kl_note(cand.report.get("metrics", {}).get("candidate", {})))
 
 
+def llamacpp_kl_check(cand: RunData, spec: GateSpec) -> Check:
+    """llama-perplexity's mean KLD of a GGUF, with the normal interval of its standard error."""
+    from scipy.stats import norm
+
+    m = cand.report.get("metrics", {}).get("candidate", {})
+    if "llamacpp_kld_mean" not in m or "llamacpp_kld_mean_se" not in m:
+        raise GateError(f"run {cand.run_id} ({cand.name}) has no llama.cpp KL divergence "
+                        "(the llamacpp_kl stage of method gguf)")
+    half = norm.ppf(1 - spec.alpha / 2) * m["llamacpp_kld_mean_se"]
+    mean = m["llamacpp_kld_mean"]
+    interval = stats.Interval(mean, mean - half, mean + half, int(m.get("llamacpp_chunks", 0)))
+    assert spec.max_llamacpp_kld is not None
+    return _check("llama.cpp KL divergence (nats/token)", interval, spec.max_llamacpp_kld,
+                  "max", "chunks", "llama-perplexity vs the F32 source; normal interval")
+
+
 def _kl_note(metrics: dict[str, Any]) -> str:
     """The gated KL is the top-k bound; how close it is to the exact KL, when measured."""
     if "kl_bound_ratio" not in metrics:

@@ -47,7 +47,10 @@ def parse_summary(output: str) -> dict[str, float]:
     """The summary's values by SUMMARY's names (the first number of each line)."""
     found: dict[str, float] = {}
     for label, name in SUMMARY.items():
-        match = re.search(re.escape(label) + r"\s*:\s*" + NUMBER, output)
+        match = re.search(re.escape(label) + r"\s*:\s*" + NUMBER + r"(?:\s*±\s*" + NUMBER
+                          + ")?", output)
         if match:
             found[name] = float(match.group(1))
+            if name == "kld_mean" and match.group(2):  # its standard error, for the gate
+                found["kld_mean_se"] = float(match.group(2))
     return found

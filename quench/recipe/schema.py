@@ -291,6 +291,11 @@ class GateSpec(StrictModel):
         0.1, ge=0, description="Largest allowed KL divergence (nats/token) from the unquantized "
         "base model; null: not gated."
     )
+    max_llamacpp_kld: float | None = Field(
+        None, ge=0, description="Largest allowed mean KL divergence of a GGUF as "
+        "llama-perplexity measures it (stage llamacpp_kl; interval from its standard error); "
+        "null: not gated."
+    )
     max_accuracy_drop: float | None = Field(
         0.02, ge=0, le=1, description="Largest allowed absolute drop of each lm-eval task's "
         "accuracy (`accuracy_metric`); null: not gated."

@@ -72,7 +72,8 @@ class LlamaCppKlStage(Stage):
         outputs = {"protocol": {"tool": "llama-perplexity", "context": spec.window,
                                 "chunks": chunks, "scored": "second half of each chunk",
                                 "base": "source converted to F32"}, "log": log.name}
-        return StageResult(outputs=outputs, metrics={PREFIX + k: v for k, v in found.items()})
+        metrics = {PREFIX + k: v for k, v in {**found, "chunks": chunks}.items()}
+        return StageResult(outputs=outputs, metrics=metrics)
 
 
 def write_text(recipe: Recipe, source: Path, out: Path, window: int, chunks: int) -> Path:
