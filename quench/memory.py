@@ -178,6 +178,9 @@ def _quantize(recipe: Recipe, shape: Geometry, s: Sizes, on_gpu: bool) -> StepMe
     """llm-compressor: model on the host, one layer onloaded; ModelOpt: all of it on device."""
     q = recipe.quantization
     method = get_method(q.method)
+    if method.files_dense_copies:  # gguf: transformers' GGUF loader dequantizes the file
+        return _step("quantize", RUNTIME_BYTES + method.files_dense_copies * s.model, 0.0,
+                     "the GGUF dequantized by transformers' loader (its tensors and the model)")
     if not method.loads_model:  # model_free: one safetensors shard (Hub shards are <= 5 GB)
         shard = min(s.model, 5 * 10**9) * MODEL_FREE_SHARD_FACTOR
         return _step("quantize", RUNTIME_BYTES + shard, 0.0,

@@ -99,6 +99,9 @@ class Method(Generic[OptionsT]):
     # What quantize_files() leaves in the model folder for quench to evaluate: a
     # compressed-tensors checkpoint (model_free), or a dense one (gguf: the GGUF dequantized).
     checkpoint_kind: ClassVar[str] = "compressed-tensors"
+    # Dense copies of the model quantize_files() holds at its peak, for sizing (0: one
+    # safetensors shard at a time, model_free).
+    files_dense_copies: ClassVar[float] = 0.0
 
     def quantize_files(self, source: Path, out: Path, scheme: str, options: OptionsT,
                        device: str, calibration: Path | None = None,
