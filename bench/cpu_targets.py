@@ -33,7 +33,7 @@ PROMPTS = int(os.environ.get("BENCH_PROMPTS", 32))
 LEVELS = [1, 8, 32]
 THROUGHPUT = (f"evaluation.throughput={{concurrency: {LEVELS}, input_len: 128, output_len: 64, "
               f"num_prompts: {PROMPTS}, seed: 0, warmups: 1}}")
-LLAMA = "target={engine: llama.cpp, gpu: cpu, options: {parallel: 32, ctx_size: 8192}}"
+LLAMA = "target={engine: llama.cpp, gpu: cpu, options: {parallel: 32}}"
 VLLM = ("target={engine: vllm, gpu: cpu, options: {max_model_len: 1024, kv_cache_space_gib: 2, "
         "dtype: float32}}")
 FALLBACK = "quantization.options={allow_fallback: true}"

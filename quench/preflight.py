@@ -230,6 +230,9 @@ def _check_engines(recipe: Recipe) -> list[str]:
     for key, name, environment, options in _engines_used(recipe):
         engine = get_engine(name, environment)
         errors += engine.option_errors(options)
+        spec = recipe.evaluation.throughput
+        if spec is not None and key == "target.engine":
+            warnings += engine.load_warnings(options, spec.input_len + spec.output_len)
         if engine.environment_problem(options) is not None:
             continue  # _check_environments reports it
         reason = engine.unavailable_reason()

@@ -87,6 +87,10 @@ class Engine:
         """Why this engine build cannot serve model_dir (e.g. a head size it has no kernel for)."""
         return None
 
+    def load_warnings(self, options: dict[str, Any], tokens: int) -> list[str]:
+        """Pre-flight: what may fail serving requests of `tokens` tokens (input + output)."""
+        return []
+
     def versions(self) -> dict[str, str]:
         """Versions of the engine's own packages (they enter the cache key of stages using it)."""
         return {}
