@@ -182,3 +182,18 @@ def test_the_gate_reads_llama_cpps_kld_with_its_interval() -> None:
     assert straddling.verdict == "INCONCLUSIVE" and straddling.needed > 32
     with pytest.raises(GateError, match="no llama.cpp KL"):
         llamacpp_kl_check(RunData("r", "run", {"metrics": {"candidate": {}}}), spec)
+
+
+def test_llama_server_gets_a_connection_per_request_and_slots_that_hold_a_request() -> None:
+    from quench.engines import get_engine
+    from quench.serving.bench_client import bench_command
+
+    engine = get_engine("llama.cpp")
+    cmd = bench_command(["client"], "http://127.0.0.1:1", "quench", "tok", 1,
+                        {"input_len": 128, "output_len": 64, "num_prompts": 4, "seed": 0,
+                         "warmups": 1}, "out", "r.json", engine.client_headers)
+    assert cmd[-2:] == ["--header", "Connection=close"]
+    assert engine.load_warnings({"parallel": 32}, 256) == []  # 1024 per slot by default
+    (warning,) = engine.load_warnings({"parallel": 32, "ctx_size": 4096}, 256)
+    assert "128 tokens, fewer than a request's 256" in warning
+    assert not get_engine("vllm").client_headers

@@ -108,6 +108,7 @@ class ServedEngine(Engine):
     with the shared serving benchmark client (quench/serving/bench_client.py)."""
 
     capabilities: ClassVar[EngineCapabilities] = SERVED
+    client_headers: ClassVar[dict[str, str]] = {}  # sent by the benchmark client
     # what the throughput stage's measured memory includes beside the predicted weights + KV
     memory_note: ClassVar[str] = (
         "vLLM reserves its KV cache up front (VLLM_CPU_KVCACHE_SPACE on CPU, "
@@ -131,7 +132,7 @@ class ServedEngine(Engine):
                   params: dict[str, Any], out_dir: Path, timeout: float) -> dict[str, Any]:
         """The serving benchmark client at one concurrency; its saved JSON result."""
         return bench_client.run(self.client_env, server, tokenizer, concurrency, params,
-                                out_dir, timeout)
+                                out_dir, timeout, self.client_headers)
 
 
 def installed_versions(env_dir: Path, names: Collection[str]) -> dict[str, str]:

@@ -41,8 +41,10 @@ def program(python: Path) -> list[str]:
 
 def bench_command(prog: Sequence[str], base_url: str, model: str, tokenizer: Path | str,
                   concurrency: int, params: dict[str, Any], result_dir: Path | str,
-                  result_filename: str) -> list[str]:
-    """The client's command line at one concurrency (params: evaluation.throughput's)."""
+                  result_filename: str, headers: dict[str, str] | None = None) -> list[str]:
+    """The client's command line at one concurrency (params: evaluation.throughput's;
+    headers: sent with every request)."""
+    extra = ["--header", *(f"{k}={v}" for k, v in headers.items())] if headers else []
     return [
         *prog, "--backend", "openai", "--base-url", base_url, "--endpoint", "/v1/completions",
         "--model", model, "--tokenizer", str(tokenizer),
@@ -53,7 +55,7 @@ def bench_command(prog: Sequence[str], base_url: str, model: str, tokenizer: Pat
         "--num-warmups", str(params["warmups"]), "--ignore-eos", "--temperature", "0",
         "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,95,99",
         "--save-result", "--result-dir", str(result_dir), "--result-filename", result_filename,
-        "--disable-tqdm",
+        "--disable-tqdm", *extra,
     ]
 
 
@@ -70,7 +72,8 @@ def unavailable_reason(env_dir: Path) -> str | None:
 
 
 def run(env_dir: Path, server: Server, tokenizer: Path, concurrency: int,
-        params: dict[str, Any], out_dir: Path, timeout: float) -> dict[str, Any]:
+        params: dict[str, Any], out_dir: Path, timeout: float,
+        headers: dict[str, str] | None = None) -> dict[str, Any]:
     """The client at one concurrency against server; its saved JSON result."""
     reason = unavailable_reason(env_dir)
     if reason:
@@ -78,7 +81,7 @@ def run(env_dir: Path, server: Server, tokenizer: Path, concurrency: int,
     result = out_dir / result_name(concurrency)
     log_path = result.with_suffix(".log")
     cmd = bench_command(program(env_dir / "bin" / "python"), server.base_url, server.model,
-                        tokenizer, concurrency, params, out_dir, result.name)
+                        tokenizer, concurrency, params, out_dir, result.name, headers)
     env = venv_environ(env_dir, VLLM_CACHE_ROOT=str(out_dir / "vllm-cache"), **VLLM_QUIET)
     what = f"vllm bench serve at concurrency {concurrency}"
     code = run_logged(cmd, out_dir, env, log_path, what, timeout)
