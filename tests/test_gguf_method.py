@@ -87,8 +87,8 @@ def test_a_byte_level_vocabulary_drops_byte_fallback_and_others_are_kept() -> No
 
 @pytest.mark.e2e
 def test_a_tinystories_gguf_run(built: Path, tmp_path: Path, mirror: Path) -> None:
-    """convert -> llama-quantize -> dequantized copy evaluated by quench, and llama.cpp's own
-    KL against the F32 source; the GGUF carries the license stage's keys."""
+    """convert -> llama-quantize -> dequantized copy evaluated by quench, llama.cpp's own KL
+    against the F32 source, llama-server's throughput; the GGUF carries the license keys."""
     from gguf import GGUFReader
 
     done = run_quench("run", str(REPO / "recipes" / "tinystories-gguf-q8-0.yaml"),
@@ -104,6 +104,11 @@ def test_a_tinystories_gguf_run(built: Path, tmp_path: Path, mirror: Path) -> No
     assert 0 < candidate["kl_divergence"] < 0.01  # 8 bits: close to the source
     assert 0 < candidate["llamacpp_kld_mean"] < 0.01 and candidate["llamacpp_same_top_p_pct"] > 90
     assert abs(candidate["llamacpp_ppl_ratio"] - 1) < 0.05 and candidate["llamacpp_kld_mean_se"] > 0
+    # served by llama-server, measured by the shared client: every request of both levels
+    rows = {r["concurrency"]: r for r in report["throughput"]["rows"]}
+    assert set(rows) == {1, 4} and all(r["failed"] == 0 and r["output_tokens_per_s"] > 0
+                                       for r in rows.values())
+    assert report["throughput"]["engine"] == "llama.cpp"
     fields = {k: f.contents() for k, f in GGUFReader(gguf).fields.items()
               if k.startswith("general.")}
     assert fields["general.license"] == "apache-2.0"
