@@ -39,12 +39,10 @@ class LlamaCppKlStage(Stage):
         return [*super().code_files(), Path(perplexity.__file__), Path(convert.__file__)]
 
     def skip_reason(self, recipe: Recipe, inputs: dict[str, Manifest]) -> str | None:
-        if recipe.quantization.method != "gguf":
-            return "llama.cpp's KL cross-check is for method gguf"
         if recipe.evaluation.perplexity is None:
             return "evaluation.perplexity is not set"
-        if inputs["model"].skipped:
-            return "no quantized GGUF (quantize was skipped)"
+        if inputs["model"].skipped or "gguf_file" not in inputs["model"].outputs:
+            return "llama.cpp's KL cross-check is for a GGUF (method gguf)"
         return tools.unavailable_reason()
 
     def headline(self, manifest: Manifest) -> str:
