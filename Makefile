@@ -12,7 +12,7 @@ ifneq ($(wildcard ../shared/models),)
 export QUENCH_MIRROR ?= $(abspath ../shared)
 endif
 
-.PHONY: setup setup-vllm setup-models setup-llamacpp newcomer-check quantize validate gate compare sweep ui test lint bench bench-smollm2 bench-cpu same-reports bench-scaling gpu-check clean
+.PHONY: setup setup-vllm setup-models setup-llamacpp newcomer-check quantize validate gate compare sweep ui ui-check test lint bench bench-smollm2 bench-cpu same-reports bench-scaling gpu-check clean docs docs-serve docs-reference
 
 setup: $(VENV)/.installed setup-vllm setup-models setup-llamacpp
 
@@ -55,7 +55,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev,postgres]'
+	$(PY) -m pip install -q -e '.[dev,postgres,docs]'
 	touch $@
 
 # The newcomer's path, as CI runs it: build the wheel, install it into a fresh environment and run
@@ -91,13 +91,23 @@ SWEEP ?= sweeps/tinystories-w4.yaml
 sweep: setup
 	$(VENV)/bin/quench sweep $(SWEEP) $(ARGS)
 
-# A lean MLflow UI on the default store (one worker, no job runner).
+# A lean MLflow UI on the default store (one worker, no job runner). It prints the link to
+# each quench experiment's runs table (the comparison's columns, pipeline runs newest first):
+# MLflow 3.17 opens an experiment on its GenAI overview unless the link says otherwise.
 ui: setup
 	mkdir -p $(ARTIFACTS)/mlartifacts
+	$(PY) -m quench.tracking.ui sqlite:///$(abspath $(ARTIFACTS))/mlflow.db \
+	  http://127.0.0.1:$(UI_PORT)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow server \
 	  --backend-store-uri sqlite:///$(abspath $(ARTIFACTS))/mlflow.db \
 	  --default-artifact-root file://$(abspath $(ARTIFACTS))/mlartifacts \
 	  --host 127.0.0.1 --port $(UI_PORT) --workers 1
+
+# That runs table in headless Chromium (/usr/bin/chromium, Debian's package), on the default
+# store: artifacts/ui.png, and a check that the table and quench's columns are on the page.
+ui-check: $(VENV)/.installed
+	$(PY) scripts/ui_check.py --store sqlite:///$(abspath $(ARTIFACTS))/mlflow.db \
+	  --out $(ARTIFACTS)/ui.png
 
 # Two pytest workers (TEST_WORKERS=0: one process); a module's tests stay on one worker, so its
 # module fixtures (a Ray cluster, a PostgreSQL server, a shared run) start once.
@@ -145,6 +155,20 @@ bench-scaling: setup
 # skipped. ARGS="--dry-run" prints the plan; --gpu NAME, --trtllm-container IMAGE: see --help.
 gpu-check: $(VENV)/.installed
 	$(PY) scripts/gpu_check.py $(ARGS)
+
+# The docs site (mkdocs-material) from docs/ into artifacts/site; --strict: a broken link, a
+# missing page or a reference page that differs from the code fails the build.
+DOCS_PORT ?= 8000
+docs: $(VENV)/.installed
+	$(PY) scripts/gen_reference.py --check
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+docs-serve: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
+
+# Regenerates docs/reference/ (recipe fields, sweep file, command line, compatibility matrix).
+docs-reference: $(VENV)/.installed
+	$(PY) scripts/gen_reference.py
 
 clean:
 	find $(ARTIFACTS) -mindepth 1 -maxdepth 1 ! -name README.md -exec rm -rf {} +

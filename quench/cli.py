@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 EXIT_FAILED, EXIT_ERROR = 1, 2  # interrupted: 128 + the signal (quench/shutdown.py)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The `quench` parser with every subcommand (scripts/gen_reference.py documents it)."""
     parser = argparse.ArgumentParser(prog="quench", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="show library logs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -34,13 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--until", metavar="STAGE", help="stop after this stage (e.g. license: "
                      "the license verdict a run reaches, without calibrating)")
     validate = sub.add_parser("validate", help="check a recipe without running anything heavy")
-    validate.add_argument("recipe")
-    validate.add_argument("overrides", nargs="*")
+    validate.add_argument("recipe", help="recipe YAML file, or a bundled recipe's name")
+    validate.add_argument("overrides", nargs="*", help="key.sub=value overrides")
     sub.add_parser("schema", help="print the recipe JSON Schema")
     plan = sub.add_parser("plan", help="predicted serving memory on common GPUs, recommended "
                           "recipe per GPU, prices")
-    plan.add_argument("recipe")
-    plan.add_argument("overrides", nargs="*")
+    plan.add_argument("recipe", help="recipe YAML file, or a bundled recipe's name")
+    plan.add_argument("overrides", nargs="*", help="key.sub=value overrides")
     plan.add_argument("--batch", type=int, help="concurrent sequences (default: the largest "
                       "evaluation.throughput.concurrency, else 16)")
     plan.add_argument("--seq-len", type=int, help="tokens per sequence (default: throughput "
@@ -106,7 +107,7 @@ def _run_environment(verbose: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.command == "run":
         _run_environment(args.verbose)
     elif not args.verbose:
@@ -183,10 +184,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     print(f"report: {summary.run_dir / 'report.md'}")
     from quench.tracking.sync import tracking_line
+    from quench.tracking.ui import ui_line
 
-    line = tracking_line(summary.tracking)
-    if line:
-        print(line)
+    for line in (tracking_line(summary.tracking), ui_line(summary.tracking)):
+        if line:
+            print(line)
     return 0
 
 

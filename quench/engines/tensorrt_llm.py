@@ -8,7 +8,8 @@ home's `envs/tensorrt-llm`, made on a GPU host by `quench setup tensorrt-llm`) o
 the commands, checks whether they can run, and serves on a GPU host (process life:
 quench/serving/process.py; measured with the shared benchmark client, from the default vLLM
 environment). It serves what the build stage makes (`capabilities.builds`). The flags follow
-the 1.x command references (trtllm-build, trtllm-serve, trtllm-bench; see README).
+the 1.x command references (trtllm-build, trtllm-serve, trtllm-bench; see
+docs/how-to/tensorrt-llm.md).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ class TrtllmOptions(StrictModel):
     max_batch_size: int = Field(8, ge=1, description="Requests scheduled at once (build, serve, "
                                 "bench).")
     max_input_len: int = Field(1024, ge=1, description="Longest prompt (trtllm-build).")
-    max_seq_len: int = Field(2048, ge=2, description="Longest prompt + output.")
+    max_seq_len: int = Field(2048, ge=2, description="Longest prompt + output; more than "
+                             "max_input_len.")
     max_num_tokens: int | None = Field(None, ge=1, description="Batched tokens per step; "
                                        "default: TensorRT-LLM's.")
     tp_size: int = Field(1, ge=1, description="Tensor-parallel GPUs (checkpoint ranks).")
@@ -60,7 +62,8 @@ class TrtllmOptions(StrictModel):
         default_factory=dict, description="LLM API settings written to a YAML file and passed "
         "as --extra_llm_api_options (e.g. {kv_cache_config: {dtype: fp8}}).")
     container: str | None = Field(None, description="Run the commands in this container image "
-                                  "(docker, --gpus all) instead of target.environment.")
+                                  "(e.g. NVIDIA's TensorRT-LLM release) with `docker run --gpus "
+                                  "all` instead of target.environment.")
     port: int | None = Field(None, ge=1, le=65535, description="trtllm-serve port; default: free.")
     startup_timeout_s: float = Field(1800, gt=0, description="Longest wait for trtllm-serve.")
 

@@ -31,7 +31,7 @@ class ModuleOptions(MethodOptions):
     targets: list[str] = Field(default_factory=lambda: ["Linear"], description="Modules to "
                                "quantize (class names or `re:` patterns).")
     ignore: list[str] = Field(default_factory=lambda: ["lm_head"], description="Modules left "
-                              "in full precision.")
+                              "in full precision (names, class names or `re:` patterns).")
 
 
 OptionsT = TypeVar("OptionsT", bound=MethodOptions)  # the method's options model

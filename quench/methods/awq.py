@@ -19,8 +19,9 @@ class AWQOptions(KvCacheOptions):
     # llmcompressor 0.14 divides by (n_grid - 2) when duo_scaling is on: below 3 it crashes.
     n_grid: int = Field(20, ge=3, le=100, description="Grid points of the scale search.")
     # llmcompressor's AWQ leaves out AutoAWQ's clipping search (vllm-project/llm-compressor#1177);
-    # its maintainers point to the mse weight observer instead (#1600). Measured (README, "AWQ
-    # vs GPTQ"): it helps on TinyStories-656K but not RTN on SmolLM2, so the default stays.
+    # its maintainers point to the mse weight observer instead (#1600). Measured
+    # (docs/benchmarks/awq-vs-gptq.md): it helps on TinyStories-656K but not RTN on SmolLM2,
+    # so the default stays.
     observer: Literal["minmax", "mse"] = Field(
         "minmax", description="Weight range observer of the final quantization: minmax "
         "(llmcompressor's default) or mse (searches a shrunk range per group, AutoAWQ's "

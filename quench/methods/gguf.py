@@ -38,8 +38,8 @@ class GgufOptions(MethodOptions):
     token_embedding_type: str | None = Field(None, description="GGML type of token_embd.")
     allow_fallback: bool = Field(
         False, description="Accept llama-quantize's fallback type for tensors whose rows are "
-        "not a whole number of the type's blocks (K-quants: 256); false: an error before "
-        "any work.")
+        "not a whole number of the type's blocks (K-quants: 256), as it does silently; false: "
+        "such rows are a `quench validate` error, before any work.")
 
     @field_validator("tensor_types")
     @classmethod

@@ -18,7 +18,8 @@ class KvCacheOptions(ModuleOptions):
     """Module targets plus an FP8 KV cache; mixed into every llmcompressor method's options."""
 
     kv_cache: bool = Field(False, description="Also quantize the KV cache to FP8 E4M3 with "
-                           "calibrated scales (needs calibration data).")
+                           "calibrated K/V scales, which vLLM loads with --kv-cache-dtype fp8; "
+                           "it makes the method calibrate.")
     kv_cache_strategy: KvStrategy = Field(
         "tensor", description="One K/V scale per layer (tensor) or per KV head (attn_head; "
         "vLLM's Flash Attention backend only).")

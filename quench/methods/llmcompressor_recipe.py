@@ -11,7 +11,8 @@ from quench.methods import Method, MethodOptions, register_method
 
 
 class RawRecipeOptions(MethodOptions):
-    recipe: str = Field(description="Path to an llmcompressor recipe YAML file.")
+    recipe: str = Field(description="Path to an llm-compressor recipe YAML file, read with a "
+                        "safe loader and run as is.")
     calibrate: bool = Field(True, description="Whether the recipe needs calibration data.")
 
     @field_validator("recipe")

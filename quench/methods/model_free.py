@@ -4,10 +4,10 @@ llm-compressor 0.14's `model_free_ptq` reads the safetensors shards, quantizes e
 whose module name the targets match (norms skipped), and writes compressed-tensors shards plus
 config.json: no transformers model class, one shard at a time in RAM (with its quantized copy:
 ~2.5x the shard; for a single-shard model that is more than loading it: 1.47 vs 1.28 GB on
-SmolLM2, README). For sharded models too big to load, or architectures transformers cannot
-build. Only schemes with
-no calibrated activations are possible (its validate_config refuses static activations), so the
-method's schemes are the data-free ones; a calibrated scheme is a `quench validate` error.
+SmolLM2, docs/benchmarks/tinystories.md). For sharded models too big to load, or architectures
+transformers cannot build. Only schemes with no calibrated activations are possible (its
+validate_config refuses static activations), so the method's schemes are the data-free ones; a
+calibrated scheme is a `quench validate` error.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ class ModelFreeOptions(ModuleOptions):
     # every 2-D weight, so the embeddings must be ignored by name.
     ignore: list[str] = Field(default_factory=lambda: ["lm_head", "re:.*embed_tokens$"],
                               description="Module names (or `re:` patterns) left in full "
-                              "precision; norms are always skipped.")
+                              "precision: names only, every other 2-D weight but norms is "
+                              "quantized.")
     group_size: int = Field(128, ge=1, description="Weights per scale group (W4A16, "
                             "W4A16_ASYM; the others are per channel or 128x128 blocks).")
     max_workers: int = Field(1, ge=1, le=64, description="Shards quantized concurrently "

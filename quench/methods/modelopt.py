@@ -33,7 +33,8 @@ class ModelOptOptions(MethodOptions):
     kv_cache: bool = Field(False, description="Also quantize the KV cache to FP8 (calibrated "
                            "per-tensor scales, ModelOpt's FP8_KV_CFG).")
     group_size: int = Field(128, ge=16, le=1024, description="INT4_AWQ and W4A8_AWQ only: "
-                            "weights sharing one scale (ModelOpt's AWQ block size).")
+                            "weights sharing one scale (ModelOpt's AWQ block size), a multiple "
+                            "of 16.")
     awq: Literal["awq_lite", "awq_full", "awq_clip"] = Field(
         "awq_lite", description="INT4_AWQ and W4A8_AWQ only: ModelOpt's AWQ search.")
     ignore: list[str] = Field(default_factory=list, description="More module-name patterns "

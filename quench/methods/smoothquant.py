@@ -12,7 +12,8 @@ from quench.methods.kv_cache import KvCacheOptions, kv_cache_dtype, kv_cache_sch
 
 class SmoothQuantOptions(KvCacheOptions):
     smoothing_strength: float = Field(0.8, ge=0, le=1, description="SmoothQuant alpha.")
-    weights: Literal["gptq", "rtn"] = Field("gptq", description="How int8 weights are rounded.")
+    weights: Literal["gptq", "rtn"] = Field("gptq", description="How the int8 weights are "
+                                            "rounded: GPTQ or round-to-nearest.")
     activations: Literal["dynamic", "static"] = Field(
         "dynamic", description="Per-token dynamic or per-tensor static (calibrated) int8 inputs."
     )

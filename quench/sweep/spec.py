@@ -28,7 +28,9 @@ class ObjectiveSpec(StrictModel):
     minimize: str | None = Field(None, description="Metric to minimize: "
                                  + ", ".join(k for k, v in OBJECTIVE_METRICS.items()
                                              if v == "lower") + ".")
-    maximize: str | None = Field(None, description="Metric to maximize: output_tokens_per_s.")
+    maximize: str | None = Field(
+        None, description="Metric to maximize: output_tokens_per_s (served, at the highest "
+        "concurrency measured; needs target and evaluation.throughput).")
     weights: dict[str, float] | None = Field(
         None, description="Weighted cost, minimized: sum of weight x metric (give a negative "
         "weight to a metric where higher is better, e.g. output_tokens_per_s: -0.001).")
@@ -64,7 +66,8 @@ class ConstraintsSpec(StrictModel):
         "base recipe's gate.baseline.")
     gate: dict[str, Any] = Field(
         default_factory=dict, description="Gate thresholds over the base recipe's `gate:` "
-        "section (same keys: max_perplexity_increase_pct, max_kl_divergence, ...).")
+        "section (same keys: max_perplexity_increase_pct, max_kl_divergence, max_accuracy_drop, "
+        "min_throughput_ratio, alpha, ...); the merged gate must keep at least one threshold.")
     strict: bool = Field(
         True, description="Only PASS is accepted (an INCONCLUSIVE metric does not pass); "
         "false accepts INCONCLUSIVE like `quench gate` without --strict.")
@@ -78,43 +81,56 @@ class ConstraintsSpec(StrictModel):
 
 class BudgetSpec(StrictModel):
     max_trials: int = Field(16, ge=1, le=10_000, description="Most trials the strategy runs "
-                            "(the baseline not counted).")
+                            "(the baseline not counted); `--max-trials` overrides it.")
     trial_timeout_s: float | None = Field(
-        None, gt=0, description="A trial still running after this long is stopped and "
-        "recorded as timed out; null: no limit.")
+        None, gt=0, description="A trial still running after this long is stopped (its whole "
+        "process group) and recorded as timeout; null: no limit.")
 
 
 class ExecutorSpec(StrictModel):
-    kind: str = Field("local", description="Where trials run: local or ray.")
-    options: dict[str, Any] = Field(default_factory=dict, description="The executor's options "
-                                    "(see the README's executor table).")
+    kind: str = Field("local", description="Where trials run: a registered executor (local, "
+                      "ray); `--executor` overrides it.")
+    options: dict[str, Any] = Field(default_factory=dict, description="The executor's options, "
+                                    "validated before any trial runs.")
 
 
 class StrategySpec(StrictModel):
-    kind: str = Field("grid", description="How trials are picked: grid, random, optuna or "
-                      "sensitivity.")
-    options: dict[str, Any] = Field(default_factory=dict, description="The strategy's options.")
+    kind: str = Field("grid", description="How trials are picked: a registered strategy "
+                      "(grid, random, optuna, sensitivity).")
+    options: dict[str, Any] = Field(default_factory=dict, description="The strategy's options, "
+                                    "validated before any trial runs.")
 
 
 class SweepSpec(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$",
-                      description="Sweep name: its folder, MLflow run and trial-name prefix.")
-    description: str = Field("", max_length=10_000)
+                      description="Sweep name (letters, digits, . _ -; at most 80 characters): "
+                      "its folder, MLflow run and trial-name prefix. The loader sets it to the "
+                      "sweep file's name when it is missing.")
+    description: str = Field("", max_length=10_000, description="Free text.")
     base: str | dict[str, Any] = Field(
         description="The base recipe: a file (relative to the sweep file) or an inline "
         "recipe mapping (which may use `extends:`).")
     axes: dict[str, list[Any]] = Field(
-        default_factory=dict, description="Recipe key (dotted, as in overrides) -> the values "
-        "it takes; trials combine them.")
+        default_factory=dict, description="Recipe key (dotted, as in key.sub=value overrides) "
+        "-> the values it takes; trials combine them. Any recipe key but name, output.dir and "
+        "tracking.* (e.g. quantization.options.group_size, calibration.num_samples).")
     variants: list[dict[str, Any]] = Field(
         default_factory=list, description="Named sets of overrides that go together (a "
-        "method with its own options); each is combined with every point of `axes`.")
-    strategy: StrategySpec = Field(default_factory=StrategySpec)
-    objective: ObjectiveSpec = Field(default_factory=lambda: ObjectiveSpec(minimize="size_bytes"))
-    constraints: ConstraintsSpec = Field(default_factory=ConstraintsSpec)
-    budget: BudgetSpec = Field(default_factory=BudgetSpec)
-    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
-    seed: int = Field(0, ge=0, description="Seed of the sampling strategies.")
+        "method with its own options); each is combined with every point of `axes`, whose "
+        "values are applied after the variant's.")
+    strategy: StrategySpec = Field(default_factory=StrategySpec,
+                                   description="How trials are picked from the space.")
+    objective: ObjectiveSpec = Field(
+        default_factory=lambda: ObjectiveSpec(minimize="size_bytes"),
+        description="What is cheapest; a trial without a metric the objective needs gets no "
+        "cost and is never recommended.")
+    constraints: ConstraintsSpec = Field(default_factory=ConstraintsSpec,
+                                         description="What a trial must pass to be recommended.")
+    budget: BudgetSpec = Field(default_factory=BudgetSpec,
+                               description="How many trials run and for how long.")
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec,
+                                   description="Where trials run.")
+    seed: int = Field(0, ge=0, description="Seed of the sampling strategies (random, optuna).")
     output_dir: str | None = Field(
         None, description="Where the sweep's table, plot and trial recipes go; default "
         "<base output.dir>/sweeps/<name>.")

@@ -28,6 +28,7 @@ from quench.redact import redact
 from quench.tracking import Tracker, flatten
 from quench.tracking.pending import new_record, record_path, remove_record, write_record
 from quench.tracking.tags import data_tags, license_tags
+from quench.tracking.ui import DROP, accuracy_drops, publish_view
 from quench.tracking.upload import (
     UPLOAD_TAG,
     bounded,
@@ -215,7 +216,8 @@ class MlflowTracker(Tracker):
         assert self.record is not None
         data = json.loads(report.path("report_json").read_text())
         parent = self.record["parent"]
-        delta = {"metrics": numbers(flatten(data["metrics"]), _now_ms()),
+        metrics = {**flatten(data["metrics"]), **accuracy_drops(data)}  # drops: for the UI
+        delta = {"metrics": numbers(metrics, _now_ms()),
                  "tags": license_tags(data.get("license")),
                  "artifacts": [{"kind": "file", "path": str(report.path(name))}
                                for name in ("report_md", "report_json")]}
@@ -242,6 +244,10 @@ class MlflowTracker(Tracker):
         def upload() -> None:
             log_contents(self.client, self.parent_id, delta)
             close_run(self.client, self.parent_id, parent)
+            drops = [m[0] for m in delta.get("metrics", []) if DROP.match(m[0])]
+            if drops:  # the experiment's runs table gets these columns too
+                publish_view(self.client, self.experiment_id,
+                             self.client.get_experiment(self.experiment_id).tags, drops)
 
         if self.parent_id is not None and self._online("closing the run", upload):
             remove_record(self.root, self.upload_id)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from quench.redact import redact
+from quench.tracking.ui import publish_view
 
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 UPLOAD_TAG, COMPLETE_TAG = "quench.upload_id", "quench.upload_complete"
@@ -60,10 +61,12 @@ def experiment_id(client: Any, record: dict[str, Any]) -> str:
         exp_id = found.experiment_id
     else:
         exp_id = client.create_experiment(name, artifact_location=record["artifact_location"])
-    if found is None or EXPERIMENT_KIND_TAG not in found.tags:
-        # MLflow 3 opens an untyped experiment on its GenAI traces page; this is the tag its
-        # own experiment-type selector sets, so the UI opens on the runs table.
+    tags = found.tags if found is not None else {}
+    if EXPERIMENT_KIND_TAG not in tags:
+        # the experiment type MLflow 3's selector sets (3.17's UI goes by the `workflowType`
+        # URL parameter instead: quench.tracking.ui); kept for the versions that read it
         client.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    publish_view(client, exp_id, tags, [m[0] for m in record["parent"].get("metrics", [])])
     return exp_id
 
 

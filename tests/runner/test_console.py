@@ -57,6 +57,8 @@ def test_default_console_is_one_line_per_stage(gptq_run):
     assert result.stdout.splitlines() == [
         f"report: {out / NAME / 'report.md'}",
         next(x for x in result.stdout.splitlines() if x.startswith("mlflow: sqlite:///")),
+        next(x for x in result.stdout.splitlines() if x.startswith(
+            "mlflow ui: http://127.0.0.1:5000/#/experiments/")),
     ]
     assert re.search(r"^  ran +quantize .*  size [\d.]+ [kM]B, quantized in [\d.]+s$",
                      shown["quantize"])

@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from quench.runner.graph import node_names
 from quench.tracking import flatten
+from quench.tracking.ui import accuracy_drops
 
 from ..conftest import DEFAULT_RECIPE, read_json, run_id_of, run_quench, small_run_args
 
@@ -18,14 +19,14 @@ EXPERIMENT = "quench-tinystories"
 RUN_NAME = "tinystories-rtn-w4a16"
 
 
-def run_against(uri: str, out: Path) -> str:
-    """The default recipe, small, logged to `uri`; returns the parent run id."""
+def run_against(uri: str, out: Path, *overrides: str) -> tuple[str, str]:
+    """The default recipe, small, logged to `uri`; returns the parent run id and stdout."""
     began = time.perf_counter()
     result = run_quench("run", str(DEFAULT_RECIPE),
-                        *small_run_args(out, max_windows=8, tracking_uri=uri))
+                        *small_run_args(out, max_windows=8, tracking_uri=uri), *overrides)
     assert result.returncode == 0, result.stderr[-3000:]
     print(f"\npipeline run logged to {uri.split('@')[-1]}: {time.perf_counter() - began:.1f} s")
-    return run_id_of(result)
+    return run_id_of(result), result.stdout
 
 
 def check_logged(client: MlflowClient, run_id: str, out: Path) -> None:
@@ -34,6 +35,7 @@ def check_logged(client: MlflowClient, run_id: str, out: Path) -> None:
     assert run.info.status == "FINISHED" and run.data.tags["quench.recipe"] == RUN_NAME
     report = read_json(out / RUN_NAME / "report.json")
     expected = {k: float(v) for k, v in flatten(report["metrics"]).items()}
+    expected.update(accuracy_drops(report))  # lm-eval's, for the UI's columns
     assert run.data.metrics == pytest.approx(expected, rel=1e-12)
     children = client.search_runs([run.info.experiment_id],
                                   f"tags.mlflow.parentRunId = '{run_id}'")

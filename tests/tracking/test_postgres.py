@@ -41,7 +41,7 @@ def test_pipeline_run_logged_to_a_postgres_backed_server(mirror, postgres, mlflo
     server = mlflow_server(postgres.uri())
     print(f"\nmlflow server on PostgreSQL ready in {time.perf_counter() - began:.1f} s")
     out = tmp_path / "out"
-    run_id = run_against(server.uri, out)
+    run_id, _ = run_against(server.uri, out)
     check_logged(MlflowClient(server.uri), run_id, out)
     import psycopg2  # the rows are really in PostgreSQL
 

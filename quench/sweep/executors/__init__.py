@@ -1,4 +1,4 @@
-"""Executors run a sweep's trials: `local` (one after another here) and `ray` (tasks on a Ray
+"""Executors run a sweep's trials: `local` (one after another on the host) and `ray` (tasks on a Ray
 cluster). Each is one module and one registration; the sweep knows them only by this base."""
 
 from __future__ import annotations

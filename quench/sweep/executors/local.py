@@ -1,5 +1,5 @@
-"""The default executor: trials on this machine, each a `quench run` subprocess (its own
-memory, timeout and process group), one after another unless max_concurrent says more."""
+"""The default executor: trials on the host that runs the sweep, each a `quench run` subprocess
+(its own memory, timeout and process group), one after another unless max_concurrent says more."""
 
 from __future__ import annotations
 

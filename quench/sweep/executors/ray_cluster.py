@@ -31,7 +31,7 @@ class RayOptions(ExecutorOptions):
     address: str | None = Field(
         None, min_length=1, description="An existing cluster: `host:port` of its head (GCS), "
         "`ray://host:10001` (Ray Client, needs ray[client]) or `auto`; unset: $RAY_ADDRESS if "
-        "set, else a new local cluster on this machine.")
+        "set, else a new local cluster on this host.")
     num_cpus: float = Field(1.0, gt=0, le=10_000, description="CPUs one trial reserves.")
     num_gpus: float = Field(0.0, ge=0, le=1_000, description="GPUs one trial reserves.")
     memory_gb: float | None = Field(
