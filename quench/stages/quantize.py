@@ -30,7 +30,7 @@ from quench.progress import human_bytes
 from quench.recipe.schema import Recipe
 from quench.sources import file_sha256
 from quench.stages import register_stage
-from quench.stages.quantize_files import quantize_metrics, run_without_model
+from quench.stages.quantize_files import format_details, quantize_metrics, run_without_model
 from quench.stages.traced_globals import traced_globals_released
 from quench.units import parse_size
 
@@ -257,24 +257,6 @@ def _layer_progress(model: Any, recipe_in: list[Any] | str,
             yield
     finally:
         logger.remove(sink)
-
-
-def format_details(qc: dict[str, Any] | None) -> dict[str, Any]:
-    """The compressed-tensors facts a deployer asks first: format, bits, groups, what's ignored."""
-    if not qc:
-        return {"quant_method": "dense"}
-    groups = {}
-    for name, group in (qc.get("config_groups") or {}).items():
-        w, a = group.get("weights") or {}, group.get("input_activations") or {}
-        groups[name] = {
-            "weights": f"{w.get('type')}{w.get('num_bits')} {w.get('strategy')}"
-                       + (f" g{w['group_size']}" if w.get("group_size") else ""),
-            "activations": (f"{a.get('type')}{a.get('num_bits')} {a.get('strategy')} "
-                            f"{'dynamic' if a.get('dynamic') else 'static'}") if a else None,
-        }
-    return {"quant_method": qc.get("quant_method"), "format": qc.get("format"),
-            "groups": groups, "ignore": qc.get("ignore"),
-            "kv_cache_scheme": qc.get("kv_cache_scheme")}
 
 
 def reload_check(path: Path, recipe: Recipe, device: str, heldout: list[list[int]],
