@@ -29,7 +29,7 @@ from quench.offload import OFFLOAD_SHARD_SIZE, Offload, offloaded_bytes, stage_o
 from quench.progress import human_bytes
 from quench.recipe.schema import Recipe
 from quench.sources import file_sha256
-from quench.stages import register_stage
+from quench.stages import quantize_files, register_stage
 from quench.stages.quantize_files import format_details, quantize_metrics, run_without_model
 from quench.stages.traced_globals import traced_globals_released
 from quench.units import parse_size
@@ -63,10 +63,11 @@ class QuantizeStage(Stage):
         return {**found, **method.tool_versions()}  # llama.cpp's build, for method gguf
 
     def code_files(self) -> list[Path]:
-        """The stage module and every method module: a method's code shapes the checkpoint."""
+        """The stage modules (this one and the files-only path whose helpers it shares) and every
+        method module: a method's code shapes the checkpoint."""
         tools = Path(llamacpp.__file__).parent  # the GGUF method's converter and quantizer
-        return (super().code_files() + sorted(Path(methods.__file__).parent.glob("*.py"))
-                + sorted(tools.glob("*.py")))
+        return (super().code_files() + [Path(quantize_files.__file__)]
+                + sorted(Path(methods.__file__).parent.glob("*.py")) + sorted(tools.glob("*.py")))
 
     def headline(self, manifest: Manifest) -> str:
         x, parts = manifest.metrics, []
