@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from quench import checkpoints, progress
+from quench.checkpoints.common import read_header
 from quench.compute import peak_memory
 from quench.contract.stage import StageContext, StageResult
 from quench.methods import Method
@@ -121,7 +122,7 @@ def quantized_modules(folder: Path) -> list[str]:
     problems: list[str] = []
     names = set()
     for shard in sorted(folder.glob("*.safetensors")):
-        for tensor in checkpoints.read_header(shard, problems) or {}:
+        for tensor in read_header(shard, problems) or {}:
             if tensor.endswith(".weight_scale"):
                 names.add(tensor.removesuffix(".weight_scale"))
     return sorted(names)
