@@ -25,9 +25,9 @@ from quench.contract.manifest import Manifest
 from quench.contract.processes import pid_alive
 from quench.recipe.schema import Recipe, TrackingSpec
 from quench.redact import redact
-from quench.tracking import Tracker, flatten
 from quench.tracking.pending import new_record, record_path, remove_record, write_record
 from quench.tracking.tags import data_tags, license_tags
+from quench.tracking.tracker import Tracker, flatten
 from quench.tracking.upload import (
     UPLOAD_TAG,
     bounded,
