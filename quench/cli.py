@@ -158,7 +158,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return gate_main(args.run, args.baseline, args.tracking_uri, args.summary, args.strict,
                          args.recipe)
     if args.command == "sync":
-        from quench.tracking.sync import sync_main
+        from quench.tracking.cli import sync_main
 
         return sync_main(args.target, args.tracking_uri, args.drop)
     if args.command == "plan":
@@ -183,7 +183,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"stopped after {args.until}: {summary.run_dir / 'run.json'}")
         return 0
     print(f"report: {summary.run_dir / 'report.md'}")
-    from quench.tracking.sync import tracking_line
+    from quench.tracking.cli import tracking_line
     from quench.tracking.ui import ui_line
 
     for line in (tracking_line(summary.tracking), ui_line(summary.tracking)):

@@ -14,7 +14,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from quench.runner.graph import node_names
-from quench.tracking import flatten
+from quench.tracking.tracker import flatten
 
 from .conftest import DEFAULT_RECIPE, REPO, read_json, run_id_of, run_quench, small_run_args
 

@@ -1,10 +1,10 @@
-"""The layering (no import points upward) checked on the source: every module under quench/,
-deferred imports inside functions included, `if TYPE_CHECKING:` imports excluded."""
+"""The import structure checked on the source: no import points upward, no import circle, no
+command module used as a library. Every module under quench/ is read; deferred imports inside
+functions and `if TYPE_CHECKING:` imports count like any other."""
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "quench"
@@ -28,6 +28,11 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(("cli", "__main__"), 6),
 }
 
+# Command modules: the entry points, and each subpackage's `cli` / `cache_cli` module (the
+# parser and handler of a `quench` command). Only the entry points may import them.
+ENTRY_POINTS = frozenset({"quench.cli", "quench.__main__"})
+COMMAND_NAMES = frozenset({"cli", "cache_cli"})
+
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
@@ -43,21 +48,10 @@ def layer_of(module: str) -> int:
     return LAYERS[parts[1]]
 
 
-def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
-def _run_time_nodes(node: ast.AST) -> Iterator[ast.AST]:
-    """Every node below `node` except the bodies of `if TYPE_CHECKING:` blocks."""
-    for child in ast.iter_child_nodes(node):
-        if isinstance(child, ast.If) and _is_type_checking(child.test):
-            for other in child.orelse:
-                yield other
-                yield from _run_time_nodes(other)
-            continue
-        yield child
-        yield from _run_time_nodes(child)
+def is_command(module: str) -> bool:
+    """An entry point, or a subpackage's `cli` / `cache_cli` module."""
+    parts = module.split(".")
+    return module in ENTRY_POINTS or (len(parts) > 2 and parts[-1] in COMMAND_NAMES)
 
 
 def _is_module(name: str) -> bool:
@@ -66,10 +60,10 @@ def _is_module(name: str) -> bool:
 
 
 def imports_of(path: Path) -> set[str]:
-    """The quench modules `path` imports at run time (`from quench import a` names
-    quench.a when a is a module of its own, else the package)."""
+    """The quench modules `path` imports, anywhere in it (`from quench import a` names quench.a
+    when a is a module of its own, else the package)."""
     found: set[str] = set()
-    for node in _run_time_nodes(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.split(".")[0] == "quench"}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and (
@@ -86,9 +80,65 @@ def all_imports() -> dict[str, set[str]]:
     return {module_name(p): imports_of(p) for p in sorted(PACKAGE.rglob("*.py"))}
 
 
-def upward_imports() -> set[tuple[str, str]]:
-    return {(mod, target) for mod, targets in all_imports().items() for target in targets
+def upward_imports(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    return {(mod, target) for mod, targets in graph.items() for target in targets
             if layer_of(target) > layer_of(mod)}
+
+
+def command_imports(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """Imports of a command module by anything but an entry point."""
+    return {(mod, target) for mod, targets in graph.items() for target in targets
+            if is_command(target) and target != mod and mod not in ENTRY_POINTS}
+
+
+def strong_components(graph: dict[str, set[str]]) -> list[set[str]]:
+    """Tarjan's strongly connected components: a circle's modules are one component."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[set[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = set()
+            while not component or node not in component:
+                component.add(stack.pop())
+            found.append(component)
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def circle_through(graph: dict[str, set[str]], start: str, within: set[str]) -> list[str]:
+    """A shortest import circle from `start` back to it, inside one component."""
+    paths = {start: [start]}
+    queue = [start]
+    while queue:
+        node = queue.pop(0)
+        for target in sorted(graph[node] & within):
+            if target == start:
+                return paths[node] + [start]
+            if target not in paths:
+                paths[target] = paths[node] + [target]
+                queue.append(target)
+    raise AssertionError(f"{start} is on no circle in {sorted(within)}")
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One circle per component of more than one module (a module importing itself is none)."""
+    graph = {mod: {t for t in targets if t != mod and t in graph}
+             for mod, targets in graph.items()}
+    return [circle_through(graph, min(c), c) for c in strong_components(graph) if len(c) > 1]
 
 
 def test_every_module_is_in_the_layer_table():
@@ -97,25 +147,54 @@ def test_every_module_is_in_the_layer_table():
 
 
 def test_no_import_points_upward():
-    new = sorted(upward_imports())
+    new = sorted(upward_imports(all_imports()))
     assert not new, "imports from a lower layer to a higher one:\n" + "\n".join(
         f"  {m} (layer {layer_of(m)}) imports {t} (layer {layer_of(t)})" for m, t in new)
 
 
-def test_contract_imports_nothing_of_quench_at_run_time():
+def test_no_import_circle():
+    circles = import_circles(all_imports())
+    assert not circles, "import circles:\n" + "\n".join(
+        "  " + " -> ".join(circle) for circle in circles)
+
+
+def test_no_command_module_is_imported_as_a_library():
+    found = sorted(command_imports(all_imports()))
+    assert not found, "command modules imported by other than an entry point:\n" + "\n".join(
+        f"  {m} imports {t}" for m, t in found)
+
+
+def test_contract_imports_nothing_else_of_quench():
     for module, targets in all_imports().items():
         if module.startswith("quench.contract"):
             outside = {t for t in targets if not t.startswith("quench.contract")}
             assert not outside, f"{module} imports {sorted(outside)}"
 
 
-def test_the_checker_sees_deferred_imports_and_skips_type_checking_ones(tmp_path):
-    """The test of the test: a function-level import counts, a TYPE_CHECKING one does not."""
+def test_the_checker_sees_deferred_and_type_checking_imports(tmp_path):
+    """The test of the test: a function-level import counts, and so does a TYPE_CHECKING one."""
     probe = tmp_path / "probe.py"
     probe.write_text("from typing import TYPE_CHECKING\n"
                      "if TYPE_CHECKING:\n    from quench.runner.run import RunSummary\n"
                      "else:\n    from quench.errors import QuenchError\n"
                      "def f():\n    from quench import compat, cli\n"
                      "    import quench.gate.stats\n")
-    assert imports_of(probe) == {"quench.errors", "quench.compat", "quench.cli",
-                                 "quench.gate.stats"}
+    assert imports_of(probe) == {"quench.runner.run", "quench.errors", "quench.compat",
+                                 "quench.cli", "quench.gate.stats"}
+
+
+def test_the_checker_finds_circles():
+    graph = {"quench.a": {"quench.b"}, "quench.b": {"quench.c", "quench.b"},
+             "quench.c": {"quench.a"}, "quench.d": {"quench.a", "quench.d"}}
+    assert import_circles(graph) == [["quench.a", "quench.b", "quench.c", "quench.a"]]
+    assert import_circles({"quench.a": {"quench.b"}, "quench.b": set()}) == []
+
+
+def test_the_checker_knows_command_modules():
+    assert all(map(is_command, ("quench.cli", "quench.__main__", "quench.gate.cli",
+                                "quench.runner.cache_cli")))
+    assert not any(map(is_command, ("quench.gate", "quench.gate.checks", "quench.stages")))
+    graph = {"quench.cli": {"quench.gate.cli"}, "quench.sweep.cli": {"quench.gate.cli"},
+             "quench.sweep.results": {"quench.gate.cli", "quench.gate"}}
+    assert command_imports(graph) == {("quench.sweep.cli", "quench.gate.cli"),
+                                      ("quench.sweep.results", "quench.gate.cli")}

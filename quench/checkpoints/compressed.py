@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from quench.checkpoints import spec
+from quench.checkpoints.common import spec
 from quench.geometry import Geometry
 
 FLOAT_DTYPES = ("F32", "BF16", "F16")

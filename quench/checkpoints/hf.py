@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from quench.checkpoints import check_linear, compressed, read_header, read_json, spec
+from quench.checkpoints import compressed
+from quench.checkpoints.common import check_linear, read_header, read_json, spec
 from quench.geometry import Geometry
 
 LAYER = re.compile(r"^(?:model\.)?layers\.(\d+)\.(.+)\.weight$")

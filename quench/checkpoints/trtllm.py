@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from quench.checkpoints import check_linear, read_header, read_json, spec
+from quench.checkpoints.common import check_linear, read_header, read_json, spec
 from quench.geometry import Geometry
 
 GATED_ACTS = ("silu", "swiglu", "gelu_new_gated", "geglu")  # MLPs with a separate gate GEMM

@@ -11,12 +11,13 @@ import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from quench.contract.manifest import Manifest
 
-if TYPE_CHECKING:  # the recipe model is only a type here: no import at run time
-    from quench.recipe.schema import Recipe
+# The recipe model (quench.recipe.schema.Recipe), which the contract, at the bottom layer, does
+# not import: a stage may bind it, `Stage[Recipe]` and `StageContext[Recipe]`, to type its use.
+RecipeT = TypeVar("RecipeT")
 
 
 class RunTracker(Protocol):
@@ -26,10 +27,10 @@ class RunTracker(Protocol):
 
 
 @dataclass
-class StageContext:
+class StageContext(Generic[RecipeT]):
     """What a stage's run() gets: the recipe, its inputs' manifests and its output folder."""
 
-    recipe: Recipe
+    recipe: RecipeT
     inputs: dict[str, Manifest]
     out_dir: Path
     config: dict[str, Any]
@@ -64,7 +65,7 @@ class Publishes:
     priority: int = 0
 
 
-class Stage:
+class Stage(Generic[RecipeT]):
     """Base class. Subclasses set `name` and `libraries` and implement config() and run()."""
 
     name: ClassVar[str]
@@ -72,15 +73,15 @@ class Stage:
     needs_tracker: ClassVar[bool] = False  # True: run() gets ctx.tracker (the run's tracker)
     publishes: ClassVar[Publishes | None] = None  # what the runner publishes from its outputs
 
-    def config(self, recipe: Recipe) -> dict[str, Any]:
+    def config(self, recipe: RecipeT) -> dict[str, Any]:
         """The part of the recipe that determines this stage's output."""
         return {}
 
-    def fingerprint(self, recipe: Recipe) -> dict[str, Any]:
+    def fingerprint(self, recipe: RecipeT) -> dict[str, Any]:
         """Fingerprints of external inputs (files) that the config does not capture."""
         return {}
 
-    def skip_reason(self, recipe: Recipe, inputs: dict[str, Manifest]) -> str | None:
+    def skip_reason(self, recipe: RecipeT, inputs: dict[str, Manifest]) -> str | None:
         """A reason to skip this stage for this recipe, or None to run it."""
         return None
 
@@ -92,5 +93,5 @@ class Stage:
         """A few words for the stage's console line (its headline metric); '' for none."""
         return ""
 
-    def run(self, ctx: StageContext) -> StageResult:
+    def run(self, ctx: StageContext[RecipeT]) -> StageResult:
         raise NotImplementedError

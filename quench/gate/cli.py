@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from quench.errors import RecipeError
 from quench.gate import evaluate_gate, spec_of
 from quench.gate.checks import GateError
 from quench.gate.data import load_run
+from quench.gate.record import record_verdict
 from quench.gate.render import render
 from quench.recipe.find import bundled_file, find_file
 from quench.recipe.schema import GateSpec
@@ -101,15 +101,3 @@ def _spec(recipe: str | None, report: dict[str, Any]) -> GateSpec:
 
     return load_recipe(recipe, []).gate
 
-
-def record_verdict(client: Any, result: Any, text: str) -> None:
-    """Tags the candidate run with the verdict and keeps the Markdown as its artifact."""
-    from mlflow.entities import RunTag
-
-    run_id = result.candidate.run_id
-    client.log_batch(run_id, tags=[RunTag("quench.gate", result.verdict),
-                                   RunTag("quench.gate.baseline", result.baseline.run_id)])
-    try:
-        client.log_text(run_id, text, "gate.md")
-    except Exception as exc:  # the verdict is printed either way  # noqa: BLE001
-        print(f"warning: could not log gate.md to MLflow ({exc})", file=sys.stderr)

@@ -83,12 +83,6 @@ FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(\n|\Z)", re.DOTALL)
 NEXT_FRONT_MATTER = re.compile(r"\A\s*---\s*\n(.*?)\n---\s*(\n|\Z)", re.DOTALL)  # right after
 
 
-def read_front_matter(card: Path) -> dict[str, Any]:
-    """The YAML block between the leading `---` lines of a model card ({} when there is none)."""
-    blocks = read_front_matter_blocks(card)
-    return blocks[0] if blocks else {}
-
-
 def read_front_matter_blocks(card: Path) -> list[dict[str, Any]]:
     """Every front-matter block at the top of a card: hub tools read only the first, so a
     second one (a merge of two cards) is evidence that must not go unread."""

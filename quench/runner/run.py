@@ -29,7 +29,8 @@ from quench.runner.publish import publish
 from quench.runner.store import Store, cache_key, code_digest, library_versions
 from quench.runner.verify import UNRECORDED
 from quench.stages import get_stage
-from quench.tracking import Tracker, make_tracker
+from quench.tracking import make_tracker
+from quench.tracking.tracker import Tracker
 
 log = logging.getLogger("quench")
 

@@ -29,8 +29,8 @@ from quench.offload import OFFLOAD_SHARD_SIZE, Offload, offloaded_bytes, stage_o
 from quench.progress import human_bytes
 from quench.recipe.schema import Recipe
 from quench.sources import file_sha256
-from quench.stages import register_stage
-from quench.stages.quantize_files import quantize_metrics, run_without_model
+from quench.stages import quantize_files, register_stage
+from quench.stages.quantize_files import format_details, quantize_metrics, run_without_model
 from quench.stages.traced_globals import traced_globals_released
 from quench.units import parse_size
 
@@ -63,10 +63,11 @@ class QuantizeStage(Stage):
         return {**found, **method.tool_versions()}  # llama.cpp's build, for method gguf
 
     def code_files(self) -> list[Path]:
-        """The stage module and every method module: a method's code shapes the checkpoint."""
+        """The stage modules (this one and the files-only path whose helpers it shares) and every
+        method module: a method's code shapes the checkpoint."""
         tools = Path(llamacpp.__file__).parent  # the GGUF method's converter and quantizer
-        return (super().code_files() + sorted(Path(methods.__file__).parent.glob("*.py"))
-                + sorted(tools.glob("*.py")))
+        return (super().code_files() + [Path(quantize_files.__file__)]
+                + sorted(Path(methods.__file__).parent.glob("*.py")) + sorted(tools.glob("*.py")))
 
     def headline(self, manifest: Manifest) -> str:
         x, parts = manifest.metrics, []
@@ -257,24 +258,6 @@ def _layer_progress(model: Any, recipe_in: list[Any] | str,
             yield
     finally:
         logger.remove(sink)
-
-
-def format_details(qc: dict[str, Any] | None) -> dict[str, Any]:
-    """The compressed-tensors facts a deployer asks first: format, bits, groups, what's ignored."""
-    if not qc:
-        return {"quant_method": "dense"}
-    groups = {}
-    for name, group in (qc.get("config_groups") or {}).items():
-        w, a = group.get("weights") or {}, group.get("input_activations") or {}
-        groups[name] = {
-            "weights": f"{w.get('type')}{w.get('num_bits')} {w.get('strategy')}"
-                       + (f" g{w['group_size']}" if w.get("group_size") else ""),
-            "activations": (f"{a.get('type')}{a.get('num_bits')} {a.get('strategy')} "
-                            f"{'dynamic' if a.get('dynamic') else 'static'}") if a else None,
-        }
-    return {"quant_method": qc.get("quant_method"), "format": qc.get("format"),
-            "groups": groups, "ignore": qc.get("ignore"),
-            "kv_cache_scheme": qc.get("kv_cache_scheme")}
 
 
 def reload_check(path: Path, recipe: Recipe, device: str, heldout: list[list[int]],

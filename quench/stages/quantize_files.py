@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from quench import checkpoints, progress
+from quench.checkpoints.common import read_header
 from quench.compute import peak_memory
 from quench.contract.stage import StageContext, StageResult
 from quench.methods import Method
@@ -25,8 +26,6 @@ from quench.models import dir_size_bytes
 
 def run_without_model(ctx: StageContext, method: Method[Any], source: Path) -> StageResult:
     """Quantizes the source checkpoint's files into <out>/model and checks the result."""
-    from quench.stages.quantize import format_details
-
     q = ctx.recipe.quantization
     out = ctx.out_dir / "model"
     start_wall, start_cpu = time.perf_counter(), time.process_time()
@@ -100,12 +99,30 @@ def quantize_metrics(wall: float, cpu: float, out: Path, errors: dict[str, float
     }
 
 
+def format_details(qc: dict[str, Any] | None) -> dict[str, Any]:
+    """The compressed-tensors facts a deployer asks first: format, bits, groups, what's ignored."""
+    if not qc:
+        return {"quant_method": "dense"}
+    groups = {}
+    for name, group in (qc.get("config_groups") or {}).items():
+        w, a = group.get("weights") or {}, group.get("input_activations") or {}
+        groups[name] = {
+            "weights": f"{w.get('type')}{w.get('num_bits')} {w.get('strategy')}"
+                       + (f" g{w['group_size']}" if w.get("group_size") else ""),
+            "activations": (f"{a.get('type')}{a.get('num_bits')} {a.get('strategy')} "
+                            f"{'dynamic' if a.get('dynamic') else 'static'}") if a else None,
+        }
+    return {"quant_method": qc.get("quant_method"), "format": qc.get("format"),
+            "groups": groups, "ignore": qc.get("ignore"),
+            "kv_cache_scheme": qc.get("kv_cache_scheme")}
+
+
 def quantized_modules(folder: Path) -> list[str]:
     """Modules the checkpoint stores a weight scale for, from its safetensors headers."""
     problems: list[str] = []
     names = set()
     for shard in sorted(folder.glob("*.safetensors")):
-        for tensor in checkpoints.read_header(shard, problems) or {}:
+        for tensor in read_header(shard, problems) or {}:
             if tensor.endswith(".weight_scale"):
                 names.add(tensor.removesuffix(".weight_scale"))
     return sorted(names)

@@ -6,17 +6,28 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from quench.owned_files import write_atomic
+from quench.sweep.load import Prepared
 from quench.sweep.trial import SWEEP_TAG, TrialRecord
 
-if TYPE_CHECKING:
-    from quench.sweep.run import SweepResult
-
-
 QUALITY = ("kl_divergence", "perplexity")  # how ties in cost are broken, lower is better
+
+
+@dataclass
+class SweepResult:
+    """What run_sweep returns and this report is written from."""
+
+    prepared: Prepared
+    baseline: TrialRecord | None  # None: stopped before the baseline finished
+    records: list[TrialRecord] = field(default_factory=list)
+    recommended: TrialRecord | None = None
+    interrupted: bool = False
+    files: dict[str, Path] = field(default_factory=dict)
+    mlflow_run_id: str | None = None
 
 
 def recommend(result: SweepResult) -> TrialRecord | None:

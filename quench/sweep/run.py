@@ -7,7 +7,6 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from quench.gate.checks import GateError
 from quench.owned_files import open_owned
 from quench.sweep.jobs import FINISHED, TrialJob, TrialOutcome
 from quench.sweep.load import Prepared
+from quench.sweep.report import SweepResult, write_results
 from quench.sweep.results import Judge, cost_of, trial_metrics
 from quench.sweep.space import Point, describe, point_id
 from quench.sweep.trial import (
@@ -27,17 +27,6 @@ from quench.sweep.trial import (
 )
 
 Say = Callable[[str], None]
-
-
-@dataclass
-class SweepResult:
-    prepared: Prepared
-    baseline: TrialRecord | None  # None: stopped before the baseline finished
-    records: list[TrialRecord] = field(default_factory=list)
-    recommended: TrialRecord | None = None
-    interrupted: bool = False
-    files: dict[str, Path] = field(default_factory=dict)
-    mlflow_run_id: str | None = None
 
 
 def run_sweep(prep: Prepared, say: Say = print,
@@ -162,8 +151,6 @@ def _client(baseline: TrialRecord) -> Any:
 
 def _finish(result: SweepResult, say: Say) -> None:
     """Recommendation, table, plot and the sweep's MLflow run: written on every way out."""
-    from quench.sweep.report import write_results
-
     try:
         write_results(result, say)
     except Exception as exc:  # noqa: BLE001 - the trials' own runs and logs are kept either way

@@ -25,9 +25,17 @@ from quench.contract.manifest import Manifest
 from quench.contract.processes import pid_alive
 from quench.recipe.schema import Recipe, TrackingSpec
 from quench.redact import redact
-from quench.tracking import Tracker, flatten
-from quench.tracking.pending import new_record, record_path, remove_record, write_record
+from quench.tracking.pending import (
+    in_progress,
+    new_record,
+    read_records,
+    record_path,
+    remove_record,
+    write_record,
+)
+from quench.tracking.sync import record_name, store_reachable, upload_one
 from quench.tracking.tags import data_tags, license_tags
+from quench.tracking.tracker import Tracker, flatten
 from quench.tracking.ui import DROP, accuracy_drops, publish_view
 from quench.tracking.upload import (
     UPLOAD_TAG,
@@ -128,8 +136,6 @@ class MlflowTracker(Tracker):
 
     def retry_pending(self) -> None:
         """Uploads runs this store missed earlier (bounded; never raises)."""
-        from quench.tracking.sync import retry_records
-
         retry_records(self)
 
     def begin(self, recipe: Recipe) -> None:
@@ -279,6 +285,35 @@ class MlflowTracker(Tracker):
             pid = run.data.tags.get("quench.pid", "")
             if pid.isdigit() and not pid_alive(int(pid)):
                 self.client.set_terminated(run.info.run_id, "KILLED")
+
+
+def retry_records(tracker: MlflowTracker) -> None:
+    """At the start of a run: uploads this store's pending runs. A record that fails while the
+    store answers is left for `quench sync` and blocks nothing; a store that does not answer
+    stops the retries (and this run's tracking goes to a record of its own)."""
+    records, bad = read_records(tracker.root)
+    for item in bad:
+        tracker.notice(f"tracking: {item.path} cannot be uploaded ({item.reason}); move it "
+                       f"aside: quench sync {tracker.root} --drop {item.path.stem[:8]}")
+    done = 0
+    for path, record in records:
+        if record.get("tracking_uri") != tracker.shown_uri or in_progress(record):
+            continue
+        if tracker.down is not None:
+            return
+        try:
+            if upload_one(path, record, tracker.uri, tracker.budget) is not None:
+                done += 1
+        except Exception as exc:  # never fails the run: the record stays for `quench sync`
+            if not store_reachable(tracker.uri, tracker.budget):
+                tracker._mark_down(f"uploading pending run {record['upload_id']}", exc)
+                continue
+            log.info("tracking: pending run %s not uploaded", record["upload_id"], exc_info=exc)
+            tracker.notice(f"tracking: pending run {record_name(record)} not uploaded "
+                           f"({short_reason(exc)}); it stays for quench sync {tracker.root} "
+                           f"(or --drop {record['upload_id'][:8]})")
+    if done:
+        tracker.notice(f"tracking: uploaded {done} pending run(s) to {tracker.shown_uri}")
 
 
 def run_record(name: str, tags: dict[str, str], params: dict[str, Any] | None = None,

@@ -9,7 +9,7 @@ import matplotlib.image
 import pytest
 from mlflow.tracking import MlflowClient
 
-from quench.tracking import flatten
+from quench.tracking.tracker import flatten
 
 from ..conftest import REPO, perturbed_copy, read_json, run_id_of, run_quench, small_run_args
 from .conftest import EXPERIMENT

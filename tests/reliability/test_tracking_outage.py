@@ -14,8 +14,8 @@ from mlflow.tracking import MlflowClient
 
 from quench.cli import main
 from quench.runner.graph import node_names
-from quench.tracking import flatten
 from quench.tracking.pending import pending_dir
+from quench.tracking.tracker import flatten
 from quench.tracking.upload import UPLOAD_TAG, experiment_id, log_contents, open_run
 
 from ..conftest import DEFAULT_RECIPE, read_json, run_quench

@@ -10,7 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from quench.runner.graph import node_names
-from quench.tracking import flatten
+from quench.tracking.tracker import flatten
 from quench.tracking.ui import accuracy_drops
 
 from ..conftest import DEFAULT_RECIPE, read_json, run_id_of, run_quench, small_run_args

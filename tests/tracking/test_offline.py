@@ -13,9 +13,10 @@ import yaml
 
 from quench.cli import main
 from quench.recipe import load_recipe
+from quench.tracking.cli import tracking_line
 from quench.tracking.mlflow_tracker import MlflowTracker
 from quench.tracking.pending import pending_dir
-from quench.tracking.sync import finalized, tracking_line
+from quench.tracking.sync import finalized
 from quench.tracking.upload import http_budget
 
 from ..conftest import DEFAULT_RECIPE

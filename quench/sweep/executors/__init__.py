@@ -53,10 +53,6 @@ class Executor(ABC):
 EXECUTORS: Registry[Executor] = Registry("executor", "quench.sweep.executors")
 
 
-def executor_names() -> list[str]:
-    return EXECUTORS.names()
-
-
 def get_executor(name: str) -> type[Executor]:
     cls = EXECUTORS.get(name)
     if cls is None:
