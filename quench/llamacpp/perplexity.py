@@ -35,12 +35,21 @@ def save_base_logits(model: Path, text: Path, out: Path, context: int, chunks: i
     return out
 
 
+ATTEMPTS = 2  # llama-perplexity's asynchronous log has once exited before printing its summary
+
+
 def kl_divergence(model: Path, base_logits: Path, log: Path) -> dict[str, float]:
-    """The quantized model against the saved base logits: SUMMARY's metrics."""
-    output = tools.run([tools.tool_path("llama-perplexity"), "-m", model,
-                        "--kl-divergence-base", base_logits, "--kl-divergence",
-                        "-t", str(threads())], log, "llama-perplexity --kl-divergence")
-    return parse_summary(output)
+    """The quantized model against the saved base logits: SUMMARY's metrics; a run whose
+    output lost the summary is repeated, and fails the stage if it loses it again."""
+    for _ in range(ATTEMPTS):
+        output = tools.run([tools.tool_path("llama-perplexity"), "-m", model,
+                            "--kl-divergence-base", base_logits, "--kl-divergence",
+                            "-t", str(threads())], log, "llama-perplexity --kl-divergence")
+        found = parse_summary(output)
+        if "kld_mean" in found:
+            return found
+    raise tools.ToolFailed(f"llama-perplexity --kl-divergence printed no KLD summary in "
+                           f"{ATTEMPTS} runs (log {log})")
 
 
 def parse_summary(output: str) -> dict[str, float]:
