@@ -38,7 +38,7 @@ IGNORED_SECTIONS = ("run", "stages", "versions", "recipe", "notes")
 # leaves measured with a clock or a memory counter, or naming a cache entry or a folder
 NOISY = re.compile(r"(seconds|elapsed|_s$|_s\.|startup|per_s|_ms|latency|ttft|tpot|itl|e2e|"
                    r"rss|pss|memory|_mb|peak|power|usd|duration|throughput\.|created|"
-                   r"\bkey\b|\.key$|dir$|path|url|log|pid|digest_of_run)", re.I)
+                   r"\bkey\b|\.key$|dir$|path|checkpoint$|url|log|pid|digest_of_run)", re.I)
 REL_TOL = 1e-6  # same code, same CPU: numbers agree to float32 round-off
 
 
