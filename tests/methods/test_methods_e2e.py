@@ -10,7 +10,7 @@ import torch
 
 from quench.models import load_model
 
-from ..conftest import REPO, read_json, run_quench
+from ..conftest import REPO, read_json, run_id_of, run_quench
 
 pytestmark = pytest.mark.e2e
 SMALL = ["calibration.num_samples=16", "calibration.max_seq_length=128",
@@ -140,7 +140,7 @@ def test_calibration_lineage_is_an_mlflow_dataset_input(mirror, tmp_path):
     result = run_quench("run", str(recipe), f"output.dir={tmp_path}", *SMALL[:3],
                         f"tracking.tracking_uri=sqlite:///{tmp_path}/mlflow.db")
     assert result.returncode == 0, result.stderr[-3000:]
-    run_id = result.stdout.strip().splitlines()[-1].rsplit(" ", 1)[-1]
+    run_id = run_id_of(result)
     inputs = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(run_id).inputs
     (dataset,) = inputs.dataset_inputs
     assert dataset.dataset.name == "calibration:valid.txt"
