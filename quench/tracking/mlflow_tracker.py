@@ -14,7 +14,6 @@ import os
 import re
 import socket
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -28,9 +27,13 @@ from quench.redact import redact
 from quench.tracking.pending import (
     in_progress,
     new_record,
+    now_ms,
+    numbers,
     read_records,
     record_path,
     remove_record,
+    run_record,
+    stage_artifacts,
     write_record,
 )
 from quench.tracking.sync import record_name, store_reachable, upload_one
@@ -194,8 +197,8 @@ class MlflowTracker(Tracker):
                 "quench.key": manifest.key, UPLOAD_TAG: f"{self.upload_id}/{node}"}
         child = run_record(node, tags, params=flatten(manifest.data.get("config", {})),
                            metrics={**manifest.metrics, "wall_seconds": elapsed},
-                           start_ms=_now_ms() - int(elapsed * 1000))
-        child["status"], child["end_ms"] = "FINISHED", _now_ms()
+                           start_ms=now_ms() - int(elapsed * 1000))
+        child["status"], child["end_ms"] = "FINISHED", now_ms()
         child["artifacts"] = stage_artifacts(manifest)
         child["tags"].update(data_tags(manifest.outputs))
         if "lineage" in manifest.outputs:
@@ -223,7 +226,7 @@ class MlflowTracker(Tracker):
         data = json.loads(report.path("report_json").read_text())
         parent = self.record["parent"]
         metrics = {**flatten(data["metrics"]), **accuracy_drops(data)}  # drops: for the UI
-        delta = {"metrics": numbers(metrics, _now_ms()),
+        delta = {"metrics": numbers(metrics, now_ms()),
                  "tags": license_tags(data.get("license")),
                  "artifacts": [{"kind": "file", "path": str(report.path(name))}
                                for name in ("report_md", "report_json")]}
@@ -244,7 +247,7 @@ class MlflowTracker(Tracker):
     def _close(self, parent: dict[str, Any], status: str,
                delta: dict[str, Any]) -> dict[str, Any]:
         """Ends the parent run; the record is removed only when MLflow has all of it."""
-        parent["status"], parent["end_ms"] = status, _now_ms()
+        parent["status"], parent["end_ms"] = status, now_ms()
         path = self._save()
 
         def upload() -> None:
@@ -314,41 +317,3 @@ def retry_records(tracker: MlflowTracker) -> None:
                            f"(or --drop {record['upload_id'][:8]})")
     if done:
         tracker.notice(f"tracking: uploaded {done} pending run(s) to {tracker.shown_uri}")
-
-
-def run_record(name: str, tags: dict[str, str], params: dict[str, Any] | None = None,
-               metrics: dict[str, Any] | None = None,
-               start_ms: int | None = None) -> dict[str, Any]:
-    """A run as the record keeps it: strings for params and tags, timestamped metrics."""
-    now = _now_ms()
-    return {
-        "name": name, "start_ms": start_ms or now, "end_ms": None, "status": "RUNNING",
-        "tags": {k: redact(str(v)) for k, v in tags.items()},
-        "params": {k: redact(str(v))[:6000] for k, v in (params or {}).items() if v is not None},
-        "metrics": numbers(metrics or {}, now), "artifacts": [], "inputs": [],
-    }
-
-
-def numbers(metrics: dict[str, Any], timestamp: int) -> list[list[Any]]:
-    """[name, value, timestamp] for each number (bools and None are not metrics)."""
-    return [[k, float(v), timestamp] for k, v in metrics.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)]
-
-
-def stage_artifacts(manifest: Manifest) -> list[dict[str, Any]]:
-    """The files a stage run carries: its manifest, per-sample data for the gate, a table."""
-    found = [{"kind": "file", "path": str(manifest.dir / "manifest.json")}]
-    for rel in manifest.outputs.get("mlflow_artifacts", []):
-        path = manifest.dir / rel
-        if path.is_dir():
-            found.append({"kind": "dir", "path": str(path), "dest": rel})
-        elif path.is_file():
-            found.append({"kind": "file", "path": str(path)})
-    if "table" in manifest.outputs:  # a JSON file of columns {name: [values]}
-        found.append({"kind": "table", "path": str(manifest.path("table")),
-                      "dest": manifest.outputs["table"]})
-    return found
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

@@ -12,13 +12,15 @@ import fcntl
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from quench.contract.manifest import Manifest
 from quench.contract.processes import pid_alive
 from quench.owned_files import open_owned, write_atomic
-from quench.redact import redact_data
+from quench.redact import redact, redact_data
 
 VERSION = 1
 
@@ -120,3 +122,42 @@ def locked(path: Path) -> Iterator[bool]:
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def run_record(name: str, tags: dict[str, str], params: dict[str, Any] | None = None,
+               metrics: dict[str, Any] | None = None,
+               start_ms: int | None = None) -> dict[str, Any]:
+    """A run as the record keeps it: strings for params and tags, timestamped metrics."""
+    now = now_ms()
+    return {
+        "name": name, "start_ms": start_ms or now, "end_ms": None, "status": "RUNNING",
+        "tags": {k: redact(str(v)) for k, v in tags.items()},
+        "params": {k: redact(str(v))[:6000] for k, v in (params or {}).items() if v is not None},
+        "metrics": numbers(metrics or {}, now), "artifacts": [], "inputs": [],
+    }
+
+
+def numbers(metrics: dict[str, Any], timestamp: int) -> list[list[Any]]:
+    """[name, value, timestamp] for each number (bools and None are not metrics)."""
+    return [[k, float(v), timestamp] for k, v in metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)]
+
+
+def stage_artifacts(manifest: Manifest) -> list[dict[str, Any]]:
+    """The files a stage run carries: its manifest, per-sample data for the gate, a table."""
+    found = [{"kind": "file", "path": str(manifest.dir / "manifest.json")}]
+    for rel in manifest.outputs.get("mlflow_artifacts", []):
+        path = manifest.dir / rel
+        if path.is_dir():
+            found.append({"kind": "dir", "path": str(path), "dest": rel})
+        elif path.is_file():
+            found.append({"kind": "file", "path": str(path)})
+    if "table" in manifest.outputs:  # a JSON file of columns {name: [values]}
+        found.append({"kind": "table", "path": str(manifest.path("table")),
+                      "dest": manifest.outputs["table"]})
+    return found
+
+
+def now_ms() -> int:
+    """The record's clock: milliseconds since the epoch, as MLflow timestamps."""
+    return int(time.time() * 1000)

@@ -11,7 +11,7 @@ import logging
 import pytest
 
 from quench.redact import MASK, RedactingFormatter, redact, redact_data, redact_file
-from quench.tracking.mlflow_tracker import run_record
+from quench.tracking.pending import run_record
 
 SECRETS = [  # (text, what must be gone, what must stay)
     ("token hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345 here", "hf_AbCd", "token "),

@@ -13,8 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from quench.cli import main
 from quench.recipe import load_recipe
-from quench.tracking.mlflow_tracker import MlflowTracker, run_record
-from quench.tracking.pending import new_record, pending_dir, write_record
+from quench.tracking.mlflow_tracker import MlflowTracker
+from quench.tracking.pending import new_record, pending_dir, run_record, write_record
 from quench.tracking.upload import MISSING_TAG, UPLOAD_TAG
 
 from ..conftest import DEFAULT_RECIPE
