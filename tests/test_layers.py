@@ -21,17 +21,16 @@ LAYERS: dict[str, int] = {
     # the recipe model: it validates names and options against the registries below it
     "recipe": 2,
     # libraries that read a recipe
-    **dict.fromkeys(("compat", "plan", "plan_cpu", "memory", "license", "model_card",
-                     "tracking"), 3),
+    **dict.fromkeys(("compat", "plan", "plan_cli", "plan_cpu", "memory", "license",
+                     "model_card", "tracking"), 3),
     **dict.fromkeys(("stages", "preflight"), 4),
     **dict.fromkeys(("runner", "gate", "compare", "sweep", "setup"), 5),
     **dict.fromkeys(("cli", "__main__"), 6),
 }
 
-# Command modules: the entry points, and each subpackage's `cli` / `cache_cli` module (the
-# parser and handler of a `quench` command). Only the entry points may import them.
+# Command modules: the entry points, and every module named `cli` or `<name>_cli` (the parsers
+# and handlers of `quench` commands). Only the entry points may import them.
 ENTRY_POINTS = frozenset({"quench.cli", "quench.__main__"})
-COMMAND_NAMES = frozenset({"cli", "cache_cli"})
 
 
 def module_name(path: Path) -> str:
@@ -49,9 +48,9 @@ def layer_of(module: str) -> int:
 
 
 def is_command(module: str) -> bool:
-    """An entry point, or a subpackage's `cli` / `cache_cli` module."""
-    parts = module.split(".")
-    return module in ENTRY_POINTS or (len(parts) > 2 and parts[-1] in COMMAND_NAMES)
+    """An entry point, or a module named `cli` or `<name>_cli`."""
+    name = module.split(".")[-1]
+    return module in ENTRY_POINTS or name == "cli" or name.endswith("_cli")
 
 
 def _is_module(name: str) -> bool:
@@ -192,8 +191,9 @@ def test_the_checker_finds_circles():
 
 def test_the_checker_knows_command_modules():
     assert all(map(is_command, ("quench.cli", "quench.__main__", "quench.gate.cli",
-                                "quench.runner.cache_cli")))
-    assert not any(map(is_command, ("quench.gate", "quench.gate.checks", "quench.stages")))
+                                "quench.runner.cache_cli", "quench.plan_cli")))
+    assert not any(map(is_command, ("quench", "quench.gate", "quench.gate.checks",
+                                    "quench.stages", "quench.plan", "quench.recipe.catalog")))
     graph = {"quench.cli": {"quench.gate.cli"}, "quench.sweep.cli": {"quench.gate.cli"},
              "quench.sweep.results": {"quench.gate.cli", "quench.gate"}}
     assert command_imports(graph) == {("quench.sweep.cli", "quench.gate.cli"),

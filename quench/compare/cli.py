@@ -1,4 +1,4 @@
-"""The `quench compare` and `quench promote` subcommands (parsers and their dispatch)."""
+"""The `quench compare` and `quench promote` subcommands (parsers and their handlers)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                          help="compare runs of different base models in one table and Pareto "
                          "front (otherwise an error: their metrics are not on one scale)")
     compare.add_argument("--tracking-uri", help=URI_HELP)
+    compare.set_defaults(func=compare_command)
     promote = sub.add_parser("promote", help="register a run's model in the MLflow registry "
                              "and point aliases at it")
     promote.add_argument("run", help="run id or registry alias (<model>@<alias>)")
@@ -41,21 +42,27 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     promote.add_argument("--alias", action="append", required=True, metavar="ALIAS",
                          help="alias to set, e.g. baseline, candidate, production (repeatable)")
     promote.add_argument("--tracking-uri", help=URI_HELP)
+    promote.set_defaults(func=promote_command)
 
 
-def dispatch(args: argparse.Namespace) -> int:
-    """Runs the subcommand; errors raise QuenchError (exit code 2)."""
-    from quench.compare import CompareRequest, compare, default_tracking_uri, open_client
+def promote_command(args: argparse.Namespace) -> int:
+    """Registers the run's model and sets the aliases; errors raise QuenchError (exit code 2)."""
+    from quench.compare import default_tracking_uri, open_client
+    from quench.compare.promote import promote
 
     uri = default_tracking_uri(args.tracking_uri)
-    if args.command == "promote":
-        from quench.compare.promote import promote
+    done = promote(open_client(uri), uri, args.run, args.model, args.alias)
+    refs = ", ".join(f"{done['model']}@{a}" for a in done["aliases"])
+    print(f"registered {done['model']} version {done['version']} (run {done['run_id']}, "
+          f"source {done['source_kind']}: {done['source']}); aliases: {refs}")
+    return 0
 
-        done = promote(open_client(uri), uri, args.run, args.model, args.alias)
-        refs = ", ".join(f"{done['model']}@{a}" for a in done["aliases"])
-        print(f"registered {done['model']} version {done['version']} (run {done['run_id']}, "
-              f"source {done['source_kind']}: {done['source']}); aliases: {refs}")
-        return 0
+
+def compare_command(args: argparse.Namespace) -> int:
+    """Writes and prints the comparison; errors raise QuenchError (exit code 2)."""
+    from quench.compare import CompareRequest, compare, default_tracking_uri
+
+    uri = default_tracking_uri(args.tracking_uri)
     req = CompareRequest(tracking_uri=uri, out=Path(args.out), experiment=args.experiment,
                          tags={**_tags(args.tag), **_sweep_tag(args.sweep)},
                          model=args.model, refs=args.runs, all_runs=args.all_runs,

@@ -2,8 +2,8 @@
 
 data.py fetches each run's report and per-sample artifacts from MLflow; stats.py holds the
 block bootstrap and McNemar; checks.py decides PASS / FAIL / INCONCLUSIVE per metric;
-render.py writes the verdict and record.py logs it to MLflow; cli_gate() ties them together
-for `quench gate`.
+render.py writes the verdict and record.py logs it to MLflow; gate_main() in cli.py ties them
+together for `quench gate`.
 """
 
 from __future__ import annotations

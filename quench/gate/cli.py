@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,27 @@ from quench.gate.record import record_verdict
 from quench.gate.render import render
 from quench.recipe.find import bundled_file, find_file
 from quench.recipe.schema import GateSpec
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Adds `gate` to the CLI."""
+    gate = sub.add_parser("gate", help="gate a run against a baseline (exit 0 pass, 1 regression)")
+    gate.add_argument("run", help="candidate: MLflow run id, registry alias or recipe file")
+    gate.add_argument("--baseline", help="run id, registry alias (<model>@<alias>) or recipe "
+                      "file; default: the candidate recipe's gate.baseline")
+    gate.add_argument("--tracking-uri", help="MLflow tracking URI (default: the recipe's, "
+                      "$MLFLOW_TRACKING_URI, or artifacts/mlflow.db)")
+    gate.add_argument("--recipe", help="take the thresholds from this recipe's gate section "
+                      "instead of the candidate run's")
+    gate.add_argument("--summary", help="also append the Markdown verdict to this file")
+    gate.add_argument("--strict", action="store_true", help="an INCONCLUSIVE metric fails too")
+    gate.set_defaults(func=gate_command)
+
+
+def gate_command(args: argparse.Namespace) -> int:
+    """`quench gate`'s handler: the parsed options to gate_main."""
+    return gate_main(args.run, args.baseline, args.tracking_uri, args.summary, args.strict,
+                     args.recipe)
 
 
 def _is_recipe(ref: str) -> bool:

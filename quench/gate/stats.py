@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binomtest, norm
-from scipy.stats import t as student_t
 
 from quench.gate.errors import GateError
 
@@ -64,6 +62,9 @@ def bootstrap(
 def small_sample_factor(n: int, block: int, alpha: float) -> float:
     """t over z quantile for the number of blocks: a bootstrap built from few independent
     blocks is too narrow (the percentile interval ignores the t correction)."""
+    from scipy.stats import norm  # scipy takes a second to load: not for `quench --help`
+    from scipy.stats import t as student_t
+
     blocks = max(2, n // max(1, block))
     return float(student_t.ppf(1 - alpha / 2, blocks - 1) / norm.ppf(1 - alpha / 2))
 
@@ -110,6 +111,8 @@ def mcnemar_p(baseline_correct: np.ndarray, candidate_correct: np.ndarray) -> fl
     only_base, only_cand = int(np.sum(b & ~c)), int(np.sum(~b & c))
     if only_base + only_cand == 0:
         return 1.0
+    from scipy.stats import binomtest  # scipy takes a second to load: not for `quench --help`
+
     return float(binomtest(only_base, only_base + only_cand, 0.5).pvalue)
 
 

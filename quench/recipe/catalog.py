@@ -1,4 +1,4 @@
-"""`quench recipes` and `quench recipes copy NAME [DEST]`: start from a bundled recipe.
+"""What `quench recipes` and `quench recipes copy NAME [DEST]` do: start from a bundled recipe.
 
 Like torchtune's `tune ls` / `tune cp`: the list shows every bundled recipe, GPU example and
 sweep with one line each; `copy` writes one to edit. A copy keeps its `extends:` line, which
@@ -7,7 +7,6 @@ still resolves to the bundled parent, so it runs from any folder.
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import shutil
 from pathlib import Path
@@ -18,25 +17,6 @@ from quench.recipe.find import BundledFile, bundled_file, bundled_files
 GROUP_TITLES = {"recipes": "recipes (run on a CPU)", "examples": "examples (GPU hosts)",
                 "sweeps": "sweeps (quench sweep NAME)"}
 LINE_WIDTH = 110
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    recipes = sub.add_parser("recipes", help="list the bundled recipes, examples and sweeps; "
-                             "`recipes copy NAME [DEST]` writes one to edit")
-    actions = recipes.add_subparsers(dest="recipes_action")
-    actions.add_parser("list", help="list them (the default)")
-    copy = actions.add_parser("copy", help="copy a bundled recipe or sweep to edit")
-    copy.add_argument("name", help="a name from `quench recipes`")
-    copy.add_argument("dest", nargs="?", help="file or folder (default: ./NAME.yaml)")
-    copy.add_argument("--force", action="store_true", help="overwrite an existing file")
-
-
-def dispatch(args: argparse.Namespace) -> int:
-    if args.recipes_action == "copy":
-        print(copy_bundled(args.name, args.dest, args.force))
-        return 0
-    print(render_list(bundled_files()))
-    return 0
 
 
 def render_list(files: list[BundledFile]) -> str:

@@ -62,14 +62,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                         help="sizes and first/last MiB only, as a run checks a cache hit")
     verify.add_argument("--remove", action="store_true", help="delete the damaged entries")
     gc.add_argument("--yes", action="store_true", help="delete (default: only list, a dry run)")
+    verify.set_defaults(func=verify_command)
+    gc.set_defaults(func=gc_command)
 
 
-def dispatch(args: argparse.Namespace) -> int:
-    """Runs `cache verify` or `cache gc`; returns the exit code."""
+def verify_command(args: argparse.Namespace) -> int:
+    """`quench cache verify`'s handler; the exit code says whether a damaged entry remains."""
     out = output_folder(args.root, args.recipe, args.overrides)
-    if args.cache_command == "verify":
-        return verify(out, full=not args.fast, remove=args.remove)
-    return gc(out, delete=args.yes)
+    return verify(out, full=not args.fast, remove=args.remove)
+
+
+def gc_command(args: argparse.Namespace) -> int:
+    """`quench cache gc`'s handler: lists, or with --yes deletes, what no run uses."""
+    return gc(output_folder(args.root, args.recipe, args.overrides), delete=args.yes)
 
 
 def output_folder(root: str | None, recipe: str | None, overrides: list[str]) -> Path:

@@ -62,6 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     for parser in (vllm, every):
         _add_vllm_options(parser)
     _add_trtllm_options(trt)
+    setup.set_defaults(func=setup_command)
 
 
 def _add_vllm_options(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +95,7 @@ def _add_env_options(parser: argparse.ArgumentParser, engine: str) -> None:
                                                 "PATH" if engine != "vllm" else "") + ")")
 
 
-def dispatch(args: argparse.Namespace) -> int:
+def setup_command(args: argparse.Namespace) -> int:
     """Runs the chosen target (or lists them); the exit code."""
     target = args.setup_target
     if target is None or args.list:

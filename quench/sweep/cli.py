@@ -12,7 +12,8 @@ from typing import Any
 EXIT_NONE_PASSES = 1
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Adds `sweep` to the CLI."""
     sweep = sub.add_parser("sweep", help="search recipes for the cheapest one that passes the "
                            "gate (local or on Ray)")
     sweep.add_argument("sweep", help="sweep YAML file, or a bundled sweep's name")
@@ -22,9 +23,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--max-trials", type=int, help="overrides budget.max_trials")
     sweep.add_argument("--dry-run", action="store_true", help="validate, write the trial "
                        "recipes of a grid or random sweep and list them; run nothing")
+    sweep.set_defaults(func=sweep_command)
 
 
-def dispatch(args: argparse.Namespace) -> int:
+def sweep_command(args: argparse.Namespace) -> int:
+    """Runs the sweep (or lists its trials); exit 1 when no trial passes the gate."""
     from quench.recipe.find import find_file
     from quench.sweep.load import prepare, read_sweep
     from quench.sweep.run import run_sweep

@@ -1,8 +1,8 @@
-"""`quench sync`: uploads the runs a tracking outage kept on disk, each exactly once; and the
-line the CLI prints about a run's tracking."""
+"""`quench sync`: uploads the runs a tracking outage kept on disk, each exactly once."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from pathlib import Path
@@ -16,6 +16,26 @@ from quench.tracking.sync import record_name, upload_one
 from quench.tracking.upload import bounded, http_budget, mark_incomplete
 
 log = logging.getLogger("quench.tracking")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Adds `sync` to the CLI."""
+    sync = sub.add_parser("sync", help="upload runs a tracking outage kept on disk "
+                          "(each exactly once)")
+    sync.add_argument("target", nargs="?", help="output folder or recipe file "
+                      "(default: artifacts)")
+    sync.add_argument("--tracking-uri", help="upload there instead of the URI each run "
+                      "was meant for")
+    sync.add_argument("--drop", action="append", metavar="RUN", help="give up this pending "
+                      "run (upload id prefix or run name; repeatable): its record moves to "
+                      ".quench/pending/dropped/ and a partly uploaded MLflow run is marked "
+                      "FAILED")
+    sync.set_defaults(func=sync_command)
+
+
+def sync_command(args: argparse.Namespace) -> int:
+    """`quench sync`'s handler: the parsed options to sync_main."""
+    return sync_main(args.target, args.tracking_uri, args.drop)
 
 
 def target_of(target: str | None) -> tuple[Path, str | None, dict[str, str] | None]:
@@ -124,20 +144,3 @@ def _uri_for(record: dict[str, Any], recipe_uri: str | None) -> str:
     if recipe_uri is not None and redact(recipe_uri) == record["tracking_uri"]:
         return recipe_uri
     return record["tracking_uri"]
-
-
-def tracking_line(tracking: dict[str, Any]) -> str | None:
-    """What the CLI says about tracking after a run: the MLflow run, or the pending upload."""
-    if "run_id" in tracking:
-        return f"mlflow: {tracking['tracking_uri']} run {tracking['run_id']}"
-    if tracking.get("unsaved"):
-        return (f"tracking: not logged to {tracking['tracking_uri']}, and its record could not "
-                f"be saved ({tracking['unsaved']}): this run is not logged")
-    if "pending_upload" in tracking:
-        pending = Path(tracking["pending_upload"])
-        if not pending.exists():
-            return (f"tracking: uploaded after the run to {tracking['tracking_uri']} (its "
-                    f"MLflow run has tag quench.upload_id = {tracking['upload_id']})")
-        return (f"tracking: not logged to {tracking['tracking_uri']}; kept in {pending}: "
-                f"quench sync {pending.parent.parent.parent}")
-    return None

@@ -13,7 +13,7 @@ import yaml
 
 from quench.cli import main
 from quench.recipe import load_recipe
-from quench.tracking.cli import tracking_line
+from quench.runner.cli import tracking_line
 from quench.tracking.mlflow_tracker import MlflowTracker
 from quench.tracking.pending import pending_dir
 from quench.tracking.sync import finalized
