@@ -92,8 +92,8 @@ def gate(candidate: str, baseline: str) -> dict[str, Any]:
     """The gate's verdict and intervals, with the default thresholds of base/smollm2.yaml."""
     from mlflow.tracking import MlflowClient
 
-    from quench.gate import evaluate_gate
     from quench.gate.data import load_run
+    from quench.gate.verdict import evaluate_gate
     from quench.recipe import load_recipe
     from quench.tracking.lookup import resolve_run
 

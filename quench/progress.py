@@ -1,7 +1,7 @@
 """Progress of long steps (windows, layers, requests, a server start-up), free of heavy imports.
 
 Stages and metrics call `task(...)` and `advance()`; whoever shows progress (the run's console,
-quench/runner/progress.py) attaches a Reporter. Nothing is attached: both are no-ops.
+quench/runner/stage_view.py) attaches a Reporter. Nothing is attached: both are no-ops.
 """
 
 from __future__ import annotations

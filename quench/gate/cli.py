@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from quench.errors import RecipeError
-from quench.gate import evaluate_gate, spec_of
-from quench.gate.checks import GateError
-from quench.gate.data import load_run
-from quench.gate.record import record_verdict
-from quench.gate.render import render
+from quench.gate.errors import GateError
 from quench.recipe.find import bundled_file, find_file
-from quench.recipe.schema import GateSpec
+
+if TYPE_CHECKING:
+    from quench.recipe.schema import GateSpec
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -95,6 +93,11 @@ def gate_main(candidate: str, baseline: str | None, uri: str | None, summary: st
     """Exit code 0 pass, 1 regression; errors raise (the CLI turns them into 2)."""
     from mlflow.tracking import MlflowClient
 
+    from quench.gate.data import load_run  # numpy, scipy: not for `quench --help`
+    from quench.gate.record import record_verdict
+    from quench.gate.render import render
+    from quench.gate.verdict import evaluate_gate
+
     uri = uri or default_uri(candidate)
     client = MlflowClient(tracking_uri=uri)
     cand = load_run(client, _open(client, candidate, uri))
@@ -117,9 +120,11 @@ def gate_main(candidate: str, baseline: str | None, uri: str | None, summary: st
 
 
 def _spec(recipe: str | None, report: dict[str, Any]) -> GateSpec:
+    from quench.gate.verdict import spec_of
+    from quench.recipe import load_recipe
+
     if recipe is None:
         return spec_of(report)
-    from quench.recipe import load_recipe
 
     return load_recipe(recipe, []).gate
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from quench.gate import GateResult
 from quench.gate.checks import Check
+from quench.gate.verdict import GateResult
 
 
 def _num(value: float | None) -> str:

@@ -24,7 +24,7 @@ from rich.text import Text
 from quench.errors import QuenchError
 from quench.owned_files import owned_fd
 from quench.redact import RedactingFormatter, redact, redact_file
-from quench.runner.progress import Progress
+from quench.runner.stage_view import Progress
 
 LOG_NAME = "quench.log"
 TAIL_LINES = 15

@@ -24,8 +24,8 @@ from quench.owned_files import write_atomic
 from quench.recipe.schema import Recipe
 from quench.runner.graph import PIPELINE, Node, node_names
 from quench.runner.headline import headline
-from quench.runner.progress import Progress
 from quench.runner.publish import publish
+from quench.runner.stage_view import Progress
 from quench.runner.store import Store, cache_key, code_digest, library_versions
 from quench.runner.verify import UNRECORDED
 from quench.stages import get_stage

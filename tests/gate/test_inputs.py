@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from quench.gate import evaluate_gate
 from quench.gate.data import RunData, check_windows
 from quench.gate.errors import GateError
+from quench.gate.verdict import evaluate_gate
 from quench.lineage import model_digests
 from quench.recipe.schema import GateSpec
 
