@@ -191,7 +191,7 @@ def _check_license(recipe: Recipe) -> list[str]:
         return [f"license: not checked before the run: the card of {recipe.model.id} is not on "
                 "this machine (not a local folder, not in the mirror); the license stage reads "
                 "it after `resolve` downloads the model, and fails the run if the policy does"]
-    from quench.license import assess, failures
+    from quench.license.assess import assess, failures
 
     lineage, verdict = assess(recipe, resolved.source)
     if verdict.status == "fail":

@@ -47,7 +47,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def promote_command(args: argparse.Namespace) -> int:
     """Registers the run's model and sets the aliases; errors raise QuenchError (exit code 2)."""
-    from quench.compare import default_tracking_uri, open_client
+    from quench.compare.comparison import default_tracking_uri, open_client
     from quench.compare.promote import promote
 
     uri = default_tracking_uri(args.tracking_uri)
@@ -60,7 +60,7 @@ def promote_command(args: argparse.Namespace) -> int:
 
 def compare_command(args: argparse.Namespace) -> int:
     """Writes and prints the comparison; errors raise QuenchError (exit code 2)."""
-    from quench.compare import CompareRequest, compare, default_tracking_uri
+    from quench.compare.comparison import CompareRequest, compare, default_tracking_uri
 
     uri = default_tracking_uri(args.tracking_uri)
     req = CompareRequest(tracking_uri=uri, out=Path(args.out), experiment=args.experiment,

@@ -8,8 +8,8 @@ from importlib import metadata
 from pathlib import Path
 
 from quench.errors import OfflineMiss, QuenchError
-from quench.evals import LocalTask, local_tasks
 from quench.evals.render import adapter, builtin_tasks_dir, bundled_for, mirror_sources
+from quench.evals.tasks import LocalTask, local_tasks
 from quench.sources import MIRROR_ENV, is_offline, mirror_dir
 from quench.strict import shorten
 from quench.user_cache import read_cached, user_cache_dir, write_cached

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from quench.bundled.excerpts import Excerpt, decompress, find_excerpt
-from quench.evals import EVALS_DIR, LocalTask, dump_task_yaml, load_task_yaml, local_tasks
+from quench.evals.tasks import EVALS_DIR, LocalTask, dump_task_yaml, load_task_yaml, local_tasks
 
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_]+)\}")
 

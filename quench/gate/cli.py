@@ -46,7 +46,7 @@ def _recipe_run(ref: str, uri: str) -> str:
     from quench.preflight import check_recipe
     from quench.recipe import load_recipe
     from quench.runner.run import run_pipeline
-    from quench.tracking import tracking_target
+    from quench.tracking.factory import tracking_target
 
     try:
         path = find_file(ref)
@@ -76,7 +76,7 @@ def default_uri(candidate: str) -> str:
     """A recipe's own tracking target, else $MLFLOW_TRACKING_URI, else artifacts/mlflow.db."""
     if _is_recipe(candidate):
         from quench.recipe import load_recipe
-        from quench.tracking import tracking_target
+        from quench.tracking.factory import tracking_target
 
         try:
             recipe = load_recipe(candidate, [])

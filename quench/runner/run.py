@@ -29,7 +29,7 @@ from quench.runner.stage_view import Progress
 from quench.runner.store import Store, cache_key, code_digest, library_versions
 from quench.runner.verify import UNRECORDED
 from quench.stages import get_stage
-from quench.tracking import make_tracker
+from quench.tracking.factory import make_tracker
 from quench.tracking.tracker import Tracker
 
 log = logging.getLogger("quench")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from quench import compat
-from quench.checkpoints import detect_kind, validate
+from quench.checkpoints.validate import detect_kind, validate
 from quench.contract.manifest import Manifest
 from quench.contract.stage import Publishes, Stage, StageContext, StageResult
 from quench.engines import get_engine

@@ -14,7 +14,7 @@ from typing import Any
 from quench.contract.manifest import Manifest
 from quench.contract.stage import Stage, StageContext, StageResult
 from quench.errors import StageError
-from quench.license import artifact_name, assess, failures
+from quench.license.assess import artifact_name, assess, failures
 from quench.license.kb import KB_FILE
 from quench.recipe.schema import Recipe
 from quench.sources import file_sha256, resolve_spec

@@ -32,13 +32,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from quench import evals
 from quench.compute import resolve_device
 from quench.contract.manifest import Manifest
 from quench.contract.stage import Stage, StageContext, StageResult
 from quench.engines import REFERENCE_ENGINE, Engine, get_engine
 from quench.errors import StageError
 from quench.evals import results as lmres
+from quench.evals import tasks as eval_tasks
 from quench.evals.models import hf_model, served_model
 from quench.evals.render import bundled_for, render
 from quench.models import load_model, load_tokenizer
@@ -96,7 +96,7 @@ class LmEvalStage(Stage):
             return {}
         mirror = mirror_dir()
         files = {}
-        for task in evals.local_tasks():
+        for task in eval_tasks.local_tasks():
             for source in task.sources:
                 path = mirror / source if mirror else None
                 if path is not None and path.is_file():
@@ -110,9 +110,9 @@ class LmEvalStage(Stage):
 
     def code_files(self) -> list[Path]:
         """This module, the adapters and every file under evals/ (task definitions)."""
-        package = Path(evals.__file__).parent
-        task_files = [p for p in evals.EVALS_DIR.rglob("*") if p.is_file()
-                      and "__pycache__" not in p.parts] if evals.EVALS_DIR.is_dir() else []
+        package = Path(eval_tasks.__file__).parent
+        task_files = [p for p in eval_tasks.EVALS_DIR.rglob("*") if p.is_file()
+                      and "__pycache__" not in p.parts] if eval_tasks.EVALS_DIR.is_dir() else []
         return super().code_files() + sorted(package.glob("*.py")) + sorted(task_files)
 
     def skip_reason(self, recipe: Recipe, inputs: dict[str, Manifest]) -> str | None:
@@ -142,7 +142,7 @@ class LmEvalStage(Stage):
         wanted = set(spec.tasks)
         try:  # a group or tag may name any task: then every task is rendered
             origins = render(out, mirror_dir(),
-                             wanted=wanted if wanted <= evals.local_task_names() else None)
+                             wanted=wanted if wanted <= eval_tasks.local_task_names() else None)
         except ValueError as exc:
             raise StageError(f"evaluation.lm_eval: {exc}") from None
         manager = _task_manager(out / "tasks", spec.tasks)
@@ -170,7 +170,7 @@ def _task_manager(tasks_dir: Path, wanted: list[str]) -> Any:
     """lm-eval's TaskManager over the rendered tasks; built-ins indexed only when needed (~7 s)."""
     from lm_eval.tasks import TaskManager
 
-    local = evals.local_task_names(tasks_dir)
+    local = eval_tasks.local_task_names(tasks_dir)
     return TaskManager(include_path=str(tasks_dir),
                        include_defaults=not set(wanted) <= local)
 

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from quench import checkpoints, progress
+from quench import progress
 from quench.checkpoints.common import read_header
+from quench.checkpoints.validate import validate as validate_checkpoint
 from quench.compute import peak_memory
 from quench.contract.stage import StageContext, StageResult
 from quench.methods import Method
@@ -35,7 +36,7 @@ def run_without_model(ctx: StageContext, method: Method[Any], source: Path) -> S
                                       metadata=artifact_metadata(ctx))
     wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
     source_config = json.loads((source / "config.json").read_text())
-    facts = checkpoints.validate(out, method.checkpoint_kind, source_config)
+    facts = validate_checkpoint(out, method.checkpoint_kind, source_config)
     modules = quantized_modules(out) or linear_module_names(
         source, ctx.recipe.model.trust_remote_code)
     errors = checkpoint_weight_errors(source, out, modules)

@@ -18,7 +18,7 @@ class TrackStage(Stage):
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
         from quench.redact import redact_data
-        from quench.tracking import tracking_target
+        from quench.tracking.factory import tracking_target
 
         return redact_data(tracking_target(recipe))  # the manifest keeps no credentials
 

@@ -133,7 +133,7 @@ def render_markdown(data: dict[str, Any]) -> str:
 
 def _pareto(result: SweepResult, say: Callable[[str], None]) -> dict[str, Path]:
     """`quench compare` over the baseline and the finished trials: its table and Pareto plot."""
-    from quench.compare import CompareRequest, compare
+    from quench.compare.comparison import CompareRequest, compare
 
     if result.baseline is None:
         return {}

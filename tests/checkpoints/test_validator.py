@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from quench.checkpoints import CheckpointError, detect_kind, validate
+from quench.checkpoints.validate import CheckpointError, detect_kind, validate
 from tests.checkpoints.modelopt_helpers import export, quantize
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from quench.evals import local_tasks
 from quench.evals.render import render
 from quench.evals.results import read_samples
+from quench.evals.tasks import local_tasks
 
 
 def _rows(path: Path) -> list[dict]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from quench.license import assess
+from quench.license.assess import assess
 from quench.recipe.schema import Recipe
 
 from .conftest import write_card

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from quench.license import assess
+from quench.license.assess import assess
 from quench.license.families import family_of, repackaging_markers
 from quench.license.inherit import walk
 from quench.license.policy import evaluate

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quench.license import assess
+from quench.license.assess import assess
 from quench.license.detect import detect_folder
 from quench.license.kb import by_link, identify_text, knowledge_base, normalize
 from quench.recipe.schema import Recipe

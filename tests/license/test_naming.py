@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from quench.license import assess
+from quench.license.assess import assess
 from quench.license.naming import name_matches
 from quench.recipe.schema import Recipe
 from tests.license.conftest import write_card

@@ -86,17 +86,16 @@ def test_quip_rotation_is_stored_online_and_reapplied_on_load(mirror, out, tiny_
 def test_checkpoint_validator_wants_the_online_rotation_matrices(mirror, out, tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from quench import checkpoints
-    from quench.checkpoints import CheckpointError
+    from quench.checkpoints.validate import CheckpointError, validate
 
     folder = model_dir(out, "gptq-quip")
-    assert checkpoints.validate(folder)["kind"] == "compressed-tensors"
+    assert validate(folder)["kind"] == "compressed-tensors"
     broken = tmp_path / "broken"
     shutil.copytree(folder, broken)
     shard = broken / "model.safetensors"
     save_file({k: v for k, v in load_file(shard).items() if "v_input" not in k}, shard)
     with pytest.raises(CheckpointError, match=r"online input rotation, but no \*\.v_input"):
-        checkpoints.validate(broken)
+        validate(broken)
 
 
 def _plain_load(folder: Path):

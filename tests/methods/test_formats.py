@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from quench.checkpoints import CheckpointError, validate
+from quench.checkpoints.validate import CheckpointError, validate
 
 from ..conftest import REPO, read_json, run_quench
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from quench.checkpoints import CheckpointError, validate
+from quench.checkpoints.validate import CheckpointError, validate
 from quench.methods import get_method
 from quench.models import load_model, load_tokenizer
 from tests.checkpoints.modelopt_helpers import export, quantize
