@@ -30,3 +30,12 @@ class NotSetUp(QuenchError):
 class EnvironmentMissing(NotSetUp):
     """An engine's environment is not set up: `validate` warns (the recipe may be meant for
     another host), `run` refuses before any stage."""
+
+
+class UnknownName(QuenchError, KeyError):
+    """A name no registry entry has (method, engine, stage, strategy, executor); the message
+    names the kind, the name, a close match and the allowed names. A KeyError too, as the
+    look-ups raised before."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""

@@ -178,10 +178,11 @@ def _quantize(recipe: Recipe, shape: Geometry, s: Sizes, on_gpu: bool) -> StepMe
     """llm-compressor: model on the host, one layer onloaded; ModelOpt: all of it on device."""
     q = recipe.quantization
     method = get_method(q.method)
-    if method.files_dense_copies:  # gguf: transformers' GGUF loader dequantizes the file
-        return _step("quantize", RUNTIME_BYTES + method.files_dense_copies * s.model, 0.0,
+    caps = method.capabilities
+    if caps.files_dense_copies:  # gguf: transformers' GGUF loader dequantizes the file
+        return _step("quantize", RUNTIME_BYTES + caps.files_dense_copies * s.model, 0.0,
                      "the GGUF dequantized by transformers' loader (its tensors and the model)")
-    if not method.loads_model:  # model_free: one safetensors shard (Hub shards are <= 5 GB)
+    if not caps.loads_model:  # model_free: one safetensors shard (Hub shards are <= 5 GB)
         shard = min(s.model, 5 * 10**9) * MODEL_FREE_SHARD_FACTOR
         return _step("quantize", RUNTIME_BYTES + shard, 0.0,
                      "one safetensors shard at a time, never the whole model (model_free)")
@@ -189,7 +190,7 @@ def _quantize(recipe: Recipe, shape: Geometry, s: Sizes, on_gpu: bool) -> StepMe
     onloaded = s.onloaded
     save = SAVE_COPIES * (min(s.packed, s.shard) if s.offloaded else s.packed)
     note = _weights_note(recipe, s)
-    if method.loads_on_device and on_gpu:
+    if caps.loads_on_device and on_gpu:
         return _step("quantize", RUNTIME_BYTES + save, s.model + work,
                      "whole model on the device (ModelOpt calibrates with forward passes)")
     if on_gpu:

@@ -6,15 +6,13 @@ engines, memory): a stage-level module, so `quench/recipe` stays a model of the 
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from quench.compute import DeviceUnavailable
 from quench.errors import EnvironmentMissing, OfflineMiss, QuenchError, RecipeError, UntrustedCode
-from quench.geometry import head_dim_of
 from quench.memory import MemoryShortfall
 from quench.methods import get_method
 from quench.recipe.paths import secrets_in_paths
@@ -60,17 +58,15 @@ def _collect(check: Callable[[Recipe], list[str] | None], recipe: Recipe, for_ru
 
 
 def _check_model(recipe: Recipe) -> list[str]:
+    """The model of a local checkpoint against the recipe's method, then its target engine
+    (each one's check_model), then its own code (auto_map)."""
     resolved = resolve_spec(recipe.model, download=False)
     if resolved.origin == "hub":
         return []
     config = model_config(resolved)  # a bad GGUF file or config.json fails here
-    q = recipe.quantization
-    method = get_method(q.method)
-    problems = method.model_problems(q.scheme, q.options, config)
-    if problems:
-        raise QuenchError("\n  ".join(problems))
-    _check_group_size(recipe, config)
-    _check_fp8_blocks(recipe, config)
+    for problems in _model_problems(recipe, config):
+        if problems:
+            raise QuenchError("\n  ".join(problems))
     if config.get("auto_map") and not recipe.model.trust_remote_code:
         raise UntrustedCode(
             f"model.id: {recipe.model.id} ships its own Python code (config.json auto_map: "
@@ -79,75 +75,23 @@ def _check_model(recipe: Recipe) -> list[str]:
     return []
 
 
-def _check_group_size(recipe: Recipe, config: dict) -> None:
-    """A weight group size must divide every quantized layer's input width."""
+def _model_problems(recipe: Recipe, config: dict[str, Any]) -> Iterator[list[str]]:
+    """What the method finds wrong with the model, then what the target engine does (asked
+    only when the method finds nothing): the first non-empty list is reported."""
     q = recipe.quantization
-    group = get_method(q.method).group_size(q.scheme, q.options)
-    if not group:
-        return
-    heads, hidden = config.get("num_attention_heads"), config.get("hidden_size")
-    head_dim = head_dim_of(config)
-    widths = {
-        "hidden_size": hidden,
-        "intermediate_size": config.get("intermediate_size"),
-        "num_attention_heads * head_dim": heads * head_dim if heads and head_dim else None,
-    }
-    bad = _not_multiples(widths, group)
-    if bad:
-        raise QuenchError(
-            f"quantization.options.group_size: {group} does not divide the model's {bad}; "
-            f"it must divide each of {sorted({w for w in widths.values() if w})}"
-        )
+    method = get_method(q.method)
+    yield method.check_model(q.scheme, q.options, config)
+    if recipe.target is not None:
+        from quench.engines import get_engine
 
-
-def _not_multiples(widths: dict[str, int | None], of: int) -> str:
-    """The named widths that are not multiples of `of`, as "name (width), ..."; "" if none."""
-    return ", ".join(f"{name} ({w})" for name, w in widths.items() if w and w % of)
-
-
-def _check_fp8_blocks(recipe: Recipe, config: dict) -> None:
-    """Block-wise FP8: its activations are quantized per 128 input columns, and
-    compressed-tensors 0.19 fails on a partial group in the forward pass
-    (compute_dynamic_scales_and_zp: unflatten), so the input widths must be whole blocks;
-    vLLM loads merged q/k/v and gate/up matrices, every
-    part but the last a whole number of blocks (fp8_utils.validate_fp8_block_shape, 0.32)."""
-    q = recipe.quantization
-    storage = get_method(q.method).storage(q.scheme, q.options)
-    if not (storage and storage.block_weights):
-        return
-    block = math.isqrt(storage.block_weights)
-    head_dim = head_dim_of(config) or 0
-    inputs = {"hidden_size": config.get("hidden_size") or 0,
-              "intermediate_size": config.get("intermediate_size") or 0}
-    bad_inputs = _not_multiples(inputs, block)
-    if bad_inputs:
-        raise QuenchError(
-            f"quantization.scheme: {q.scheme} needs {bad_inputs}"
-            f" to be a multiple of {block} (its activations are quantized in groups of "
-            f"{block} input columns; compressed-tensors fails on a partial group, so the "
-            "checkpoint cannot be evaluated); use scheme FP8_DYNAMIC (per-channel scales) "
-            "for this model")
-    if not (recipe.target and recipe.target.engine == "vllm"):
-        return
-    parts = {"num_attention_heads * head_dim": config.get("num_attention_heads", 0) * head_dim,
-             "num_key_value_heads * head_dim": (config.get("num_key_value_heads")
-                                                or config.get("num_attention_heads", 0))
-             * head_dim,
-             "intermediate_size": config.get("intermediate_size") or 0}
-    bad = _not_multiples(parts, block)
-    if bad:
-        raise QuenchError(
-            f"quantization.scheme: {q.scheme} with target.engine vllm: vLLM needs {bad}"
-            f" to be a multiple of the {block}x{block} weight block (merged q/k/v and "
-            "gate/up matrices) and refuses to load otherwise; use scheme FP8_DYNAMIC "
-            "(per-channel scales) for this model")
+        engine = get_engine(recipe.target.engine, recipe.target.environment)
+        yield engine.check_model(q.scheme, method.storage(q.scheme, q.options), config)
 
 
 def _check_calibration(recipe: Recipe) -> None:
     q, c = recipe.quantization, recipe.calibration
     check_dataset_name(c.source, "calibration.source")  # a typo, even where it goes unused
-    method = get_method(q.method)
-    if method is None or not method.needs_calibration(q.scheme, q.options):
+    if not get_method(q.method).needs_calibration(q.scheme, q.options):
         return
     source = resolve_text_source(c.source, c.config_name, c.split, c.text_field,
                                  "calibration.source")
@@ -295,7 +239,7 @@ def _check_compute(recipe: Recipe) -> list[str]:
 
     device = resolve_device(recipe.compute.device)
     q = recipe.quantization
-    if q.method != "none" and not get_method(q.method).loads_on_device:
+    if q.method != "none" and not get_method(q.method).capabilities.loads_on_device:
         # llm-compressor 0.14 onloads to the first accelerator torch sees, whatever we ask.
         if device == "cpu" and cuda_device_count():
             raise QuenchError("compute.device: cpu, but llm-compressor onloads layers to the "

@@ -55,3 +55,8 @@ def first_error(exc: ValidationError, prefix: str, allowed: Iterable[str], noun:
     elif echo_input and first["loc"]:
         message += f" (got {shorten(first.get('input'))})"
     return f"{where}: {message}"
+
+
+class NoOptions(StrictModel):
+    """The options of a method, engine, strategy or executor that takes none: any key is an
+    error."""

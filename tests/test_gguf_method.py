@@ -44,14 +44,14 @@ def test_rows_that_are_not_whole_blocks_are_found_from_the_geometry() -> None:
     assert set(misfits(TYPES["IQ4_XS"], TINYSTORIES).values()) == {128, 384}
 
 
-def test_model_problems_name_the_fallback_and_the_missing_imatrix() -> None:
+def test_check_model_names_the_fallback_and_the_missing_imatrix() -> None:
     method = get_method("gguf")
-    k_quant = method.model_problems("Q4_K_M", method.parse_options({}), SMOLLM2)
+    k_quant = method.check_model("Q4_K_M", method.parse_options({}), SMOLLM2)
     assert len(k_quant) == 1 and "q5_0" in k_quant[0] and "allow_fallback" in k_quant[0]
-    assert method.model_problems("Q4_K_M", method.parse_options({"allow_fallback": True}),
-                                 SMOLLM2) == []
-    iq2 = method.model_problems("IQ2_XS", method.parse_options({"allow_fallback": True}),
-                                SMOLLM2)
+    assert method.check_model("Q4_K_M", method.parse_options({"allow_fallback": True}),
+                              SMOLLM2) == []
+    iq2 = method.check_model("IQ2_XS", method.parse_options({"allow_fallback": True}),
+                             SMOLLM2)
     assert iq2 and "imatrix: true" in iq2[0]
 
 

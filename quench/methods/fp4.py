@@ -32,9 +32,6 @@ class FP4(Method[FP4Options]):
         """NVFP4 calibrates its activations' per-tensor global scale (input_global_scale)."""
         return scheme == "NVFP4" or options.kv_cache or options.weights == "gptq"
 
-    def group_size(self, scheme: str, options: FP4Options) -> int | None:
-        return FP4_SCHEMES[scheme][0]
-
     def working_set(self, scheme: str, options: FP4Options) -> WorkingSet:
         return WorkingSet(hessians=options.weights == "gptq")
 

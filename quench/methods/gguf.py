@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from quench.llamacpp import tools
 from quench.llamacpp.types import TENSOR_TYPES, TYPES, misfits
-from quench.methods import Method, MethodOptions, Storage, register_method
+from quench.methods import Method, MethodCapabilities, MethodOptions, Storage, register_method
 
 GGUF_FILE = "model-{scheme}.gguf"  # in the stage's model folder, beside the dense checkpoint
 DTYPE_OUTTYPE = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
@@ -68,13 +68,11 @@ class Gguf(Method[GgufOptions]):
     schemes = tuple(TYPES)
     default_scheme = "Q4_K_M"
     options_model = GgufOptions
-    backend = "llama.cpp"
-    loads_model: ClassVar[bool] = False
-    checkpoint_kind: ClassVar[str] = "hf"  # the dense checkpoint dequantized from the GGUF
-    # transformers' GGUF loader holds the dequantized tensors beside the model it fills:
-    # the quantize stage's peak RSS on SmolLM2 (0.50 GiB fp32) was 1.40 GiB: 1.7 copies beside
-    # the runtime
-    files_dense_copies: ClassVar[float] = 1.7
+    # checkpoint_kind hf: the dense checkpoint dequantized from the GGUF; transformers' GGUF
+    # loader holds the dequantized tensors beside the model it fills: the quantize stage's peak
+    # RSS on SmolLM2 (0.50 GiB fp32) was 1.40 GiB: 1.7 copies beside the runtime
+    capabilities = MethodCapabilities(backend="llama.cpp", loads_model=False,
+                                      checkpoint_kind="hf", files_dense_copies=1.7)
 
     def needs_calibration(self, scheme: str, options: GgufOptions) -> bool:
         return options.imatrix
@@ -90,8 +88,8 @@ class Gguf(Method[GgufOptions]):
     def modifiers(self, scheme: str, options: GgufOptions) -> list[Any]:
         return []  # never used: quantize_files() does the work
 
-    def model_problems(self, scheme: str, options: GgufOptions,
-                       config: dict[str, Any]) -> list[str]:
+    def check_model(self, scheme: str, options: GgufOptions, config: dict[str, Any]
+                    ) -> list[str]:
         """What llama-quantize would refuse, or silently change, for this model."""
         gguf_type, problems = TYPES[scheme], []
         if gguf_type.needs_imatrix and not options.imatrix:
@@ -107,7 +105,7 @@ class Gguf(Method[GgufOptions]):
                 f"llama-quantize would write those tensors as {gguf_type.fallback or 'f16'} "
                 "instead. Set quantization.options.allow_fallback: true to accept that, or "
                 f"pick a type with blocks of 32 ({', '.join(_block_32_types())})")
-        return problems
+        return problems or super().check_model(scheme, options, config)
 
     def unavailable_reason(self) -> str | None:
         return tools.unavailable_reason()

@@ -10,7 +10,6 @@ from quench.methods.rotations import rotation_modifiers, transform_kind
 from quench.methods.weights import (
     WEIGHT_BITS,
     WeightOnlyOptions,
-    resolved_group_size,
     weight_config_groups,
     weight_storage,
 )
@@ -33,9 +32,6 @@ class GPTQ(Method[GPTQOptions]):
 
     def needs_calibration(self, scheme: str, options: GPTQOptions) -> bool:
         return True
-
-    def group_size(self, scheme: str, options: GPTQOptions) -> int | None:
-        return resolved_group_size(scheme, options)
 
     def working_set(self, scheme: str, options: GPTQOptions) -> WorkingSet:
         return WorkingSet(hessians=True)

@@ -13,11 +13,11 @@ calibrated scheme is a `quench validate` error.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from pydantic import Field
 
-from quench.methods import Method, ModuleOptions, Storage, register_method
+from quench.methods import Method, MethodCapabilities, ModuleOptions, Storage, register_method
 
 # scheme -> Storage; integer weight schemes take options.group_size (the presets' is 128)
 STORAGE = {
@@ -53,10 +53,7 @@ class ModelFree(Method[ModelFreeOptions]):
     schemes = tuple(STORAGE)
     default_scheme = "FP8_DYNAMIC"
     options_model = ModelFreeOptions
-    loads_model: ClassVar[bool] = False
-
-    def group_size(self, scheme: str, options: ModelFreeOptions) -> int | None:
-        return options.group_size if scheme in GROUPED else None
+    capabilities = MethodCapabilities(loads_model=False)
 
     def storage(self, scheme: str, options: ModelFreeOptions) -> Storage:
         base = STORAGE[scheme]

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from quench.methods import Method, MethodOptions, Storage, register_method
+from quench.methods import Method, MethodCapabilities, MethodOptions, Storage, register_method
 
 # scheme -> the ModelOpt config it starts from (modelopt.torch.quantization.<NAME>)
 # W4A8_AWQ: int4 weights in blocks (AWQ-scaled) and per-tensor FP8 activations. ModelOpt's
@@ -54,15 +54,13 @@ class ModelOpt(Method[ModelOptOptions]):
     schemes = ("FP8", "INT8_SQ", "INT4_AWQ", "W4A8_AWQ")
     default_scheme = "FP8"
     options_model = ModelOptOptions
-    backend = "modelopt"
-    loads_on_device = True  # calibrates with plain forward passes of the whole model
-    fake_quantized = True  # dense weights + modelopt_state.pth quantizers
+    # calibrates with plain forward passes of the whole model; saves dense weights and
+    # modelopt_state.pth quantizers
+    capabilities = MethodCapabilities(backend="modelopt", loads_on_device=True,
+                                      fake_quantized=True)
 
     def needs_calibration(self, scheme: str, options: ModelOptOptions) -> bool:
         return True  # static activation/KV scales, SmoothQuant and AWQ all read activations
-
-    def group_size(self, scheme: str, options: ModelOptOptions) -> int | None:
-        return options.group_size if scheme in AWQ_SCHEMES else None
 
     def storage(self, scheme: str, options: ModelOptOptions) -> Storage:
         """FP8: E4M3 weights and activations; INT8_SQ: int8 both; INT4_AWQ: symmetric int4

@@ -8,7 +8,6 @@ from quench.methods.rotations import rotation_modifiers, transform_kind
 from quench.methods.weights import (
     WEIGHT_BITS,
     WeightOnlyOptions,
-    resolved_group_size,
     weight_config_groups,
     weight_storage,
 )
@@ -23,9 +22,6 @@ class RoundToNearest(Method[WeightOnlyOptions]):
 
     def needs_calibration(self, scheme: str, options: WeightOnlyOptions) -> bool:
         return options.kv_cache  # the KV cache scales are calibrated
-
-    def group_size(self, scheme: str, options: WeightOnlyOptions) -> int | None:
-        return resolved_group_size(scheme, options)
 
     def storage(self, scheme: str, options: WeightOnlyOptions) -> Storage:
         return weight_storage(scheme, options)

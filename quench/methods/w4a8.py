@@ -35,9 +35,6 @@ class W4A8(Method[W4A8Options]):
     def needs_calibration(self, scheme: str, options: W4A8Options) -> bool:
         return options.weights == "gptq" or options.kv_cache
 
-    def group_size(self, scheme: str, options: W4A8Options) -> int | None:
-        return GROUP
-
     def working_set(self, scheme: str, options: W4A8Options) -> WorkingSet:
         return WorkingSet(hessians=options.weights == "gptq")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from quench.strict import StrictModel, shorten
+from quench.strict import StrictModel
 
 
 class PerplexitySpec(StrictModel):
@@ -65,16 +65,15 @@ class LmEvalSpec(StrictModel):
 
     @model_validator(mode="after")
     def _check_names(self) -> LmEvalSpec:
-        from quench.engines import engine_names
+        from quench.engines import ENGINES
 
         for field, names in (("tasks", self.tasks), ("engines", self.engines)):
             repeated = sorted({n for n in names if names.count(n) > 1})
             if repeated:
                 raise ValueError(f"{field}: listed more than once: {', '.join(repeated)}")
-        unknown = [e for e in self.engines if e not in engine_names()]
+        unknown = [e for e in self.engines if e not in ENGINES]
         if unknown:
-            raise ValueError(f"engines: unknown engine {shorten(unknown[0])}; allowed: "
-                             f"{', '.join(engine_names())}")
+            raise ValueError(f"engines: {ENGINES.unknown(unknown[0])}")
         return self
 
 

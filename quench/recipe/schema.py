@@ -6,9 +6,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SerializeAsAny, ValidationError, WithJsonSchema, model_validator
 
-from quench.methods import MethodOptions, NoOptions, get_method, method_names
+from quench.errors import UnknownName
+from quench.methods import MethodOptions, get_method
 from quench.recipe.evaluation import EvaluationSpec
-from quench.strict import StrictModel, first_error, shorten
+from quench.strict import NoOptions, StrictModel, first_error, shorten
 from quench.units import SIZE_PATTERN
 
 # A run name is a folder name (with suffixes such as `.tmp-<pid>`: well under 255 bytes) and
@@ -75,7 +76,7 @@ class QuantizationSpec(StrictModel):
         None, description="One of the method's schemes (e.g. W4A16); null: the method's default."
     )
     # The method's own options model, validated in _check_method and handed to it typed.
-    options: Annotated[SerializeAsAny[MethodOptions], WithJsonSchema(
+    options: Annotated[SerializeAsAny[MethodOptions | NoOptions], WithJsonSchema(
         {"additionalProperties": True, "title": "Options", "type": "object"})] = Field(
         default_factory=NoOptions,
         description="The method's own options; an unknown key is an error.")
@@ -89,11 +90,10 @@ class QuantizationSpec(StrictModel):
         data, name = dict(data), data.get("method", "none")
         if not isinstance(name, str) or not isinstance(data.get("scheme") or "", str):
             return data  # the field types say what is wrong
-        method = get_method(name)
-        if method is None:
-            raise ValueError(
-                f"method: unknown method {shorten(name)}; allowed: {', '.join(method_names())}"
-            )
+        try:
+            method = get_method(name)
+        except UnknownName as exc:
+            raise ValueError(f"method: {exc}") from None
         scheme = data["scheme"] = data.get("scheme") or method.default_scheme
         if scheme not in method.schemes:
             allowed = ", ".join(str(s) for s in method.schemes)
@@ -105,7 +105,7 @@ class QuantizationSpec(StrictModel):
         return data
 
 
-def _method_options(method: Any, name: str, options: Any) -> MethodOptions:
+def _method_options(method: Any, name: str, options: Any) -> StrictModel:
     """The options as the method's model; a ValidationError becomes one `options.<key>` line."""
     try:
         return method.parse_options(options)
@@ -162,13 +162,10 @@ class TargetSpec(StrictModel):
 
     @model_validator(mode="after")
     def _check_engine(self) -> TargetSpec:
-        from quench.engines import engine_names
+        from quench.engines import ENGINES
 
-        if self.engine not in engine_names():
-            raise ValueError(
-                f"engine: unknown engine {shorten(self.engine)}; allowed: "
-                f"{', '.join(engine_names())}"
-            )
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine: {ENGINES.unknown(self.engine)}")
         return self
 
 

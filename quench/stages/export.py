@@ -48,9 +48,9 @@ class ExportStage(Stage):
         """The validator and the matrix decide what is written and accepted."""
         import quench.checkpoints as checkpoints
 
-        here = Path(checkpoints.__file__).parent
+        here, rules = Path(checkpoints.__file__).parent, Path(compat.__file__).parent
         return [*super().code_files(), *sorted(here.glob("*.py")), here / "spec.yaml",
-                Path(compat.__file__), Path(compat.__file__).with_name("matrix.yaml")]
+                *sorted(rules.glob("*.py")), rules / "matrix.yaml"]
 
     def skip_reason(self, recipe: Recipe, inputs: dict[str, Manifest]) -> str | None:
         if recipe.target is None:

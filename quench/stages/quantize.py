@@ -82,7 +82,7 @@ class QuantizeStage(Stage):
         alone: the stage never holds two dense copies."""
         method = get_method(ctx.recipe.quantization.method)
         source = ctx.inputs["model"].path("model_dir")
-        if not method.loads_model:
+        if not method.capabilities.loads_model:
             return run_without_model(ctx, method, source)
         with stage_offload(ctx.recipe.compute, "quantize") as offload:
             done = self._quantize_and_check(ctx, method, source, offload)
@@ -94,7 +94,7 @@ class QuantizeStage(Stage):
         outputs = {
             "model_dir": "model",
             "format": check["format"] or format_details(config.get("quantization_config")),
-            "backend": method.backend,
+            "backend": method.capabilities.backend,
             "quantization_config": config.get("quantization_config"),
             "layer_weight_errors": errors,
             "library_warnings": done["warnings"],
@@ -116,11 +116,13 @@ class QuantizeStage(Stage):
         recipe = ctx.recipe
         device = ctx.config["device"]
         phases = PhasePeaks()
+        on_device = method.capabilities.loads_on_device
         model = load_model(source, recipe.model.dtype, recipe.model.trust_remote_code,
-                           device=device if method.loads_on_device else "cpu", offload=offload)
+                           device=device if on_device else "cpu", offload=offload)
         disk = offloaded_bytes(model) if offload else 0
         # offloaded weights are not mapped
-        owned = own_mapped_weights(model) if method.replaces_weights and not offload else 0
+        replaces = method.capabilities.replaces_weights
+        owned = own_mapped_weights(model) if replaces and not offload else 0
         tokenizer = load_tokenizer(source, recipe.model.trust_remote_code)
         heldout = _heldout(ctx)
         scratch = ctx.out_dir / ".scratch"
@@ -133,7 +135,8 @@ class QuantizeStage(Stage):
         out = ctx.out_dir / "model"
         method.save(model, out, quantized, save_shard_size(recipe, offload))
         tokenizer.save_pretrained(out)
-        errors = layer_weight_errors(source, model) if method.fake_quantized else None
+        fake = method.capabilities.fake_quantized
+        errors = layer_weight_errors(source, model) if fake else None
         del model
         _release_session()
         phases.end("save")

@@ -30,13 +30,13 @@ def run_without_model(ctx: StageContext, method: Method[Any], source: Path) -> S
     q = ctx.recipe.quantization
     out = ctx.out_dir / "model"
     start_wall, start_cpu = time.perf_counter(), time.process_time()
-    with progress.task(f"files quantized ({method.backend})", None):
+    with progress.task(f"files quantized ({method.capabilities.backend})", None):
         extra = method.quantize_files(source, out, q.scheme, q.options, ctx.config["device"],
                                       calibration=_calibration_dir(ctx),
                                       metadata=artifact_metadata(ctx))
     wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
     source_config = json.loads((source / "config.json").read_text())
-    facts = validate_checkpoint(out, method.checkpoint_kind, source_config)
+    facts = validate_checkpoint(out, method.capabilities.checkpoint_kind, source_config)
     modules = quantized_modules(out) or linear_module_names(
         source, ctx.recipe.model.trust_remote_code)
     errors = checkpoint_weight_errors(source, out, modules)
@@ -44,7 +44,7 @@ def run_without_model(ctx: StageContext, method: Method[Any], source: Path) -> S
     outputs = {
         "model_dir": "model",
         "format": extra.pop("format", None) or format_details(qc),
-        "backend": method.backend,
+        "backend": method.capabilities.backend,
         "quantization_config": qc,
         "layer_weight_errors": errors,
         "library_warnings": extra.pop("warnings", []),

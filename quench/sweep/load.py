@@ -119,11 +119,10 @@ def _gate(path: Path, spec: SweepSpec, base: Recipe) -> GateSpec:
 
 
 def _build(registry: Any, what: str, kind: str, options: dict[str, Any], path: Path) -> Any:
-    cls = registry.get(kind)
-    if cls is None:
+    if kind not in registry:
         raise RecipeError(f"{path}: {what}.kind: {suggest(kind, registry.names(), what)} "
                           f"(got {kind!r})")
-    return cls
+    return registry.get(kind)
 
 
 def _options(registry: Any, kind: str, options: dict[str, Any], path: Path, what: str) -> Any:

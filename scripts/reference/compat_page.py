@@ -213,12 +213,12 @@ class VerdictGrid:
 
 
 def verdict_grid(data: dict[str, Any]) -> VerdictGrid:
-    from quench.methods import get_method
+    from quench.methods import METHODS, get_method
 
     families: dict[Family, tuple[str, str]] = {}
     rotating: set[Family] = set()
     for method, schemes in data["methods"].items():
-        found = get_method(method)
+        found = get_method(method) if method in METHODS else None
         for scheme, (producer, quant) in schemes.items():
             families.setdefault((producer, quant), (method, scheme))
             if found is not None and "rotation" in found.options_model.model_fields:

@@ -104,11 +104,10 @@ class _NotesStage(Stage):
 @pytest.fixture
 def new_stages_graph(monkeypatch):
     """A graph of two stages the runner's code never names, registered for this test only."""
-    STAGES.names()  # the real stages are registered first
-    for cls in (_MakeStage, _NotesStage):
-        monkeypatch.setitem(STAGES._classes, cls.name, cls)
-    monkeypatch.setattr(run_module, "PIPELINE", (
-        Node("make", _MakeStage.name), Node("notes", _NotesStage.name, {"made": "make"})))
+    with STAGES.temporary(_MakeStage), STAGES.temporary(_NotesStage):
+        monkeypatch.setattr(run_module, "PIPELINE", (
+            Node("make", _MakeStage.name), Node("notes", _NotesStage.name, {"made": "make"})))
+        yield
 
 
 def test_a_new_stage_declaring_publishes_is_published(mirror, tmp_path, new_stages_graph):

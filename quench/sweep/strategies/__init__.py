@@ -9,16 +9,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from quench.registry import Registry
-from quench.strict import StrictModel
+from quench.strict import NoOptions, StrictModel
 from quench.sweep.space import Point, Space
 
 if TYPE_CHECKING:
     from quench.sweep.spec import BudgetSpec
     from quench.sweep.trial import TrialRecord
-
-
-class NoOptions(StrictModel):
-    """A strategy that takes no options."""
 
 
 @dataclass
