@@ -81,9 +81,9 @@ def analyse(data: dict[str, Any]) -> dict[str, Any]:
 def predicted(run: dict[str, Any]) -> dict[str, Any]:
     """`quench plan`'s predicted host peak of each stage of the run's recipe, next to the
     measured one (MiB), and whether it is within PREDICTION_TOLERANCE."""
-    from quench.memory import predict
     from quench.plan import model_shape
     from quench.recipe import load_recipe
+    from quench.stage_memory import predict
 
     if "recipe" not in run:  # measured before predictions were recorded
         return {}

@@ -16,15 +16,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from quench import memory
+from quench import stage_memory as memory
 from quench.compat import Gpu, sized_gpus
 from quench.compute import resolve_device
 from quench.errors import OfflineMiss, QuenchError
 from quench.geometry import Geometry
-from quench.memory import DTYPE_BYTES, GIB, format_size
 from quench.methods import Storage, get_method
 from quench.plan_cpu import cpu_hosts, render_cpu_hosts
 from quench.recipe.schema import Recipe
+from quench.stage_memory import DTYPE_BYTES, GIB, format_size
 
 DEFAULT_BATCH, DEFAULT_SEQ_LEN, DEFAULT_MARGIN = 16, 4096, 0.2
 FP8_COMPUTE = 8.9  # compute capability of the first FP8 tensor cores (Ada)

@@ -13,7 +13,7 @@ from typing import Any
 
 from quench.geometry import Geometry
 from quench.llamacpp.types import TYPES
-from quench.memory import GIB
+from quench.stage_memory import GIB
 
 HOSTS_GIB = (8, 16, 32, 64, 128)  # an edge box, a laptop, workstations, a CPU server
 USABLE = 0.85  # of a host's RAM, the rest for the system

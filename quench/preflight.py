@@ -13,11 +13,11 @@ from typing import Any
 
 from quench.compute import DeviceUnavailable
 from quench.errors import EnvironmentMissing, OfflineMiss, QuenchError, RecipeError, UntrustedCode
-from quench.memory import MemoryShortfall
 from quench.methods import get_method
 from quench.recipe.paths import secrets_in_paths
 from quench.recipe.schema import Recipe
 from quench.sources import model_config, resolve_spec
+from quench.stage_memory import MemoryShortfall
 from quench.text_sources import check_dataset_name, load_texts, resolve_text_source
 
 
@@ -252,7 +252,8 @@ def _check_compute(recipe: Recipe) -> list[str]:
                               "compute.device: cuda")
     if not recipe.compute.check_memory:
         return []
-    from quench import memory, plan
+    from quench import plan
+    from quench import stage_memory as memory
 
     try:
         shape, _ = plan.model_shape(recipe)

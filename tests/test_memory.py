@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from quench import memory
+from quench import stage_memory as memory
 from quench.errors import RecipeError
 from quench.geometry import Geometry
 from quench.methods import get_method

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from quench import memory
+from quench import stage_memory as memory
 from quench.geometry import Geometry
 from quench.recipe import load_recipe
 from tests.conftest import DEFAULT_RECIPE, read_json, run_quench

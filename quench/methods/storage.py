@@ -45,7 +45,7 @@ class Storage:
 @dataclass(frozen=True)
 class WorkingSet:
     """What a method holds beside the model while it quantizes one decoder layer, as data for
-    the memory predictions of `quench plan` and the pre-flight (quench/memory.py)."""
+    the memory predictions of `quench plan` and the pre-flight (quench/stage_memory.py)."""
 
     hessians: bool = False  # GPTQ: a float32 Hessian per Linear of the layer being quantized
     # AWQ's scale search: float32 copies of the layer's weights (originals, scaled, rounded),

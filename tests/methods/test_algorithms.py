@@ -208,7 +208,7 @@ def test_plain_transformers_still_drops_online_transforms(mirror, tmp_path):
 
 
 def test_model_free_is_sized_by_one_shard_not_the_model():
-    from quench import memory
+    from quench import stage_memory as memory
     from quench.geometry import Geometry
     from quench.plan import KNOWN_SHAPES
 
