@@ -35,6 +35,9 @@ class FP4(Method[FP4Options]):
     def group_size(self, scheme: str, options: FP4Options) -> int | None:
         return FP4_SCHEMES[scheme][0]
 
+    def logs_each_module(self, scheme: str, options: FP4Options) -> bool:
+        return options.weights == "gptq"  # preset_modifiers' GPTQModifier
+
     def working_set(self, scheme: str, options: FP4Options) -> WorkingSet:
         return WorkingSet(hessians=options.weights == "gptq")
 

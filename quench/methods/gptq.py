@@ -37,6 +37,9 @@ class GPTQ(Method[GPTQOptions]):
     def group_size(self, scheme: str, options: GPTQOptions) -> int | None:
         return resolved_group_size(scheme, options)
 
+    def logs_each_module(self, scheme: str, options: GPTQOptions) -> bool:
+        return True  # GPTQModifier
+
     def working_set(self, scheme: str, options: GPTQOptions) -> WorkingSet:
         return WorkingSet(hessians=True)
 
