@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import Field
 
+from quench.methods.quantizing import Calibration, Quantized
 from quench.methods.shapes import storage_problems
 from quench.methods.storage import Storage, WorkingSet
 from quench.registry import Registry
@@ -100,6 +101,11 @@ class Method(Generic[OptionsT]):
         """Entered around `oneshot`; a method's workaround for a library limitation goes here."""
         return nullcontext()
 
+    def logs_each_module(self, scheme: str, options: OptionsT) -> bool:
+        """Whether llm-compressor logs one METRIC `error` line per module it compresses
+        (GPTQModifier does): the quantize stage's progress is then a bar, else a spinner."""
+        return False
+
     def input_file(self, options: OptionsT) -> Path | None:
         """A file the options name whose content shapes the checkpoint (a raw recipe)."""
         return None
@@ -143,13 +149,14 @@ class Method(Generic[OptionsT]):
         return WorkingSet()
 
     def quantize(self, model: Any, scheme: str, options: OptionsT,
-                 dataset: Any | None) -> list[str] | None:
-        """Quantizes `model` in place itself, returning the library warnings worth reporting.
+                 calibration: Calibration) -> Quantized:
+        """Quantizes `model` in place; by default with llm-compressor's `oneshot` and
+        modifiers() (quench/methods/llmcompressor_backend.py), the one place it runs."""
+        from quench.methods import llmcompressor_backend
 
-        None (the default): the quantize stage runs llmcompressor's `oneshot` with modifiers().
-        `dataset` is the calibration set (a `datasets.Dataset` of input_ids), or None.
-        """
-        return None
+        counted = self.targets(options) if self.logs_each_module(scheme, options) else None
+        return llmcompressor_backend.quantize(model, self.modifiers(scheme, options),
+                                              calibration, self.context(options), counted)
 
     def save(self, model: Any, out: Path, quantized: bool, max_shard_size: str) -> None:
         """Writes the model where the stage reloads it from; default: compressed-tensors."""
@@ -158,6 +165,13 @@ class Method(Generic[OptionsT]):
     def format_details(self, model: Any) -> dict[str, Any] | None:
         """Format facts of the reloaded checkpoint; None: read its compressed-tensors config."""
         return None
+
+    def release(self) -> None:
+        """After the save: drops the library's references to the model (llm-compressor's
+        session), so that no dense copy outlives the stage into the reload."""
+        from quench.methods import llmcompressor_backend
+
+        llmcompressor_backend.release_session()
 
 
 METHODS: Registry[Method[Any]] = Registry("method", "quench.methods")

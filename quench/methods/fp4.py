@@ -32,6 +32,9 @@ class FP4(Method[FP4Options]):
         """NVFP4 calibrates its activations' per-tensor global scale (input_global_scale)."""
         return scheme == "NVFP4" or options.kv_cache or options.weights == "gptq"
 
+    def logs_each_module(self, scheme: str, options: FP4Options) -> bool:
+        return options.weights == "gptq"  # preset_modifiers' GPTQModifier
+
     def working_set(self, scheme: str, options: FP4Options) -> WorkingSet:
         return WorkingSet(hessians=options.weights == "gptq")
 

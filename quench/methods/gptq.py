@@ -33,6 +33,9 @@ class GPTQ(Method[GPTQOptions]):
     def needs_calibration(self, scheme: str, options: GPTQOptions) -> bool:
         return True
 
+    def logs_each_module(self, scheme: str, options: GPTQOptions) -> bool:
+        return True  # GPTQModifier
+
     def working_set(self, scheme: str, options: GPTQOptions) -> WorkingSet:
         return WorkingSet(hessians=True)
 

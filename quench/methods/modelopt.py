@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from quench.methods import Method, MethodCapabilities, MethodOptions, Storage, register_method
+from quench.methods.quantizing import Calibration, Quantized
 
 # scheme -> the ModelOpt config it starts from (modelopt.torch.quantization.<NAME>)
 # W4A8_AWQ: int4 weights in blocks (AWQ-scaled) and per-tensor FP8 activations. ModelOpt's
@@ -81,9 +82,11 @@ class ModelOpt(Method[ModelOptOptions]):
         raise NotImplementedError("modelopt quantizes itself (quantize()), not with llmcompressor")
 
     def quantize(self, model: Any, scheme: str, options: ModelOptOptions,
-                 dataset: Any | None) -> list[str]:
+                 calibration: Calibration) -> Quantized:
+        """mtq.quantize with plain forward passes over the calibration set."""
         import torch
 
+        dataset = calibration.dataset
         if dataset is None:
             raise ValueError("modelopt needs calibration data (the calibrate stage was skipped)")
         mtq = _import("modelopt.torch.quantization")
@@ -98,9 +101,13 @@ class ModelOpt(Method[ModelOptOptions]):
         with warnings.catch_warnings(record=True) as caught, _quiet():
             warnings.simplefilter("always")
             mtq.quantize(model, config, forward_loop)
-        return sorted({str(w.message) for w in caught
-                       if issubclass(w.category, UserWarning) and "not tested" not in
-                       str(w.message)})
+        warned = sorted({str(w.message) for w in caught
+                         if issubclass(w.category, UserWarning) and "not tested" not in
+                         str(w.message)})
+        return Quantized(warnings=tuple(warned), quantized=True)
+
+    def release(self) -> None:
+        """ModelOpt keeps no reference to the model once it is saved."""
 
     def save(self, model: Any, out: Path, quantized: bool, max_shard_size: str) -> None:
         enable_modelopt_checkpointing()

@@ -29,6 +29,9 @@ class SmoothQuant(Method[SmoothQuantOptions]):
     def needs_calibration(self, scheme: str, options: SmoothQuantOptions) -> bool:
         return True
 
+    def logs_each_module(self, scheme: str, options: SmoothQuantOptions) -> bool:
+        return options.weights == "gptq"  # GPTQModifier
+
     def working_set(self, scheme: str, options: SmoothQuantOptions) -> WorkingSet:
         return WorkingSet(hessians=options.weights == "gptq")
 

@@ -35,6 +35,9 @@ class W4A8(Method[W4A8Options]):
     def needs_calibration(self, scheme: str, options: W4A8Options) -> bool:
         return options.weights == "gptq" or options.kv_cache
 
+    def logs_each_module(self, scheme: str, options: W4A8Options) -> bool:
+        return options.weights == "gptq"  # preset_modifiers' GPTQModifier
+
     def working_set(self, scheme: str, options: W4A8Options) -> WorkingSet:
         return WorkingSet(hessians=options.weights == "gptq")
 

@@ -1,22 +1,21 @@
-"""quantize: applies the recipe's method with llmcompressor and saves a reloadable checkpoint."""
+"""quantize: the recipe's method quantizes the loaded model; the stage saves and reloads it."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from quench import llamacpp, methods, progress
+from quench import llamacpp, methods
 from quench.compute import PhasePeaks, release_memory, resolve_device
 from quench.contract.manifest import Manifest
 from quench.contract.stage import Publishes, Stage, StageContext, StageResult
 from quench.errors import StageError
 from quench.mapped_weights import own_mapped_weights
 from quench.methods import Method, get_method
+from quench.methods.quantizing import Calibration
 from quench.metrics.fidelity import (
     checkpoint_weight_errors,
     layer_weight_errors,
@@ -31,11 +30,9 @@ from quench.recipe.schema import Recipe
 from quench.sources import file_sha256
 from quench.stages import quantize_files, register_stage
 from quench.stages.quantize_files import format_details, quantize_metrics, run_without_model
-from quench.stages.traced_globals import traced_globals_released
 from quench.units import parse_size
 
 RELOAD_PROMPT = "Once upon a time, there was a little girl"
-WARNING = 30  # loguru's WARNING level number
 
 
 @register_stage
@@ -64,7 +61,7 @@ class QuantizeStage(Stage):
 
     def code_files(self) -> list[Path]:
         """The stage modules (this one and the files-only path whose helpers it shares) and every
-        method module: a method's code shapes the checkpoint."""
+        method module, the llm-compressor backend's too: a method's code shapes the checkpoint."""
         tools = Path(llamacpp.__file__).parent  # the GGUF method's converter and quantizer
         return (super().code_files() + [Path(quantize_files.__file__)]
                 + sorted(Path(methods.__file__).parent.glob("*.py")) + sorted(tools.glob("*.py")))
@@ -129,23 +126,25 @@ class QuantizeStage(Stage):
         reference = save_logits(model, heldout, scratch) if heldout else []
         phases.end("load")
         start_wall, start_cpu = time.perf_counter(), time.process_time()
-        warnings, quantized = _quantize(model, method, ctx)
+        q = recipe.quantization
+        done = method.quantize(model, q.scheme, q.options, _calibration(ctx))
         wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
         phases.end("quantize")
         out = ctx.out_dir / "model"
-        method.save(model, out, quantized, save_shard_size(recipe, offload))
+        method.save(model, out, done.quantized, save_shard_size(recipe, offload))
         tokenizer.save_pretrained(out)
         fake = method.capabilities.fake_quantized
         errors = layer_weight_errors(source, model) if fake else None
         del model
-        _release_session()
+        method.release()  # the library's references to the model, before the reload
+        release_memory()
         phases.end("save")
         with stage_offload(recipe.compute, "quantize-reload") as reload_offload:
             check = reload_check(out, recipe, device, heldout, reference, method, reload_offload)
         shutil.rmtree(scratch, ignore_errors=True)
         phases.end("reload")
-        return {"out": out, "warnings": warnings, "errors": errors, "wall": wall, "cpu": cpu,
-                "check": check, "offloaded_bytes": disk, "owned_bytes": owned,
+        return {"out": out, "warnings": list(done.warnings), "errors": errors, "wall": wall,
+                "cpu": cpu, "check": check, "offloaded_bytes": disk, "owned_bytes": owned,
                 "phases": phases.metrics()}
 
 
@@ -158,25 +157,6 @@ def save_shard_size(recipe: Recipe, offload: Offload | None) -> str:
     return OFFLOAD_SHARD_SIZE
 
 
-def _quantize(model: Any, method: Method[Any], ctx: StageContext) -> tuple[list[str], bool]:
-    """The method's own library (ModelOpt), or llmcompressor's oneshot with its modifiers."""
-    q = ctx.recipe.quantization
-    warnings = method.quantize(model, q.scheme, q.options, _calibration_dataset(ctx))
-    if warnings is not None:
-        return warnings, True
-    recipe_in = method.modifiers(q.scheme, q.options)
-    return (_oneshot(model, method, recipe_in, ctx) if recipe_in else []), bool(recipe_in)
-
-
-def _release_session() -> None:
-    """llmcompressor's session keeps a reference to the model; drop it, and hand the freed
-    memory back to the OS, before the checkpoint is reloaded."""
-    from llmcompressor.core import reset_session
-
-    reset_session()
-    release_memory()
-
-
 def _heldout(ctx: StageContext) -> list[list[int]]:
     calibration = ctx.inputs.get("calibration")
     if calibration is None or calibration.skipped:
@@ -184,83 +164,18 @@ def _heldout(ctx: StageContext) -> list[list[int]]:
     return calibration.outputs.get("heldout_input_ids", [])
 
 
-def _calibration_dataset(ctx: StageContext) -> Any | None:
-    """The tokenized calibration set, or None when the calibrate stage was skipped."""
-    calibration = ctx.inputs.get("calibration")
-    if calibration is None or calibration.skipped:
-        return None
-    import datasets
-
-    return datasets.load_from_disk(str(calibration.path("dataset_dir")))
-
-
-def _oneshot(model: Any, method: Method[Any], recipe_in: list[Any] | str, ctx: StageContext
-             ) -> list[str]:
-    """Runs llmcompressor's oneshot; returns the warnings it logged (they explain skips)."""
-    from llmcompressor import oneshot
-    from loguru import logger
-
-    kwargs: dict[str, Any] = {}
-    calibration = ctx.inputs.get("calibration")
+def _calibration(ctx: StageContext) -> Calibration:
+    """The calibration settings the method's backend needs; no dataset when calibrate skipped."""
+    calibration, c = ctx.inputs.get("calibration"), ctx.recipe.calibration
+    dataset = None
     if calibration is not None and not calibration.skipped:
         import datasets
 
-        c = ctx.recipe.calibration
-        kwargs = {
-            "dataset": datasets.load_from_disk(str(calibration.path("dataset_dir"))),
-            "num_calibration_samples": c.num_samples,
-            "max_seq_length": c.max_seq_length,
-        }
-        # oneshot shuffles the samples with an unseeded RandomSampler (torch's global RNG):
-        # without a seed GPTQ's result changed from run to run (SmolLM2 perplexity 51.9-53.5)
-        import torch
-
-        torch.manual_seed(c.seed)
-    if ctx.recipe.compute.pipeline != "auto":
-        kwargs["pipeline"] = ctx.recipe.compute.pipeline
-    # oneshot loads the config and processor itself: without this it refuses custom code
-    kwargs["trust_remote_code_model"] = ctx.recipe.model.trust_remote_code
-    warnings: list[str] = []
-    sink = logger.add(
-        lambda m: warnings.append(m.record["message"]),
-        level="DEBUG",  # AWQ names each mapping it skips only at DEBUG level
-        # METRIC (llmcompressor's per-module error/time lines) ranks above WARNING: not a warning.
-        filter=lambda r: (r["level"].no >= WARNING and r["level"].name != "METRIC")
-        or r["message"].startswith("Skipping "),
-    )
-    try:
-        options = ctx.recipe.quantization.options
-        with method.context(options), traced_globals_released(), \
-                _layer_progress(model, recipe_in, method.targets(options)):
-            oneshot(model=model, recipe=recipe_in, output_dir=None, **kwargs)
-    finally:
-        logger.remove(sink)
-    return [w for w in warnings if "No accelerator available" not in w]
-
-
-@contextlib.contextmanager
-def _layer_progress(model: Any, recipe_in: list[Any] | str,
-                    targets: tuple[list[str], list[str]] | None) -> Iterator[None]:
-    """A bar over the modules GPTQ compresses, counted from its per-module `error` METRIC log
-    line; a spinner for the other modifiers, which log nothing per module."""
-    from loguru import logger
-
-    gptq = isinstance(recipe_in, list) and any(
-        type(m).__name__ == "GPTQModifier" for m in recipe_in)
-    total = None
-    if gptq and targets is not None:
-        from compressed_tensors.utils import match_named_modules
-
-        total = sum(1 for _ in match_named_modules(model, *targets))
-    sink = logger.add(
-        lambda _: progress.advance(),
-        filter=lambda r: r["level"].name == "METRIC" and r["message"].startswith("error "))
-    try:
-        with progress.task("modules quantized (GPTQ)" if total else "llmcompressor oneshot",
-                           total):
-            yield
-    finally:
-        logger.remove(sink)
+        dataset = datasets.load_from_disk(str(calibration.path("dataset_dir")))
+    return Calibration(dataset=dataset, num_samples=c.num_samples,
+                       max_seq_length=c.max_seq_length, seed=c.seed,
+                       pipeline=ctx.recipe.compute.pipeline,
+                       trust_remote_code=ctx.recipe.model.trust_remote_code)
 
 
 def reload_check(path: Path, recipe: Recipe, device: str, heldout: list[list[int]],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from quench.methods import get_method
+from quench.methods.quantizing import Calibration
 from quench.models import load_model, load_tokenizer
 from quench.recipe import load_recipe
 from quench.stages.export import export_modelopt
@@ -28,10 +29,13 @@ def quantize(scheme: str, mirror: Path, model_dir: Path, out: Path) -> tuple[Pat
     """The modelopt method on the tiny model: quantize, save (fake-quantized), tokenizer too."""
     method, options = get_method("modelopt"), recipe(scheme).quantization.options
     model = load_model(model_dir, "float32")
-    warnings = method.quantize(model, scheme, options, calibration_set(mirror, model_dir))
-    method.save(model, out, True, "5GB")
+    calibration = Calibration(dataset=calibration_set(mirror, model_dir), num_samples=8,
+                              max_seq_length=64, seed=0, pipeline="auto",
+                              trust_remote_code=False)
+    done = method.quantize(model, scheme, options, calibration)
+    method.save(model, out, done.quantized, "5GB")
     load_tokenizer(model_dir).save_pretrained(out)
-    return out, warnings
+    return out, list(done.warnings)
 
 
 def recipe(scheme: str, *overrides: str):
