@@ -20,7 +20,8 @@ def _llmcompressor_cases() -> list[tuple[str, str, dict[str, Any]]]:
     cases = []
     for name in method_names():
         method = get_method(name)
-        if method.backend != "llmcompressor" or not method.loads_model or name == "llmcompressor":
+        caps = method.capabilities
+        if caps.backend != "llmcompressor" or not caps.loads_model or name == "llmcompressor":
             continue  # the raw recipe method's YAML gets the spinner, whatever it holds
         fields = method.options_model.model_fields
         roundings = [{"weights": w} for w in ("rtn", "gptq")] if "weights" in fields else [{}]
