@@ -38,7 +38,7 @@ DEFAULT_BENCH = {"concurrency": [1], "input_len": 128, "output_len": 128, "num_p
 
 
 @register_stage
-class BuildStage(Stage):
+class BuildStage(Stage[Recipe]):
     name = "build"
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
@@ -66,7 +66,7 @@ class BuildStage(Stage):
             return "no exported checkpoint (export was skipped)"
         return None
 
-    def run(self, ctx: StageContext) -> StageResult:
+    def run(self, ctx: StageContext[Recipe]) -> StageResult:
         plan = make_plan(ctx.recipe, ctx.inputs["checkpoint"])
         trt.write_bench_dataset(ctx.out_dir / plan.dataset, plan.vocab_size,
                                 plan.bench["input_len"], plan.bench["output_len"],

@@ -24,7 +24,7 @@ def calibration_source(recipe: Recipe) -> TextSource:
 
 
 @register_stage
-class CalibrateStage(Stage):
+class CalibrateStage(Stage[Recipe]):
     name = "calibrate"
     libraries = ("transformers", "tokenizers", "datasets")
 
@@ -53,7 +53,7 @@ class CalibrateStage(Stage):
         return (f"{x['calibration_samples']:.0f} samples, "
                 f"{x.get('calibration_tokens', 0):,.0f} tokens")
 
-    def run(self, ctx: StageContext) -> StageResult:
+    def run(self, ctx: StageContext[Recipe]) -> StageResult:
         import datasets
 
         c = ctx.recipe.calibration

@@ -40,7 +40,7 @@ def perplexity_source(recipe: Recipe) -> TextSource:
 
 
 @register_stage
-class EvaluateStage(Stage):
+class EvaluateStage(Stage[Recipe]):
     name = "evaluate"
     libraries = ("torch", "transformers", "tokenizers", "compressed-tensors")
 
@@ -84,7 +84,7 @@ class EvaluateStage(Stage):
             text += f", top-1 {x['top1_agreement']:.1%}"
         return text
 
-    def run(self, ctx: StageContext) -> StageResult:
+    def run(self, ctx: StageContext[Recipe]) -> StageResult:
         spec, recipe = ctx.recipe.evaluation.perplexity, ctx.recipe
         model_dir = ctx.inputs["model"].path("model_dir")
         windows, protocol = prepare_windows(recipe, model_dir)

@@ -29,7 +29,7 @@ from quench.stages import register_stage
 
 
 @register_stage
-class ExportStage(Stage):
+class ExportStage(Stage[Recipe]):
     name = "export"
     publishes = Publishes(model_dir="model_dir", priority=1)  # over quantize's
     libraries = ("nvidia-modelopt", "torch", "transformers", "safetensors")
@@ -67,7 +67,7 @@ class ExportStage(Stage):
         sized = human_bytes(x["checkpoint_bytes"]) if "checkpoint_bytes" in x else ""
         return " ".join(p for p in (manifest.outputs.get("format"), sized) if p)
 
-    def run(self, ctx: StageContext) -> StageResult:
+    def run(self, ctx: StageContext[Recipe]) -> StageResult:
         recipe = ctx.recipe
         quantized = ctx.inputs["model"].path("model_dir")
         source = ctx.inputs["source"].path("model_dir")

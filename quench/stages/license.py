@@ -30,7 +30,7 @@ def license_source(resolved: Manifest) -> Path:
 
 
 @register_stage
-class LicenseStage(Stage):
+class LicenseStage(Stage[Recipe]):
     name = "license"
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
@@ -55,7 +55,7 @@ class LicenseStage(Stage):
         names = ", ".join(verdict.get("licenses") or []) or "unknown license"
         return f"{names}: {verdict.get('status', '?')}"
 
-    def run(self, ctx: StageContext) -> StageResult:
+    def run(self, ctx: StageContext[Recipe]) -> StageResult:
         recipe = ctx.recipe
         lineage, verdict = assess(recipe, license_source(ctx.inputs["model"]))
         if verdict.status == "fail":

@@ -27,7 +27,7 @@ DEFAULT_CHUNKS = 64  # chunks scored when evaluation.perplexity.max_windows is n
 
 
 @register_stage
-class LlamaCppKlStage(Stage):
+class LlamaCppKlStage(Stage[Recipe]):
     name = "llamacpp_kl"
     libraries = ("transformers", "tokenizers")
 
@@ -52,7 +52,7 @@ class LlamaCppKlStage(Stage):
         return (f"llama.cpp KLD {x[PREFIX + 'kld_mean']:.4g} (99 % {x[PREFIX + 'kld_p99']:.3g}),"
                 f" PPL ratio {x[PREFIX + 'ppl_ratio']:.4f}")
 
-    def run(self, ctx: StageContext) -> StageResult:
+    def run(self, ctx: StageContext[Recipe]) -> StageResult:
         spec = ctx.recipe.evaluation.perplexity
         assert spec is not None
         quantized = ctx.inputs["model"]

@@ -71,7 +71,7 @@ def engine_for(recipe: Recipe, name: str) -> Engine:
 
 
 @register_stage
-class LmEvalStage(Stage):
+class LmEvalStage(Stage[Recipe]):
     name = "lm_eval"
     libraries = ("lm-eval", "torch", "transformers", "tokenizers", "compressed-tensors",
                  "datasets")
@@ -137,7 +137,7 @@ class LmEvalStage(Stage):
         more = f" (+{others} more task{'s' if others > 1 else ''})" if others else ""
         return f"{task} {metric} {metrics[metric]:.4g}{more}"
 
-    def run(self, ctx: StageContext) -> StageResult:
+    def run(self, ctx: StageContext[Recipe]) -> StageResult:
         spec, out = ctx.recipe.evaluation.lm_eval, ctx.out_dir
         wanted = set(spec.tasks)
         try:  # a group or tag may name any task: then every task is rendered
@@ -175,7 +175,7 @@ def _task_manager(tasks_dir: Path, wanted: list[str]) -> Any:
                        include_defaults=not set(wanted) <= local)
 
 
-def _run_engine(ctx: StageContext, engine: Any, source: Manifest,
+def _run_engine(ctx: StageContext[Recipe], engine: Any, source: Manifest,
                 manager: Any) -> dict[str, Any]:
     """Every task on one engine: hf in this process, a served engine inside engine.serve()
     on source's model_dir (with the build's tokenizer_dir and serve_options when it has them)."""
@@ -212,7 +212,7 @@ def _console_to(path: Path) -> Iterator[None]:
         yield
 
 
-def _evaluate(ctx: StageContext, lm: Any, engine: str, manager: Any) -> dict[str, Any]:
+def _evaluate(ctx: StageContext[Recipe], lm: Any, engine: str, manager: Any) -> dict[str, Any]:
     """simple_evaluate once per task (its own seconds, samples and results files)."""
     from lm_eval import simple_evaluate
 
@@ -253,7 +253,8 @@ def _json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=True, default=str)
 
 
-def _result(ctx: StageContext, origins: dict[str, Any], engines: dict[str, Any]) -> StageResult:
+def _result(ctx: StageContext[Recipe], origins: dict[str, Any], engines: dict[str, Any]
+            ) -> StageResult:
     """Manifest outputs and metrics: per engine and task, the differences to hf, the table."""
     results = {e: r.pop("metrics") for e, r in engines.items() if "metrics" in r}
     reference = results.get(REFERENCE_ENGINE)

@@ -36,7 +36,7 @@ RELOAD_PROMPT = "Once upon a time, there was a little girl"
 
 
 @register_stage
-class QuantizeStage(Stage):
+class QuantizeStage(Stage[Recipe]):
     name = "quantize"
     publishes = Publishes(model_dir="model_dir")  # <output>/<run>/model
     libraries = ("torch", "transformers", "llmcompressor", "compressed-tensors", "nvidia-modelopt")
@@ -74,7 +74,7 @@ class QuantizeStage(Stage):
             parts.append(f"quantized in {x['quantize_wall_seconds']:.1f}s")
         return ", ".join(parts)
 
-    def run(self, ctx: StageContext) -> StageResult:
+    def run(self, ctx: StageContext[Recipe]) -> StageResult:
         """Load once, quantize in place, save, drop the model, then check the saved checkpoint
         alone: the stage never holds two dense copies."""
         method = get_method(ctx.recipe.quantization.method)
@@ -107,7 +107,7 @@ class QuantizeStage(Stage):
             metrics["output_cosine"] = check["output_cosine"]
         return StageResult(outputs=outputs, metrics=metrics)
 
-    def _quantize_and_check(self, ctx: StageContext, method: Method[Any], source: Path,
+    def _quantize_and_check(self, ctx: StageContext[Recipe], method: Method[Any], source: Path,
                             offload: Offload | None) -> dict[str, Any]:
         """The model's one life in this stage: load, quantize, save, drop; then the reload."""
         recipe = ctx.recipe
@@ -157,14 +157,14 @@ def save_shard_size(recipe: Recipe, offload: Offload | None) -> str:
     return OFFLOAD_SHARD_SIZE
 
 
-def _heldout(ctx: StageContext) -> list[list[int]]:
+def _heldout(ctx: StageContext[Recipe]) -> list[list[int]]:
     calibration = ctx.inputs.get("calibration")
     if calibration is None or calibration.skipped:
         return []
     return calibration.outputs.get("heldout_input_ids", [])
 
 
-def _calibration(ctx: StageContext) -> Calibration:
+def _calibration(ctx: StageContext[Recipe]) -> Calibration:
     """The calibration settings the method's backend needs; no dataset when calibrate skipped."""
     calibration, c = ctx.inputs.get("calibration"), ctx.recipe.calibration
     dataset = None

@@ -23,9 +23,10 @@ from quench.contract.stage import StageContext, StageResult
 from quench.methods import Method
 from quench.metrics.fidelity import checkpoint_weight_errors, linear_module_names
 from quench.models import dir_size_bytes
+from quench.recipe.schema import Recipe
 
 
-def run_without_model(ctx: StageContext, method: Method[Any], source: Path) -> StageResult:
+def run_without_model(ctx: StageContext[Recipe], method: Method[Any], source: Path) -> StageResult:
     """Quantizes the source checkpoint's files into <out>/model and checks the result."""
     q = ctx.recipe.quantization
     out = ctx.out_dir / "model"
@@ -58,14 +59,14 @@ def run_without_model(ctx: StageContext, method: Method[Any], source: Path) -> S
     return StageResult(outputs=outputs, metrics=metrics)
 
 
-def _calibration_dir(ctx: StageContext) -> Path | None:
+def _calibration_dir(ctx: StageContext[Recipe]) -> Path | None:
     calibration = ctx.inputs.get("calibration")
     if calibration is None or calibration.skipped:
         return None
     return calibration.path("dataset_dir")
 
 
-def artifact_metadata(ctx: StageContext) -> dict[str, str | int]:
+def artifact_metadata(ctx: StageContext[Recipe]) -> dict[str, str | int]:
     """The license stage's verdict as GGUF metadata keys (general.license, general.base_model.*)
     for formats that carry them."""
     license_stage = ctx.inputs.get("license")

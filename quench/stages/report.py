@@ -18,14 +18,14 @@ from quench.stages.throughput import throughput_markdown, throughput_summary
 
 
 @register_stage
-class ReportStage(Stage):
+class ReportStage(Stage[Recipe]):
     name = "report"
     publishes = Publishes(files={"report.md": "report_md", "report.json": "report_json"})
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
         return redact_data(recipe.model_dump(mode="json"))
 
-    def run(self, ctx: StageContext) -> StageResult:
+    def run(self, ctx: StageContext[Recipe]) -> StageResult:
         report = build_report(ctx.recipe, ctx.inputs)
         (ctx.out_dir / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True))
         (ctx.out_dir / "report.md").write_text(render_markdown(report))

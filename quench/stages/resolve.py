@@ -30,7 +30,7 @@ from quench.stages import register_stage
 
 
 @register_stage
-class ResolveStage(Stage):
+class ResolveStage(Stage[Recipe]):
     name = "resolve"
     libraries = ("huggingface-hub", "transformers", "gguf")
 
@@ -52,7 +52,7 @@ class ResolveStage(Stage):
         origin = manifest.outputs.get("origin")
         return f"from {origin}" if origin else ""
 
-    def run(self, ctx: StageContext) -> StageResult:
+    def run(self, ctx: StageContext[Recipe]) -> StageResult:
         resolved = resolve_spec(ctx.recipe.model)
         outputs: dict[str, Any] = {"origin": resolved.origin}
         source_file = resolved.gguf_file

@@ -37,7 +37,7 @@ __all__ = ["Sampler", "ThroughputStage", "throughput_markdown", "throughput_summ
 LEVEL_METRIC = re.compile(r"c(?P<level>\d+)_output_tokens_per_s$")
 
 @register_stage
-class ThroughputStage(Stage):
+class ThroughputStage(Stage[Recipe]):
     name = "throughput"
     libraries = ("psutil",)
 
@@ -88,7 +88,7 @@ class ThroughputStage(Stage):
                 return f"{value:.1f} output tok/s at concurrency {match['level']}"
         return ""
 
-    def run(self, ctx: StageContext) -> StageResult:
+    def run(self, ctx: StageContext[Recipe]) -> StageResult:
         recipe, spec = ctx.recipe, ctx.recipe.evaluation.throughput
         engine = _served(recipe)
         model_dir, hf_dir, options = served_input(ctx, engine)
@@ -134,7 +134,8 @@ def _served(recipe: Recipe) -> ServedEngine:
     return engine
 
 
-def served_input(ctx: StageContext, engine: ServedEngine) -> tuple[Path, Path, dict[str, Any]]:
+def served_input(ctx: StageContext[Recipe], engine: ServedEngine
+                 ) -> tuple[Path, Path, dict[str, Any]]:
     """What the engine serves (model_dir of loads_from), the HF-layout folder with config.json
     and tokenizer, and target.options plus the build's serve_options."""
     source = engine.loads_from(ctx.inputs)

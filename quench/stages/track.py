@@ -11,7 +11,7 @@ from quench.stages import register_stage
 
 
 @register_stage
-class TrackStage(Stage):
+class TrackStage(Stage[Recipe]):
     name = "track"
     libraries = ("mlflow",)
     needs_tracker = True
@@ -22,6 +22,6 @@ class TrackStage(Stage):
 
         return redact_data(tracking_target(recipe))  # the manifest keeps no credentials
 
-    def run(self, ctx: StageContext) -> StageResult:
+    def run(self, ctx: StageContext[Recipe]) -> StageResult:
         assert ctx.tracker is not None  # the runner passes it: needs_tracker
         return StageResult(outputs=ctx.tracker.finish(ctx.inputs["report"]))
