@@ -60,7 +60,13 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 def comparable(report: dict[str, Any]) -> dict[str, Any]:
     """The report's leaves that must not change with a refactor."""
     kept = {k: v for k, v in report.items() if k not in IGNORED_SECTIONS}
-    return {k: v for k, v in flatten(kept).items() if not NOISY.search(k)}
+    return {k: v for k, v in flatten(kept).items()
+            if not NOISY.search(k) and not _is_path(v)}
+
+
+def _is_path(value: Any) -> bool:
+    """An absolute path names a place in one run's output folder, never a result."""
+    return isinstance(value, str) and value.startswith("/")
 
 
 def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
