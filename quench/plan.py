@@ -21,6 +21,7 @@ from quench.compat import Gpu, sized_gpus
 from quench.compute import resolve_device
 from quench.errors import OfflineMiss, QuenchError
 from quench.geometry import Geometry
+from quench.memory_fit import offload_advice
 from quench.methods import Storage, get_method
 from quench.plan_cpu import cpu_hosts, render_cpu_hosts
 from quench.recipe.schema import Recipe
@@ -252,7 +253,7 @@ def run_memory(recipe: Recipe, shape: Geometry) -> dict[str, Any]:
     steps = memory.predict(recipe, shape, device, host)
     advice = None
     if any(s.host_bytes > host for s in steps):
-        advice = memory.offload_advice(recipe, shape, host)
+        advice = offload_advice(recipe, shape, host)
     return {"device": device, "host_gib": host / GIB, "steps": memory.as_rows(steps),
             "offload_advice": advice}
 

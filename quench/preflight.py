@@ -13,11 +13,11 @@ from typing import Any
 
 from quench.compute import DeviceUnavailable
 from quench.errors import EnvironmentMissing, OfflineMiss, QuenchError, RecipeError, UntrustedCode
+from quench.memory_fit import MemoryShortfall, check_fits
 from quench.methods import get_method
 from quench.recipe.paths import secrets_in_paths
 from quench.recipe.schema import Recipe
 from quench.sources import model_config, resolve_spec
-from quench.stage_memory import MemoryShortfall
 from quench.text_sources import check_dataset_name, load_texts, resolve_text_source
 
 
@@ -253,11 +253,10 @@ def _check_compute(recipe: Recipe) -> list[str]:
     if not recipe.compute.check_memory:
         return []
     from quench import plan
-    from quench import stage_memory as memory
 
     try:
         shape, _ = plan.model_shape(recipe)
     except QuenchError as exc:
         return [f"compute.check_memory: memory not predicted ({exc})"]
-    memory.check_fits(recipe, shape)
+    check_fits(recipe, shape)
     return []

@@ -174,7 +174,7 @@ def test_the_gate_reads_llama_cpps_kld_with_its_interval() -> None:
     from quench.gate.checks import llamacpp_kl_check
     from quench.gate.data import RunData
     from quench.gate.errors import GateError
-    from quench.recipe.schema import GateSpec
+    from quench.recipe.gate import GateSpec
 
     def run(mean: float, se: float) -> RunData:
         metrics = {"llamacpp_kld_mean": mean, "llamacpp_kld_mean_se": se, "llamacpp_chunks": 32}

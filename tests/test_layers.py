@@ -21,8 +21,8 @@ LAYERS: dict[str, int] = {
     # the recipe model: it validates names and options against the registries below it
     "recipe": 2,
     # libraries that read a recipe
-    **dict.fromkeys(("compat", "plan", "plan_cli", "plan_cpu", "stage_memory", "license",
-                     "model_card", "tracking"), 3),
+    **dict.fromkeys(("compat", "plan", "plan_cli", "plan_cpu", "stage_memory", "memory_fit",
+                     "license", "model_card", "tracking"), 3),
     **dict.fromkeys(("stages", "preflight"), 4),
     **dict.fromkeys(("runner", "gate", "compare", "sweep", "setup"), 5),
     **dict.fromkeys(("cli", "__main__"), 6),

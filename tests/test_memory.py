@@ -10,6 +10,7 @@ import pytest
 from quench import stage_memory as memory
 from quench.errors import RecipeError
 from quench.geometry import Geometry
+from quench.memory_fit import check_fits
 from quench.methods import get_method
 from quench.plan import KNOWN_SHAPES, plan, render
 from quench.preflight import check_recipe
@@ -86,7 +87,7 @@ def test_a_recipe_too_big_for_the_host_is_told_the_offload_settings_that_fit(mir
     budget = re.search(r"compute.max_cpu_memory: (\d+MiB)", str(info.value))[1]
     advised = load_recipe(EIGHT_B, [*gptq, f"compute.offload_folder={tmp_path}",
                                     f"compute.max_cpu_memory={budget}"])
-    memory.check_fits(advised, LLAMA_8B)  # does not raise: every stage fits now
+    check_fits(advised, LLAMA_8B)  # does not raise: every stage fits now
     text = render(plan(load_recipe(EIGHT_B, gptq)))
     assert "With disk offload it fits" in text, text
 

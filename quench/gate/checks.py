@@ -15,7 +15,7 @@ import numpy as np
 from quench.gate import stats
 from quench.gate.data import RunData
 from quench.gate.errors import GateError
-from quench.recipe.schema import GateSpec
+from quench.recipe.gate import GateSpec
 
 Verdict = Literal["PASS", "FAIL", "INCONCLUSIVE"]
 

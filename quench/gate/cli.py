@@ -12,7 +12,7 @@ from quench.gate.errors import GateError
 from quench.recipe.find import bundled_file, find_file
 
 if TYPE_CHECKING:
-    from quench.recipe.schema import GateSpec
+    from quench.recipe.gate import GateSpec
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

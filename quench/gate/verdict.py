@@ -16,7 +16,7 @@ from quench.gate.checks import (
 )
 from quench.gate.data import RunData
 from quench.gate.lineage import check_lineage
-from quench.recipe.schema import GateSpec
+from quench.recipe.gate import GateSpec
 
 EXIT_PASS, EXIT_REGRESSION = 0, 1
 

@@ -11,13 +11,14 @@ from pydantic import ValidationError
 
 from quench.errors import RecipeError
 from quench.recipe.find import find_file
+from quench.recipe.gate import GateSpec
 from quench.recipe.load import (
     format_validation_error,
     merge_extends,
     read_recipe_data,
     read_yaml_mapping,
 )
-from quench.recipe.schema import GateSpec, Recipe
+from quench.recipe.schema import Recipe
 from quench.strict import first_error, suggest
 from quench.sweep.executors import EXECUTORS, Executor
 from quench.sweep.space import Space, describe

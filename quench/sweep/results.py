@@ -12,7 +12,7 @@ from quench.gate.data import RunData, load_run
 from quench.gate.record import record_verdict
 from quench.gate.render import render
 from quench.gate.verdict import evaluate_gate
-from quench.recipe.schema import GateSpec
+from quench.recipe.gate import GateSpec
 from quench.sweep.spec import OBJECTIVE_METRICS, ObjectiveSpec
 from quench.sweep.trial import TrialRecord
 

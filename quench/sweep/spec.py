@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
-from quench.recipe.schema import GateSpec
+from quench.recipe.gate import GateSpec
 from quench.strict import StrictModel
 
 # What an objective may rank by: report.json numbers every trial has (size, quality, time)

@@ -237,6 +237,6 @@ def recipe_page(missing: list[str]) -> str:
     body += render_sections(sections, missing, after, notes, defaults, types_, "Top level")
     body += ["## Bundled recipes {#bundled}"]
     body += bundled_block(("recipes", "examples"), BUNDLED_NOTE)
-    return page("Recipe fields", "`quench/recipe/schema.py`, `quench/methods/` and "
-                "`quench/engines/`", body)
+    return page("Recipe fields", "`quench/recipe/` (`schema.py`, `evaluation.py`, `gate.py`), "
+                "`quench/methods/` and `quench/engines/`", body)
 

@@ -16,7 +16,7 @@ from quench.gate.data import RunData, check_windows
 from quench.gate.errors import GateError
 from quench.gate.verdict import evaluate_gate
 from quench.lineage import model_digests
-from quench.recipe.schema import GateSpec
+from quench.recipe.gate import GateSpec
 
 MODEL = {"id": "org/model", "weights_sha256": "a" * 64, "tokenizer_sha256": "b" * 64}
 PROTOCOL = {"text_sha256": "c" * 64, "windows_sha256": "d" * 64, "window": 128, "stride": 128,

@@ -6,7 +6,7 @@ import numpy as np
 
 from quench.gate.checks import kl_check
 from quench.gate.data import RunData
-from quench.recipe.schema import GateSpec
+from quench.recipe.gate import GateSpec
 from quench.stages.report import kl_lines
 
 MEASURED = {"kl_divergence": 0.0123, "topk_mass": 0.912, "kl_exact_subset": 0.0130,
